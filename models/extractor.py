@@ -1,0 +1,150 @@
+"""Audio → deep chroma: the CTC chroma models applied to whole recordings.
+
+:class:`ChromaExtractor` runs the fast path: :class:`models.hcqt.FastHCQT` over overlapping
+chunks (so long recordings never need the full HCQT at hop rate in memory), exact median
+binning with a global reference (see :func:`models.frontend.median_bin_db`), then the network
+over overlapping, batched chunks of frames. Chunk overlaps cover the filters' and the
+network's receptive fields, so the result equals whole-signal processing.
+:func:`reference_features` is the faithful path, as ``ctc_chroma`` computes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+
+from models.audio import load_audio
+from models.frontend import (
+    AMIN,
+    FEATURE_RATE,
+    SAMPLE_RATE,
+    finish_hcqt,
+    grid_boundaries,
+    median_bin_db,
+    normalize_hcqt,
+)
+from models.hcqt import FastHCQT, hcqt_reference, n_hcqt_frames
+from models.network import ChromaNet, chroma_from_probabilities
+from models.registry import DEFAULT_MODEL, load
+
+__all__ = ["ChromaExtractor", "ChromaFeatures", "reference_features", "reference_hcqt"]
+
+
+@dataclass(frozen=True)
+class ChromaFeatures:
+    """Deep chroma of one recording at :data:`models.frontend.FEATURE_RATE` Hz."""
+
+    probabilities: np.ndarray  # (13, T): C..B, then the CTC blank
+    chroma: np.ndarray  # (12, T): blank dropped, each frame L2-normalised
+    times: np.ndarray  # (T,) seconds
+
+    def save(self, path: str | Path) -> None:
+        """Write ``probabilities``, ``chroma`` and ``times`` to an ``.npz`` file."""
+        np.savez_compressed(path, probabilities=self.probabilities, chroma=self.chroma, times=self.times)
+
+
+def _features(probabilities: torch.Tensor, n_frames: int) -> ChromaFeatures:
+    """Wrap ``(T, 13)`` probabilities into :class:`ChromaFeatures`."""
+    chroma = chroma_from_probabilities(probabilities)
+    return ChromaFeatures(
+        probabilities=probabilities.T.cpu().numpy(),
+        chroma=chroma.T.cpu().numpy(),
+        times=np.arange(n_frames) / FEATURE_RATE,
+    )
+
+
+def reference_hcqt(y: np.ndarray) -> np.ndarray:
+    """The original front end ``(6, 216, T)``: six librosa CQTs, dB, ``librosa.util.sync`` median."""
+    mag = hcqt_reference(y)
+    log_hcqt = librosa.amplitude_to_db(mag, ref=np.max) / 80.0 + 1.0
+    bounds = grid_boundaries(mag.shape[-1])
+    return librosa.util.sync(log_hcqt, list(bounds), aggregate=np.median, pad=False, axis=-1)
+
+
+def reference_features(y: np.ndarray, net: ChromaNet) -> ChromaFeatures:
+    """Faithful path: :func:`reference_hcqt`, then the network on the whole signal at once."""
+    x = torch.from_numpy(normalize_hcqt(reference_hcqt(y))).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        probs = net(x.to(next(net.parameters()).device))[0]
+    return _features(probs, probs.shape[0])
+
+
+class ChromaExtractor:
+    """Fast, exact, bounded-memory deep chroma extraction.
+
+    Parameters
+    ----------
+    model_id : one of :data:`models.registry.MODEL_IDS`.
+    device : ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+    chunk_seconds : audio per front-end chunk (memory ∝ this, plus the context).
+    batch_frames : 25 Hz frames per network chunk; chunks are stacked ``batch_size`` at a time.
+    """
+
+    def __init__(self, model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                 chunk_seconds: float = 120.0, batch_frames: int = 1000, batch_size: int = 4) -> None:
+        if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
+            raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
+        self.model_id = model_id
+        self.device = torch.device(device)
+        self.net = load(model_id, self.device).to(memory_format=torch.channels_last)
+        self.hcqt = FastHCQT(self.device)
+        self.chunk_groups = max(1, int(chunk_seconds * FEATURE_RATE))
+        self.batch_frames = batch_frames
+        self.batch_size = batch_size
+
+    def front_end(self, y: np.ndarray) -> np.ndarray:
+        """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, chunk by chunk."""
+        if len(y) == 0:
+            raise ValueError("empty signal")
+        levels = self.hcqt.pyramid(y)
+        bounds = grid_boundaries(n_hcqt_frames(len(y)))
+        lows, highs, peak = [], [], 0.0
+        for g0 in range(0, len(bounds) - 1, self.chunk_groups):
+            g1 = min(g0 + self.chunk_groups, len(bounds) - 1)
+            mag = self.hcqt.frames(levels, int(bounds[g0]), int(bounds[g1]))
+            peak = max(peak, float(mag.max()))
+            low, high = median_bin_db(mag, bounds[g0 : g1 + 1])
+            lows.append(low.float())
+            highs.append(high.float())
+        ref_db = 20.0 * np.log10(max(AMIN, peak))
+        hcqt = finish_hcqt(torch.cat(lows, dim=-1).double(), torch.cat(highs, dim=-1).double(), ref_db)
+        return normalize_hcqt(hcqt)
+
+    def network(self, x: np.ndarray) -> torch.Tensor:
+        """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches.
+
+        Output frames ``[s, s + batch_frames)`` come from input frames widened by the network's
+        receptive field on each side, clipped to the signal: at the ends the convolutions then
+        pad each layer with zeros exactly as on the whole signal. Windows of equal length (all
+        but the last, usually) are stacked into batches.
+        """
+        n, ctx, step = len(x), self.net.receptive_field, self.batch_frames
+        by_length: dict[int, list[tuple[int, int, int]]] = {}
+        for s in range(0, n, step):
+            lo, hi = max(0, s - ctx), min(n, s + step + ctx)
+            by_length.setdefault(hi - lo, []).append((s, lo, hi))
+        out = torch.empty(n, 13, device=self.device)
+        with torch.inference_mode():
+            for windows in by_length.values():
+                for i in range(0, len(windows), self.batch_size):
+                    part = windows[i : i + self.batch_size]
+                    batch = torch.from_numpy(np.stack([x[lo:hi] for _, lo, hi in part])).permute(0, 3, 1, 2)
+                    probs = self.net(batch.to(self.device).contiguous(memory_format=torch.channels_last))
+                    for (s, lo, _), p in zip(part, probs):
+                        m = min(step, n - s)
+                        out[s : s + m] = p[s - lo : s - lo + m]
+        return out
+
+    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
+        """Deep chroma of a mono float32 signal at 22050 Hz."""
+        probs = self.network(self.front_end(y))
+        return _features(probs, probs.shape[0])
+
+    def from_file(self, path: str | Path) -> ChromaFeatures:
+        """Deep chroma of an audio file (see :func:`models.audio.load_audio`)."""
+        y, _ = load_audio(path, SAMPLE_RATE)
+        return self.from_signal(y)

@@ -1,0 +1,113 @@
+"""Harmonic CQT front end of the CTC chroma models, and its 25 Hz median binning.
+
+The reference (``ctc_chroma.features.compute_hcqt_median``): audio at 22050 Hz, six
+``librosa.cqt`` with ``fmin = 32.7 Hz × h`` for ``h`` in :data:`HARMONICS`, 36 bins per octave,
+6 octaves, hop 256; ``(1/80)·amplitude_to_db(|C|, ref=max over all six) + 1``; frames grouped
+onto a 0.04 s grid by ``searchsorted`` and reduced by their median; finally, per frame and
+harmonic, L2 normalisation over the 216 bins (the network input).
+
+Two implementations of the magnitude stage live in :mod:`models.hcqt`; this module holds the
+shared parameters and the exact, chunk-friendly finishing steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "AMIN",
+    "BINS_PER_OCTAVE",
+    "FEATURE_RATE",
+    "FMIN",
+    "HARMONICS",
+    "HOP_LENGTH",
+    "N_BINS",
+    "SAMPLE_RATE",
+    "TOP_DB",
+    "finish_hcqt",
+    "frame_times",
+    "grid_boundaries",
+    "median_bin_db",
+    "normalize_hcqt",
+]
+
+SAMPLE_RATE = 22050
+HOP_LENGTH = 256
+FMIN = 32.7
+BINS_PER_OCTAVE = 36
+N_OCTAVES = 6
+N_BINS = BINS_PER_OCTAVE * N_OCTAVES
+HARMONICS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
+FEATURE_RATE = 25
+AMIN = 1e-5  # librosa.amplitude_to_db default
+TOP_DB = 80.0
+
+
+def frame_times(n_frames: int) -> np.ndarray:
+    """Times in seconds of CQT hop frames, as ``librosa.frames_to_time``."""
+    return np.arange(n_frames) * HOP_LENGTH / SAMPLE_RATE
+
+
+def grid_boundaries(n_frames: int) -> np.ndarray:
+    """First hop frame of each 25 Hz output frame, plus ``n_frames`` at the end.
+
+    Exactly the reference grouping: the grid ``arange(t0, t_last + eps, 1/25)`` located in the
+    hop-frame times by ``searchsorted``. Output frame ``i`` is the median of hop frames
+    ``bounds[i]:bounds[i+1]``.
+    """
+    if n_frames < 1:
+        raise ValueError("need at least one CQT frame")
+    times = frame_times(n_frames)
+    grid = np.arange(times[0], times[-1] + np.finfo(float).eps, 1.0 / FEATURE_RATE)
+    bounds = np.append(np.searchsorted(times, grid), n_frames)
+    return np.unique(np.clip(bounds, 0, n_frames))
+
+
+def median_bin_db(magnitude: torch.Tensor, bounds: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per 25 Hz group, the two middle order statistics of the unreferenced dB magnitude.
+
+    ``magnitude`` is ``(..., n_frames)`` covering hop frames ``bounds[0]:bounds[-1]``.
+    Returns ``(low, high)`` of shape ``(..., len(bounds) - 1)``: for a group of odd size both
+    are its median, for an even size the two middle values. The median after the global
+    reference and clipping is then ``mean(max(low, c), max(high, c))`` (dB and clipping are
+    monotone, so they commute with taking order statistics), which lets long signals be
+    binned chunk by chunk before the global maximum is known.
+    """
+    local = bounds - bounds[0]
+    sizes = np.diff(local)
+    shape = magnitude.shape[:-1] + (len(sizes),)
+    low = torch.empty(shape, dtype=magnitude.dtype, device=magnitude.device)
+    high = torch.empty_like(low)
+    for size in np.unique(sizes):
+        groups = np.flatnonzero(sizes == size)
+        idx = torch.from_numpy(local[groups][:, None] + np.arange(size)).to(magnitude.device)
+        block = torch.sort(magnitude[..., idx], dim=-1).values  # (..., n_groups, size)
+        sel = torch.from_numpy(groups).to(magnitude.device)
+        low[..., sel] = block[..., (size - 1) // 2]
+        high[..., sel] = block[..., size // 2]
+    to_db = lambda m: 20.0 * torch.log10(torch.clamp(m.double(), min=AMIN))  # noqa: E731
+    return to_db(low), to_db(high)
+
+
+def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> np.ndarray:
+    """``(1/80)·amplitude_to_db(·, ref) + 1`` median-binned, from :func:`median_bin_db` output.
+
+    ``ref_db`` is ``20·log10(max(AMIN, max |C|))`` over the whole recording and all harmonics.
+    """
+    floor = ref_db - TOP_DB
+    med = 0.5 * (torch.clamp(low, min=floor) + torch.clamp(high, min=floor)) - ref_db
+    return (med / TOP_DB + 1.0).float().cpu().numpy()
+
+
+def normalize_hcqt(hcqt: np.ndarray) -> np.ndarray:
+    """Network input ``(T, 216, 6)`` from ``hcqt`` ``(6, 216, T)``: L2 over the bins per frame.
+
+    Equals ``librosa.util.normalize(hcqt.T, norm=2, fill=True, axis=1)``: an all-zero
+    frame becomes the uniform vector of unit norm.
+    """
+    x = np.ascontiguousarray(hcqt.transpose(2, 1, 0), dtype=np.float32)
+    norm = np.sqrt(np.sum(x.astype(np.float64) ** 2, axis=1, keepdims=True))
+    tiny = np.finfo(np.float32).tiny
+    out = np.where(norm < tiny, 1.0 / np.sqrt(x.shape[1]), x / np.maximum(norm, tiny))
+    return out.astype(np.float32)

@@ -1,0 +1,168 @@
+"""Magnitude of the harmonic CQT: the reference (six ``librosa.cqt``) and a fast equivalent.
+
+:func:`hcqt_reference` is the original ``ctc_chroma`` computation. :class:`FastHCQT`
+computes the same filter responses with librosa's own filters (``librosa.filters.wavelet``,
+``librosa.util.sparsify_rows``) and the same multi-rate scheme, but shares the work between
+the six harmonics: one halving pyramid of the signal (soxr, as librosa) instead of one per
+harmonic, and one STFT per (pyramid level, FFT size) whose frames are projected onto all
+harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). The only
+numerical difference is that librosa reaches a harmonic's first level with one ``2**e``
+resampling and the pyramid with ``e`` halvings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import soxr
+import torch
+
+from models.frontend import BINS_PER_OCTAVE, FMIN, HARMONICS, HOP_LENGTH, N_BINS, N_OCTAVES, SAMPLE_RATE
+
+__all__ = ["FastHCQT", "hcqt_reference", "n_hcqt_frames"]
+
+_SPARSITY = 0.01  # librosa.cqt default
+_FILTER_SCALE = 1.0
+
+
+def hcqt_reference(y: np.ndarray) -> np.ndarray:
+    """``|CQT|`` ``(6, 216, n_frames)`` of a 22050 Hz signal, exactly as ``ctc_chroma``."""
+    cqts = [
+        librosa.cqt(y, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, fmin=FMIN * h, n_bins=N_BINS,
+                    bins_per_octave=BINS_PER_OCTAVE)
+        for h in HARMONICS
+    ]
+    n = min(c.shape[-1] for c in cqts)
+    return np.abs(np.stack([c[:, :n] for c in cqts]))
+
+
+def n_hcqt_frames(n_samples: int) -> int:
+    """Number of hop frames :func:`hcqt_reference` returns for ``n_samples`` at 22050 Hz."""
+    return 1 + n_samples // HOP_LENGTH
+
+
+def _early_downsample_count(filter_cutoff: float) -> int:
+    """librosa's ``__early_downsample_count`` for this front end's hop and octave count."""
+    nyquist = SAMPLE_RATE / 2.0
+    count1 = max(0, int(np.ceil(np.log2(nyquist / filter_cutoff)) - 1) - 1)
+    num_twos = int(np.log2(HOP_LENGTH & -HOP_LENGTH))
+    count2 = max(0, num_twos - N_OCTAVES + 1)
+    return min(count1, count2)
+
+
+@dataclass
+class _Projection:
+    """Filters of several (harmonic, octave) blocks that share one STFT."""
+
+    level: int  # pyramid level: signal at SAMPLE_RATE / 2**level
+    n_fft: int
+    basis: torch.Tensor  # (n_filters, n_fft // 2 + 1) complex64
+    rows: np.ndarray  # (n_filters,) output rows of the filters, consecutive
+    window: torch.Tensor  # rectangular STFT window, as librosa's CQT uses
+    bins: slice  # the STFT bins where the (sparsified) basis has non-zeros
+
+
+def _filter_fft(sr: float, freqs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """librosa's ``__vqt_filter_fft`` (frequency-domain, sparsified VQT basis)."""
+    basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr, filter_scale=_FILTER_SCALE,
+                                             norm=1, pad_fft=True, window="hann", gamma=0.0,
+                                             alpha=alpha)
+    n_fft = basis.shape[1]
+    basis = basis * (lengths[:, None] / float(n_fft))
+    fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    sparse = librosa.util.sparsify_rows(fft_basis, quantile=_SPARSITY, dtype=np.complex64)
+    return sparse.toarray()
+
+
+class FastHCQT:
+    """Callable computing ``|HCQT|`` ``(6, 216, n_frames)`` of a 22050 Hz signal.
+
+    ``device`` is where the STFTs and projections run; the resampling pyramid is computed on
+    the CPU with soxr. Build once and reuse: the constructor prepares all filter bases.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        blocks: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+        scale = np.empty(len(HARMONICS) * N_BINS)
+        for hi, h in enumerate(HARMONICS):
+            freqs = librosa.cqt_frequencies(N_BINS, fmin=FMIN * h, bins_per_octave=BINS_PER_OCTAVE)
+            alpha = librosa.filters._relative_bandwidth(freqs=freqs)
+            _, cutoff = librosa.filters.wavelet_lengths(freqs=freqs, sr=SAMPLE_RATE, window="hann",
+                                                        filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
+            early = _early_downsample_count(cutoff)
+            sr_h = SAMPLE_RATE / 2**early
+            lengths, _ = librosa.filters.wavelet_lengths(freqs=freqs, sr=sr_h, window="hann",
+                                                         filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
+            scale[hi * N_BINS : (hi + 1) * N_BINS] = 1.0 / np.sqrt(lengths)
+            for octave in range(N_OCTAVES):
+                sl = slice(N_BINS - BINS_PER_OCTAVE * (octave + 1), N_BINS - BINS_PER_OCTAVE * octave)
+                my_sr = sr_h / 2**octave
+                fft_basis = _filter_fft(my_sr, freqs[sl], alpha[sl]) * np.sqrt(sr_h / my_sr)
+                rows = hi * N_BINS + np.arange(N_BINS)[sl]
+                blocks.setdefault((early + octave, fft_basis.shape[1] * 2 - 2), []).append((fft_basis, rows))
+        # output rows are laid out projection after projection; ``order`` restores (harmonic, bin)
+        self.projections, position = [], 0
+        for (level, n_fft), parts in sorted(blocks.items()):
+            basis = np.concatenate([b for b, _ in parts]).astype(np.complex64)
+            used = np.flatnonzero(np.any(basis != 0, axis=0))
+            bins = slice(int(used[0]), int(used[-1]) + 1)
+            self.projections.append(_Projection(
+                level=level, n_fft=n_fft, bins=bins,
+                basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins])).to(self.device),
+                rows=np.arange(position, position + len(basis)),
+                window=torch.ones(n_fft, device=self.device)))
+            position += len(basis)
+        source = np.concatenate([r for parts in (blocks[k] for k in sorted(blocks)) for _, r in parts])
+        self.order = torch.from_numpy(np.argsort(source)).to(self.device)
+        self.n_levels = 1 + max(p.level for p in self.projections)
+        self.scale = torch.from_numpy(scale.astype(np.float32)).to(self.device)[:, None]
+
+    def pyramid(self, y: np.ndarray) -> list[np.ndarray]:
+        """The signal at 22050 / 2**k Hz for each level k, by repeated soxr halving (scaled)."""
+        if len(y) < 2**self.n_levels:
+            raise ValueError(f"signal of {len(y)} samples is too short for the HCQT")
+        levels = [np.ascontiguousarray(y, dtype=np.float32)]
+        for _ in range(1, self.n_levels):
+            prev = levels[-1]
+            half = soxr.resample(prev, 2, 1, quality="soxr_hq")
+            # librosa.resample(..., scale=True): fixed length ceil(n/2), amplitude * sqrt(2)
+            n = int(np.ceil(len(prev) / 2))
+            half = np.pad(half, (0, max(0, n - len(half))))[:n] * np.float32(np.sqrt(2.0))
+            levels.append(half)
+        return levels
+
+    @property
+    def context(self) -> int:
+        """Samples (at 22050 Hz) on each side of a frame that can influence it: the longest window."""
+        return max(p.n_fft << p.level for p in self.projections)
+
+    def frames(self, levels: list[np.ndarray], start: int, stop: int) -> torch.Tensor:
+        """``|HCQT|`` hop frames ``start:stop`` ``(6, 216, stop - start)`` from a :meth:`pyramid`.
+
+        Only the part of each level around those frames is transformed, so a long signal can
+        be processed chunk by chunk from one pyramid, with results equal to the whole-signal
+        transform (the same samples enter every window).
+        """
+        n = len(levels[0])
+        if not 0 <= start < stop <= n_hcqt_frames(n):
+            raise ValueError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
+        a = max(0, start * HOP_LENGTH - self.context)  # a multiple of every level's decimation
+        b = min(n, stop * HOP_LENGTH + self.context)
+        out = torch.empty(len(HARMONICS) * N_BINS, stop - start, dtype=torch.float32, device=self.device)
+        first = start - a // HOP_LENGTH
+        for proj in self.projections:
+            x = levels[proj.level]
+            seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
+            spec = torch.stft(torch.from_numpy(seg).to(self.device), n_fft=proj.n_fft,
+                              hop_length=HOP_LENGTH >> proj.level, center=True, pad_mode="constant",
+                              return_complex=True, window=proj.window)
+            resp = proj.basis @ spec[proj.bins, first : first + stop - start]
+            torch.abs(resp, out=out[proj.rows[0] : proj.rows[-1] + 1])
+        return out[self.order].mul_(self.scale).reshape(len(HARMONICS), N_BINS, stop - start)
+
+    def __call__(self, y: np.ndarray) -> torch.Tensor:
+        """``|HCQT|`` of the whole signal as a float32 tensor ``(6, 216, n_frames)``."""
+        return self.frames(self.pyramid(y), 0, n_hcqt_frames(len(y)))
