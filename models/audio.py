@@ -38,7 +38,7 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        reason = str(exc).split(": ", 1)[-1] or "unreadable"
+        reason = str(exc).split(": ", 1)[-1].strip().rstrip(".") or "unreadable"
         raise AudioError(
             f"{path}: not a decodable audio file ({reason}; libsndfile reads WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF)"
         ) from exc

@@ -11,6 +11,7 @@ network's receptive fields, so the result equals whole-signal processing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import librosa
@@ -73,6 +74,12 @@ def reference_features(y: np.ndarray, net: ChromaNet) -> ChromaFeatures:
     return _features(probs, probs.shape[0])
 
 
+@cache
+def _fast_hcqt(device: torch.device) -> FastHCQT:
+    """One :class:`FastHCQT` per device: its filter bases do not depend on the model."""
+    return FastHCQT(device)
+
+
 class ChromaExtractor:
     """Fast, exact, bounded-memory deep chroma extraction.
 
@@ -91,7 +98,7 @@ class ChromaExtractor:
         self.model_id = model_id
         self.device = torch.device(device)
         self.net = load(model_id, self.device).to(memory_format=torch.channels_last)
-        self.hcqt = FastHCQT(self.device)
+        self.hcqt = _fast_hcqt(self.device)
         self.chunk_groups = max(1, int(chunk_seconds * FEATURE_RATE))
         self.batch_frames = batch_frames
         self.batch_size = batch_size

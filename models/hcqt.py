@@ -5,9 +5,10 @@ computes the same filter responses with librosa's own filters (``librosa.filters
 ``librosa.util.sparsify_rows``) and the same multi-rate scheme, but shares the work between
 the six harmonics: one halving pyramid of the signal (soxr, as librosa) instead of one per
 harmonic, and one STFT per (pyramid level, FFT size) whose frames are projected onto all
-harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). The only
-numerical difference is that librosa reaches a harmonic's first level with one ``2**e``
-resampling and the pyramid with ``e`` halvings.
+harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). Like librosa,
+a harmonic whose filters allow ``e >= 2`` early downsamplings starts from one ``2**e``
+resampling (a second chain of the pyramid): halving twice treats the transition band
+differently, which shows where a bin is otherwise quiet.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def _early_downsample_count(filter_cutoff: float) -> int:
 class _Projection:
     """Filters of several (harmonic, octave) blocks that share one STFT."""
 
+    chain: int  # which resampling chain of the pyramid (the early downsampling count, or 0)
     level: int  # pyramid level: signal at SAMPLE_RATE / 2**level
     n_fft: int
     basis: torch.Tensor  # (n_filters, n_fft // 2 + 1) complex64
@@ -76,6 +78,13 @@ def _filter_fft(sr: float, freqs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return sparse.toarray()
 
 
+def _downsample(y: np.ndarray, factor: int) -> np.ndarray:
+    """``librosa.resample(y, orig_sr=factor, target_sr=1, res_type="soxr_hq", scale=True)``."""
+    out = soxr.resample(y, factor, 1, quality="soxr_hq")
+    n = -(-len(y) // factor)
+    return np.pad(out, (0, max(0, n - len(out))))[:n] * np.float32(np.sqrt(factor))
+
+
 class FastHCQT:
     """Callable computing ``|HCQT|`` ``(6, 216, n_frames)`` of a 22050 Hz signal.
 
@@ -85,7 +94,7 @@ class FastHCQT:
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        blocks: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+        blocks: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
         scale = np.empty(len(HARMONICS) * N_BINS)
         for hi, h in enumerate(HARMONICS):
             freqs = librosa.cqt_frequencies(N_BINS, fmin=FMIN * h, bins_per_octave=BINS_PER_OCTAVE)
@@ -93,6 +102,7 @@ class FastHCQT:
             _, cutoff = librosa.filters.wavelet_lengths(freqs=freqs, sr=SAMPLE_RATE, window="hann",
                                                         filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
             early = _early_downsample_count(cutoff)
+            chain = early if early >= 2 else 0  # one halving is the same resampling as 2**1
             sr_h = SAMPLE_RATE / 2**early
             lengths, _ = librosa.filters.wavelet_lengths(freqs=freqs, sr=sr_h, window="hann",
                                                          filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
@@ -102,15 +112,16 @@ class FastHCQT:
                 my_sr = sr_h / 2**octave
                 fft_basis = _filter_fft(my_sr, freqs[sl], alpha[sl]) * np.sqrt(sr_h / my_sr)
                 rows = hi * N_BINS + np.arange(N_BINS)[sl]
-                blocks.setdefault((early + octave, fft_basis.shape[1] * 2 - 2), []).append((fft_basis, rows))
+                key = (chain, early + octave, fft_basis.shape[1] * 2 - 2)
+                blocks.setdefault(key, []).append((fft_basis, rows))
         # output rows are laid out projection after projection; ``order`` restores (harmonic, bin)
         self.projections, position = [], 0
-        for (level, n_fft), parts in sorted(blocks.items()):
+        for (chain, level, n_fft), parts in sorted(blocks.items()):
             basis = np.concatenate([b for b, _ in parts]).astype(np.complex64)
             used = np.flatnonzero(np.any(basis != 0, axis=0))
             bins = slice(int(used[0]), int(used[-1]) + 1)
             self.projections.append(_Projection(
-                level=level, n_fft=n_fft, bins=bins,
+                chain=chain, level=level, n_fft=n_fft, bins=bins,
                 basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins])).to(self.device),
                 rows=np.arange(position, position + len(basis)),
                 window=torch.ones(n_fft, device=self.device)))
@@ -118,20 +129,24 @@ class FastHCQT:
         source = np.concatenate([r for parts in (blocks[k] for k in sorted(blocks)) for _, r in parts])
         self.order = torch.from_numpy(np.argsort(source)).to(self.device)
         self.n_levels = 1 + max(p.level for p in self.projections)
+        self.chains = sorted({p.chain for p in self.projections})
         self.scale = torch.from_numpy(scale.astype(np.float32)).to(self.device)[:, None]
 
-    def pyramid(self, y: np.ndarray) -> list[np.ndarray]:
-        """The signal at 22050 / 2**k Hz for each level k, by repeated soxr halving (scaled)."""
+    def pyramid(self, y: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+        """The signal at 22050 / 2**level Hz, by ``(chain, level)``, resampled as librosa does.
+
+        Chain ``c`` starts with one ``2**c`` soxr resampling, then halves; each step keeps
+        ``librosa.resample(..., scale=True)`` semantics (length ``ceil(n / r)``, gain ``sqrt(r)``).
+        """
         if len(y) < 2**self.n_levels:
             raise ValueError(f"signal of {len(y)} samples is too short for the HCQT")
-        levels = [np.ascontiguousarray(y, dtype=np.float32)]
-        for _ in range(1, self.n_levels):
-            prev = levels[-1]
-            half = soxr.resample(prev, 2, 1, quality="soxr_hq")
-            # librosa.resample(..., scale=True): fixed length ceil(n/2), amplitude * sqrt(2)
-            n = int(np.ceil(len(prev) / 2))
-            half = np.pad(half, (0, max(0, n - len(half))))[:n] * np.float32(np.sqrt(2.0))
-            levels.append(half)
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        levels: dict[tuple[int, int], np.ndarray] = {(0, 0): y}
+        for chain in self.chains:
+            prev, start = (y, 0) if chain == 0 else (_downsample(y, 2**chain), chain)
+            levels[(chain, start)] = prev
+            for level in range(start + 1, self.n_levels):
+                prev = levels[(chain, level)] = _downsample(prev, 2)
         return levels
 
     @property
@@ -139,14 +154,14 @@ class FastHCQT:
         """Samples (at 22050 Hz) on each side of a frame that can influence it: the longest window."""
         return max(p.n_fft << p.level for p in self.projections)
 
-    def frames(self, levels: list[np.ndarray], start: int, stop: int) -> torch.Tensor:
+    def frames(self, levels: dict[tuple[int, int], np.ndarray], start: int, stop: int) -> torch.Tensor:
         """``|HCQT|`` hop frames ``start:stop`` ``(6, 216, stop - start)`` from a :meth:`pyramid`.
 
         Only the part of each level around those frames is transformed, so a long signal can
         be processed chunk by chunk from one pyramid, with results equal to the whole-signal
         transform (the same samples enter every window).
         """
-        n = len(levels[0])
+        n = len(levels[(0, 0)])
         if not 0 <= start < stop <= n_hcqt_frames(n):
             raise ValueError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
         a = max(0, start * HOP_LENGTH - self.context)  # a multiple of every level's decimation
@@ -154,7 +169,7 @@ class FastHCQT:
         out = torch.empty(len(HARMONICS) * N_BINS, stop - start, dtype=torch.float32, device=self.device)
         first = start - a // HOP_LENGTH
         for proj in self.projections:
-            x = levels[proj.level]
+            x = levels[(proj.chain, proj.level)]
             seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
             spec = torch.stft(torch.from_numpy(seg).to(self.device), n_fft=proj.n_fft,
                               hop_length=HOP_LENGTH >> proj.level, center=True, pad_mode="constant",

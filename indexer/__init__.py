@@ -1,0 +1,1 @@
+"""Walking a collection of recordings: finding audio files, batching work over them."""

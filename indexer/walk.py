@@ -1,0 +1,35 @@
+"""Find the audio files of a collection: explicit files as given, folders recursively."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS", "find_audio"]
+
+#: extensions libsndfile decodes; a folder walk collects these
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
+)
+#: audio formats libsndfile cannot decode; a folder walk reports them instead of ignoring them
+UNSUPPORTED_EXTENSIONS = frozenset(".m4a .aac .mp4 .wma .ape .alac .ac3 .webm .mka".split())
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand ``paths``: a file is kept as given (whatever its extension, so that a bad file
+    is reported rather than silently dropped); a folder contributes, recursively and sorted,
+    its files with an audio extension (:data:`AUDIO_EXTENSIONS` and
+    :data:`UNSUPPORTED_EXTENSIONS`). Hidden files and folders are skipped.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for candidate in sorted(path.rglob("*")):
+            rel = candidate.relative_to(path)
+            if any(part.startswith(".") for part in rel.parts) or not candidate.is_file():
+                continue
+            if candidate.suffix.lower() in AUDIO_EXTENSIONS | UNSUPPORTED_EXTENSIONS:
+                found.append(candidate)
+    return found

@@ -1,0 +1,56 @@
+"""The PyTorch models and front end against the outputs of the ORIGINAL TensorFlow models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.audio import load_audio
+from models.extractor import ChromaExtractor, reference_hcqt
+from models.network import chroma_from_probabilities
+from models.registry import MODEL_IDS, load
+
+from .conftest import EXCERPTS
+
+
+@pytest.mark.parametrize("excerpt", EXCERPTS)
+def test_network_equals_original_for_all_25_models(reference_dir, excerpt):
+    x = np.load(reference_dir / f"{excerpt}__hcqt.npz")["hcqt_norm"]
+    batch = torch.from_numpy(x).permute(2, 0, 1)[None]
+    for model_id in MODEL_IDS:
+        ref = np.load(reference_dir / f"{excerpt}__{model_id}.npz")
+        with torch.inference_mode():
+            probs = load(model_id)(batch)[0]
+        assert np.abs(probs.numpy().T - ref["probabilities"]).max() < 1e-4, model_id
+        assert np.abs(chroma_from_probabilities(probs).numpy().T - ref["chroma"]).max() < 1e-4, model_id
+
+
+@pytest.mark.parametrize("excerpt", EXCERPTS)
+def test_reference_front_end_equals_original(reference_dir, recordings_dir, excerpt):
+    ref = np.load(reference_dir / f"{excerpt}__hcqt.npz")
+    y, _ = load_audio(recordings_dir / f"{excerpt}.wav")
+    hcqt = reference_hcqt(y)
+    assert hcqt.shape == ref["hcqt"].shape
+    assert np.abs(hcqt - ref["hcqt"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("excerpt", EXCERPTS)
+def test_fast_front_end_equals_original(reference_dir, recordings_dir, excerpt):
+    ref = np.load(reference_dir / f"{excerpt}__hcqt.npz")
+    y, _ = load_audio(recordings_dir / f"{excerpt}.wav")
+    x = ChromaExtractor().front_end(y)
+    assert x.shape == ref["hcqt_norm"].shape
+    assert np.abs(x - ref["hcqt_norm"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("excerpt", EXCERPTS)
+def test_audio_file_to_probabilities_for_all_25_models(reference_dir, recordings_dir, excerpt):
+    wav = recordings_dir / f"{excerpt}.wav"
+    for model_id in MODEL_IDS:
+        ref = np.load(reference_dir / f"{excerpt}__{model_id}.npz")
+        features = ChromaExtractor(model_id).from_file(wav)
+        assert features.probabilities.shape == ref["probabilities"].shape
+        assert np.abs(features.probabilities - ref["probabilities"]).max() < 1e-3, model_id
+        assert np.abs(features.chroma - ref["chroma"]).max() < 1e-3, model_id
+        np.testing.assert_allclose(features.times, ref["time_ax"], atol=1e-9)
