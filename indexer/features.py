@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def extract_to_folder(inputs: Iterable[str | Path], out_dir: str | Path, extract
         except (AudioError, ValueError) as exc:
             message = str(exc) if str(audio) in str(exc) else f"{audio}: {exc}"
             report.failed.append((audio, message))
-            tqdm.write(f"error: {message}")
+            tqdm.write(f"error: {message}", file=sys.stderr)
             continue
         _save_atomic(features, target)
         report.written.append(target)

@@ -77,7 +77,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int
                 out[pos : pos + take] = tail[:take]
                 pos += take
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(f"{path}: decoding failed ({exc})") from exc
+            reason = str(exc).replace("Error :", "").strip().rstrip(".")
+            raise AudioError(f"{path}: corrupt audio data ({reason})") from exc
     if pos == 0:
         raise AudioError(f"{path}: contains no audio samples")
     return out, orig_sr

@@ -1,0 +1,95 @@
+"""Bad inputs give one-line errors that name the file; in folder mode the rest is still done."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from models.audio import AudioError, load_audio
+from models.registry import MODEL_IDS, UnknownModelError, load
+from models.synth import harmonic_tones
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def collection(tmp_path: Path) -> Path:
+    """Two good recordings (stereo 44.1 kHz FLAC, mono 16 kHz Ogg Vorbis) and four bad files."""
+    root = tmp_path / "collection"
+    (root / "sub").mkdir(parents=True)
+    tone = harmonic_tones([60, 64, 67], note_seconds=0.5, sr=44100)
+    sf.write(root / "good_stereo.flac", np.stack([tone, 0.5 * tone], axis=1), 44100)
+    sf.write(root / "sub" / "good.ogg", harmonic_tones([62, 65], sr=16000), 16000, format="OGG", subtype="VORBIS")
+    (root / "empty.wav").write_bytes(b"")
+    (root / "text.wav").write_text("this is not audio\n")
+    wav = (root / "good_stereo.flac").read_bytes()
+    (root / "sub" / "corrupt.flac").write_bytes(wav[:64] + bytes(4000))
+    (root / "notes.txt").write_text("ignored: not an audio extension")
+    return root
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("missing.wav", "no such file"),
+    ("empty.wav", "empty file"),
+    ("text.wav", "not a decodable audio file"),
+    ("sub/corrupt.flac", "corrupt audio data"),
+])
+def test_bad_file_raises_one_line_error_naming_it(collection, name, reason):
+    path = collection / name
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    message = str(info.value)
+    assert str(path) in message and reason in message and "\n" not in message
+
+
+def test_load_audio_equals_librosa_load_for_any_rate_and_channels(collection):
+    for name in ("good_stereo.flac", "sub/good.ogg"):
+        y, _ = load_audio(collection / name)
+        expected, _ = librosa.load(collection / name, sr=22050)
+        assert y.shape == expected.shape
+        assert np.abs(y - expected).max() < 1e-6
+
+
+def test_unknown_model_id_lists_the_valid_ones():
+    with pytest.raises(UnknownModelError) as info:
+        load("v3_magic")
+    assert "v3_magic" in str(info.value)
+    assert all(model_id in str(info.value) for model_id in MODEL_IDS)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_folder_mode_reports_bad_files_and_extracts_the_rest(collection, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "missing.mp3"
+    result = _cli("features", str(collection), str(missing), "-o", str(out), "--json", "-q")
+    assert result.returncode == 1  # some files failed
+    report = json.loads(result.stdout)
+    assert sorted(Path(p).relative_to(out).as_posix() for p in report["written"]) == ["good_stereo.npz", "sub/good.npz"]
+    failed = {Path(f["path"]).name: f["error"] for f in report["failed"]}
+    assert set(failed) == {"empty.wav", "text.wav", "corrupt.flac", "missing.mp3"}
+    for line in result.stderr.strip().splitlines():
+        assert line.startswith("error: ")
+    assert all(name in result.stderr for name in failed)
+    data = np.load(out / "good_stereo.npz")
+    n = len(data["times"])
+    assert data["probabilities"].shape == (13, n) and data["chroma"].shape == (12, n)
+    np.testing.assert_allclose(data["probabilities"].sum(axis=0), 1.0, atol=1e-5)
+    assert abs(data["times"][-1] - 2.0) <= 0.04 + 1e-9  # 0.5 s lead-in + 3 notes of 0.5 s, 25 Hz frames
+    assert not list(out.rglob(".*.npz"))  # no temporary files left behind
+
+
+def test_cli_unknown_model_is_a_one_line_error(collection, tmp_path):
+    result = _cli("features", str(collection / "good_stereo.flac"), "-o", str(tmp_path), "--model", "nope")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unknown model id 'nope'" in result.stderr
