@@ -14,8 +14,11 @@ __all__ = ["main"]
 def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"deep chroma model id (default {DEFAULT_MODEL}; "
-                        "`python cli.py models` lists all)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"deep chroma model id (default {DEFAULT_MODEL}; `python cli.py models` lists all)",
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
 

@@ -53,13 +53,16 @@ def _save_atomic(features: ChromaFeatures, path: Path) -> None:
 
 def _check_readable(path: Path) -> None:
     if path.suffix.lower() in UNSUPPORTED_EXTENSIONS and path.exists():
-        raise AudioError(f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
-                         "MP3, Ogg Vorbis/Opus, AIFF; convert it first)")
+        raise AudioError(
+            f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
+            "MP3, Ogg Vorbis/Opus, AIFF; convert it first)"
+        )
     audio_info(path)
 
 
-def extract_to_folder(inputs: Iterable[str | Path], out_dir: str | Path, extractor: ChromaExtractor,
-                      progress: bool = True) -> ExtractionReport:
+def extract_to_folder(
+    inputs: Iterable[str | Path], out_dir: str | Path, extractor: ChromaExtractor, progress: bool = True
+) -> ExtractionReport:
     """Extract deep chroma of every recording in ``inputs`` (files or folders) into ``out_dir``.
 
     A file that cannot be read is recorded in the report with its reason and the others go on.

@@ -8,9 +8,7 @@ from pathlib import Path
 __all__ = ["AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS", "find_audio"]
 
 #: extensions libsndfile decodes; a folder walk collects these
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
-)
+AUDIO_EXTENSIONS = frozenset(".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split())
 #: audio formats libsndfile cannot decode; a folder walk reports them instead of ignoring them
 UNSUPPORTED_EXTENSIONS = frozenset(".m4a .aac .mp4 .wma .ape .alac .ac3 .webm .mka".split())
 

@@ -54,8 +54,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int
     """Return ``(y, orig_sr)``: the file as mono float32 at ``sr`` Hz, and its native rate.
 
     Equal to ``librosa.load(path, sr=sr)`` (channel mean, ``soxr_hq``, length
-    ``ceil(n · sr / orig_sr)``), except for Ogg Opus where it avoids a libsndfile misdecode. Raises :class:`AudioError` for missing, empty, undecodable
-    or silent-length files.
+    ``ceil(n · sr / orig_sr)``), except for Ogg Opus where it avoids a libsndfile misdecode.
+    Raises :class:`AudioError` for missing, empty, undecodable or zero-length files.
     """
     path = Path(path)
     with _open(path) as f:

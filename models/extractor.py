@@ -91,8 +91,14 @@ class ChromaExtractor:
     batch_frames : 25 Hz frames per network chunk; chunks are stacked ``batch_size`` at a time.
     """
 
-    def __init__(self, model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
-                 chunk_seconds: float = 120.0, batch_frames: int = 1000, batch_size: int = 4) -> None:
+    def __init__(
+        self,
+        model_id: str = DEFAULT_MODEL,
+        device: str | torch.device = "cpu",
+        chunk_seconds: float = 120.0,
+        batch_frames: int = 1000,
+        batch_size: int = 4,
+    ) -> None:
         if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
             raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
         self.model_id = model_id
@@ -115,10 +121,10 @@ class ChromaExtractor:
             mag = self.hcqt.frames(levels, int(bounds[g0]), int(bounds[g1]))
             peak = max(peak, float(mag.max()))
             low, high = median_bin_db(mag, bounds[g0 : g1 + 1])
-            lows.append(low.float())
-            highs.append(high.float())
+            lows.append(low)
+            highs.append(high)
         ref_db = 20.0 * np.log10(max(AMIN, peak))
-        hcqt = finish_hcqt(torch.cat(lows, dim=-1).double(), torch.cat(highs, dim=-1).double(), ref_db)
+        hcqt = finish_hcqt(torch.cat(lows, dim=-1), torch.cat(highs, dim=-1), ref_db)
         return normalize_hcqt(hcqt)
 
     def network(self, x: np.ndarray) -> torch.Tensor:
@@ -141,7 +147,7 @@ class ChromaExtractor:
                     part = windows[i : i + self.batch_size]
                     batch = torch.from_numpy(np.stack([x[lo:hi] for _, lo, hi in part])).permute(0, 3, 1, 2)
                     probs = self.net(batch.to(self.device).contiguous(memory_format=torch.channels_last))
-                    for (s, lo, _), p in zip(part, probs):
+                    for (s, lo, _), p in zip(part, probs, strict=True):
                         m = min(step, n - s)
                         out[s : s + m] = p[s - lo : s - lo + m]
         return out

@@ -86,8 +86,7 @@ def median_bin_db(magnitude: torch.Tensor, bounds: np.ndarray) -> tuple[torch.Te
         sel = torch.from_numpy(groups).to(magnitude.device)
         low[..., sel] = block[..., (size - 1) // 2]
         high[..., sel] = block[..., size // 2]
-    to_db = lambda m: 20.0 * torch.log10(torch.clamp(m.double(), min=AMIN))  # noqa: E731
-    return to_db(low), to_db(high)
+    return 20.0 * torch.log10(torch.clamp(low, min=AMIN)), 20.0 * torch.log10(torch.clamp(high, min=AMIN))
 
 
 def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> np.ndarray:

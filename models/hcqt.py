@@ -31,8 +31,9 @@ _FILTER_SCALE = 1.0
 def hcqt_reference(y: np.ndarray) -> np.ndarray:
     """``|CQT|`` ``(6, 216, n_frames)`` of a 22050 Hz signal, exactly as ``ctc_chroma``."""
     cqts = [
-        librosa.cqt(y, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, fmin=FMIN * h, n_bins=N_BINS,
-                    bins_per_octave=BINS_PER_OCTAVE)
+        librosa.cqt(
+            y, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, fmin=FMIN * h, n_bins=N_BINS, bins_per_octave=BINS_PER_OCTAVE
+        )
         for h in HARMONICS
     ]
     n = min(c.shape[-1] for c in cqts)
@@ -68,9 +69,9 @@ class _Projection:
 
 def _filter_fft(sr: float, freqs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """librosa's ``__vqt_filter_fft`` (frequency-domain, sparsified VQT basis)."""
-    basis, lengths = librosa.filters.wavelet(freqs=freqs, sr=sr, filter_scale=_FILTER_SCALE,
-                                             norm=1, pad_fft=True, window="hann", gamma=0.0,
-                                             alpha=alpha)
+    basis, lengths = librosa.filters.wavelet(
+        freqs=freqs, sr=sr, filter_scale=_FILTER_SCALE, norm=1, pad_fft=True, window="hann", gamma=0.0, alpha=alpha
+    )
     n_fft = basis.shape[1]
     basis = basis * (lengths[:, None] / float(n_fft))
     fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
@@ -99,13 +100,15 @@ class FastHCQT:
         for hi, h in enumerate(HARMONICS):
             freqs = librosa.cqt_frequencies(N_BINS, fmin=FMIN * h, bins_per_octave=BINS_PER_OCTAVE)
             alpha = librosa.filters._relative_bandwidth(freqs=freqs)
-            _, cutoff = librosa.filters.wavelet_lengths(freqs=freqs, sr=SAMPLE_RATE, window="hann",
-                                                        filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
+            _, cutoff = librosa.filters.wavelet_lengths(
+                freqs=freqs, sr=SAMPLE_RATE, window="hann", filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha
+            )
             early = _early_downsample_count(cutoff)
             chain = early if early >= 2 else 0  # one halving is the same resampling as 2**1
             sr_h = SAMPLE_RATE / 2**early
-            lengths, _ = librosa.filters.wavelet_lengths(freqs=freqs, sr=sr_h, window="hann",
-                                                         filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha)
+            lengths, _ = librosa.filters.wavelet_lengths(
+                freqs=freqs, sr=sr_h, window="hann", filter_scale=_FILTER_SCALE, gamma=0.0, alpha=alpha
+            )
             scale[hi * N_BINS : (hi + 1) * N_BINS] = 1.0 / np.sqrt(lengths)
             for octave in range(N_OCTAVES):
                 sl = slice(N_BINS - BINS_PER_OCTAVE * (octave + 1), N_BINS - BINS_PER_OCTAVE * octave)
@@ -120,11 +123,17 @@ class FastHCQT:
             basis = np.concatenate([b for b, _ in parts]).astype(np.complex64)
             used = np.flatnonzero(np.any(basis != 0, axis=0))
             bins = slice(int(used[0]), int(used[-1]) + 1)
-            self.projections.append(_Projection(
-                chain=chain, level=level, n_fft=n_fft, bins=bins,
-                basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins])).to(self.device),
-                rows=np.arange(position, position + len(basis)),
-                window=torch.ones(n_fft, device=self.device)))
+            self.projections.append(
+                _Projection(
+                    chain=chain,
+                    level=level,
+                    n_fft=n_fft,
+                    bins=bins,
+                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins])).to(self.device),
+                    rows=np.arange(position, position + len(basis)),
+                    window=torch.ones(n_fft, device=self.device),
+                )
+            )
             position += len(basis)
         source = np.concatenate([r for parts in (blocks[k] for k in sorted(blocks)) for _, r in parts])
         self.order = torch.from_numpy(np.argsort(source)).to(self.device)
@@ -171,9 +180,15 @@ class FastHCQT:
         for proj in self.projections:
             x = levels[(proj.chain, proj.level)]
             seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
-            spec = torch.stft(torch.from_numpy(seg).to(self.device), n_fft=proj.n_fft,
-                              hop_length=HOP_LENGTH >> proj.level, center=True, pad_mode="constant",
-                              return_complex=True, window=proj.window)
+            spec = torch.stft(
+                torch.from_numpy(seg).to(self.device),
+                n_fft=proj.n_fft,
+                hop_length=HOP_LENGTH >> proj.level,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+                window=proj.window,
+            )
             resp = proj.basis @ spec[proj.bins, first : first + stop - start]
             torch.abs(resp, out=out[proj.rows[0] : proj.rows[-1] + 1])
         return out[self.order].mul_(self.scale).reshape(len(HARMONICS), N_BINS, stop - start)

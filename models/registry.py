@@ -19,8 +19,18 @@ __all__ = ["DEFAULT_MODEL", "MODEL_IDS", "UnknownModelError", "load", "weights_p
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-_FOLDS_V1 = ("1234valid5", "123valid4", "2345valid1", "234valid5", "3451valid2",
-             "345valid1", "4512valid3", "451valid2", "5123valid4", "512valid3")
+_FOLDS_V1 = (
+    "1234valid5",
+    "123valid4",
+    "2345valid1",
+    "234valid5",
+    "3451valid2",
+    "345valid1",
+    "4512valid3",
+    "451valid2",
+    "5123valid4",
+    "512valid3",
+)
 _FOLDS_V2 = ("123valid4", "234valid5", "345valid1", "451valid2", "512valid3")
 
 #: v1_ctc_* from Zalkow & Müller, ISMIR 2020; v2_{ctc,linear,strong}_* from TASLP 2021.

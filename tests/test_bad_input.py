@@ -35,12 +35,15 @@ def collection(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("missing.wav", "no such file"),
-    ("empty.wav", "empty file"),
-    ("text.wav", "not a decodable audio file"),
-    ("sub/corrupt.flac", "corrupt audio data"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("missing.wav", "no such file"),
+        ("empty.wav", "empty file"),
+        ("text.wav", "not a decodable audio file"),
+        ("sub/corrupt.flac", "corrupt audio data"),
+    ],
+)
 def test_bad_file_raises_one_line_error_naming_it(collection, name, reason):
     path = collection / name
     with pytest.raises(AudioError) as info:
@@ -65,8 +68,9 @@ def test_unknown_model_id_lists_the_valid_ones():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def test_folder_mode_reports_bad_files_and_extracts_the_rest(collection, tmp_path):

@@ -17,8 +17,9 @@ def test_order_statistic_binning_equals_librosa_sync_median():
     mag = (rng.random((6, 216, 500)) ** 8).astype(np.float32)  # wide dynamic range: clipping matters
     mag[:, :, 100:130] = 0.0  # silence below AMIN
     bounds = grid_boundaries(mag.shape[-1])
-    expected = librosa.util.sync(librosa.amplitude_to_db(mag, ref=np.max) / 80 + 1, list(bounds),
-                                 aggregate=np.median, pad=False, axis=-1)
+    expected = librosa.util.sync(
+        librosa.amplitude_to_db(mag, ref=np.max) / 80 + 1, list(bounds), aggregate=np.median, pad=False, axis=-1
+    )
     low, high = median_bin_db(torch.from_numpy(mag), bounds)
     got = finish_hcqt(low, high, 20 * np.log10(max(AMIN, mag.max())))
     assert got.shape == expected.shape

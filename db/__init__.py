@@ -1,0 +1,1 @@
+"""Persistence: SQLite tables (through sqlite-utils) and FAISS index files."""

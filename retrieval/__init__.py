@@ -1,0 +1,1 @@
+"""Scores → chroma, shingles, search, re-ranking and evaluation (knows nothing of folders)."""
