@@ -96,8 +96,8 @@ class ChromaExtractor:
         model_id: str = DEFAULT_MODEL,
         device: str | torch.device = "cpu",
         chunk_seconds: float = 120.0,
-        batch_frames: int = 1000,
-        batch_size: int = 4,
+        batch_frames: int = 400,
+        batch_size: int = 1,
     ) -> None:
         if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
             raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
