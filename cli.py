@@ -10,6 +10,22 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+DEFAULT_DB = "music_index.db"
+"""Index used without ``--db``: ``$SCORE_RETRIEVAL_DB`` if set, else this file in the working folder."""
+
+
+def _default_db() -> Path:
+    import os
+
+    return Path(os.environ.get("SCORE_RETRIEVAL_DB", DEFAULT_DB))
+
+
+def _add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", type=Path, default=None,
+        help=f"index database (default: $SCORE_RETRIEVAL_DB or ./{DEFAULT_DB}; the FAISS file lies beside it)",
+    )
+
 
 def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
@@ -59,6 +75,170 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_from_args(args: argparse.Namespace):
+    """Feature settings named on the command line, or ``None`` to keep an index's own."""
+    from dataclasses import replace
+
+    from retrieval.features import FeatureSettings
+
+    given = {
+        k: getattr(args, k)
+        for k in ("model_id", "downsample", "smoothing", "shingle_length", "shingle_hop", "index_factory")
+        if getattr(args, k, None) is not None
+    }
+    return replace(FeatureSettings(), **given) if given else None
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    from models.registry import DEFAULT_MODEL
+
+    g = parser.add_argument_group("feature settings (fixed when an index is created; must match later)")
+    g.add_argument("--model", dest="model_id", default=None, help=f"deep chroma model id (default {DEFAULT_MODEL})")
+    g.add_argument("--downsample", type=int, default=None, help="25 Hz chroma frames per retrieval frame (2)")
+    g.add_argument("--smoothing", type=int, default=None, help="Hann smoothing window in 25 Hz frames (5)")
+    g.add_argument("--shingle-length", type=int, default=None, help="retrieval frames per shingle (16)")
+    g.add_argument("--shingle-hop", type=int, default=None, help="frames between stored shingles (2)")
+    g.add_argument("--index-factory", default=None, help="FAISS index_factory string, or auto (default)")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.build import default_workers, index_collection
+
+    workers = args.workers if args.workers is not None else default_workers()
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    db = args.db or _default_db()
+    report = index_collection(
+        args.audio_dir, db, _settings_from_args(args), workers=workers, device=args.device,
+        rebuild=args.rebuild, keep_missing=args.keep_missing, progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps({"db": str(db), **report.as_dict()}, indent=2))
+    else:
+        s = report.summary()
+        print(
+            f"{db}: {s['added']} added, {s['updated']} updated, {s['unchanged']} unchanged, "
+            f"{s['removed']} removed, {s['failed']} failed; {s['audio_hours']:.2f} h of audio in {s['seconds']:.0f} s"
+            + (" (interrupted: run again to resume)" if report.interrupted else "")
+        )
+    if report.interrupted:
+        return 130
+    return 1 if report.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from db.store import IndexStore
+
+    store = IndexStore.open(args.db or _default_db())
+    stats = store.stats()
+    store.close()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"index       {stats['db']}")
+    print(f"recordings  {stats['recordings']} ({stats['hours']:.2f} h of audio)")
+    print(f"shingles    {stats['shingles']} in FAISS {stats['index_factory']}, "
+          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['db_bytes'] / 2**20:.1f} MiB SQLite)")
+    settings = stats["settings"]
+    print("settings    " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    if stats["not_yet_searchable"]:
+        print(f"pending     {stats['not_yet_searchable']} recording(s) not yet searchable: run index again")
+    print(f"failed      {len(stats['failed'])}")
+    for f in stats["failed"]:
+        print(f"  {f['error']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from db.store import IndexStore
+
+    store = IndexStore.open(args.db or _default_db())
+    recordings = store.recordings()
+    store.close()
+    if args.json:
+        print(json.dumps([asdict(r) for r in recordings], indent=2))
+        return 0
+    for r in recordings:
+        length = f"{r.duration / 60:6.1f} min" if r.duration else "       ?"
+        print(f"{r.id:5d}  {r.status:7s}  {length}  {r.path}")
+    return 0
+
+
+def _measures(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    first, _, last = text.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise ValueError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
+
+
+def _query_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "top": args.top, "part": args.part, "measures": _measures(args.measures),
+        "expand_repeats": args.expand_repeats, "transpose": args.transpose, "rendering": args.rendering,
+        "program": args.program, "exhaustive": args.exhaustive, "device": args.device,
+    }
+
+
+def _open_for_query(args: argparse.Namespace):
+    from db.store import IndexStore
+
+    store = IndexStore.open(args.db or _default_db())
+    asked = _settings_from_args(args)
+    if asked is not None:
+        asked.check_matches(store.settings)
+    return store
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from retrieval.query import query
+
+    store = _open_for_query(args)
+    try:
+        result = query(store, args.theme, **_query_kwargs(args))
+        if args.plot and result.matches:
+            from retrieval.plot import plot_match
+
+            plot_match(result, store, args.plot)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(f"theme {args.theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
+    if not result.confident:
+        print("no confident match (best score below the confidence threshold); best candidates:")
+    print(f"{'rank':>4}  {'score':>6}  {'start':>8}  {'end':>8}  recording")
+    for m in result.matches:
+        extra = f"  (transposed {m.transposition:+d})" if m.transposition else ""
+        flag = "" if m.confident else "  ?"
+        print(f"{m.rank:>4}  {m.score:6.3f}  {m.start:8.2f}  {m.end:8.2f}  {m.path}{extra}{flag}")
+    print(f"{result.timings.total * 1000:.0f} ms (render {result.timings.extra.get('render', 0) * 1000:.0f}, "
+          f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
+    return 0
+
+
+def _add_query_options(parser: argparse.ArgumentParser) -> None:
+    from retrieval.render import RENDERINGS
+
+    parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
+    parser.add_argument("--part", default=None, help="part of the score to search for: name or 0-based index")
+    parser.add_argument("--measures", default=None, help="measure range A-B of the score (default: all)")
+    parser.add_argument("--expand-repeats", action="store_true", help="play repeats as written out")
+    parser.add_argument("--transpose", action="store_true", help="also search all 12 transpositions")
+    parser.add_argument("--rendering", choices=RENDERINGS, default="symbolic",
+                        help="theme → chroma: symbolic (default) or synthesised with a SoundFont")
+    parser.add_argument("--program", type=int, default=None,
+                        help="GM program for the synthesised rendering (default: the score's instruments)")
+    parser.add_argument("--exhaustive", action="store_true",
+                        help="exact subsequence DTW against every recording (slow reference)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for synthesised rendering")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesise a C-major scale, extract deep chroma, and show the detected pitch classes."""
     import numpy as np
@@ -102,6 +282,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_features)
 
+    p = sub.add_parser("index", help="build or update the search index of a folder of recordings")
+    p.add_argument("audio_dir", type=Path, help="folder of recordings (searched recursively)")
+    _add_db_option(p)
+    _add_settings_options(p)
+    p.add_argument("--workers", type=int, default=None, help="extraction processes (default: 1 per 4 cores)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model (default cpu)")
+    p.add_argument("--rebuild", action="store_true", help="delete the index and start over")
+    p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("query", help="find the recordings that contain a theme given as a score")
+    p.add_argument("theme", type=Path, help="score file: MusicXML, MIDI, kern, ABC, MEI")
+    _add_db_option(p)
+    _add_query_options(p)
+    _add_settings_options(p)
+    p.add_argument("--plot", type=Path, default=None, help="draw the theme beside the best match into a PNG")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")
+    _add_db_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="the recordings of an index")
+    _add_db_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
     p = sub.add_parser("models", help="list the pretrained deep chroma models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -120,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indexer.walk import UNSUPPORTED_EXTENSIONS, find_audio
-from models.audio import AudioError, audio_info
+from indexer.walk import check_readable, find_audio
+from models.audio import AudioError
 from models.extractor import ChromaExtractor, ChromaFeatures
 
 __all__ = ["ExtractionReport", "extract_to_folder", "output_path"]
@@ -51,15 +51,6 @@ def _save_atomic(features: ChromaFeatures, path: Path) -> None:
         raise
 
 
-def _check_readable(path: Path) -> None:
-    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS and path.exists():
-        raise AudioError(
-            f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
-            "MP3, Ogg Vorbis/Opus, AIFF; convert it first)"
-        )
-    audio_info(path)
-
-
 def extract_to_folder(
     inputs: Iterable[str | Path], out_dir: str | Path, extractor: ChromaExtractor, progress: bool = True
 ) -> ExtractionReport:
@@ -77,7 +68,7 @@ def extract_to_folder(
     for audio, target in bar:
         bar.set_postfix_str(audio.name, refresh=False)
         try:
-            _check_readable(audio)
+            check_readable(audio)
             features = extractor.from_file(audio)
         except (AudioError, ValueError) as exc:
             message = str(exc) if str(audio) in str(exc) else f"{audio}: {exc}"

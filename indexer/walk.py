@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS", "find_audio"]
+from models.audio import AudioError, audio_info
+
+__all__ = ["AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS", "check_readable", "find_audio"]
 
 #: extensions libsndfile decodes; a folder walk collects these
 AUDIO_EXTENSIONS = frozenset(".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split())
@@ -31,3 +33,13 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
             if candidate.suffix.lower() in AUDIO_EXTENSIONS | UNSUPPORTED_EXTENSIONS:
                 found.append(candidate)
     return found
+
+
+def check_readable(path: Path) -> tuple[float, int, int]:
+    """``(duration, sample_rate, channels)``, or :class:`AudioError` naming the file and why."""
+    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS and path.exists():
+        raise AudioError(
+            f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
+            "MP3, Ogg Vorbis/Opus, AIFF; convert it first)"
+        )
+    return audio_info(path)

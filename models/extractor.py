@@ -32,7 +32,7 @@ from models.hcqt import FastHCQT, hcqt_reference, n_hcqt_frames
 from models.network import ChromaNet, chroma_from_probabilities
 from models.registry import DEFAULT_MODEL, load
 
-__all__ = ["ChromaExtractor", "ChromaFeatures", "reference_features", "reference_hcqt"]
+__all__ = ["ChromaExtractor", "ChromaFeatures", "make_extractor", "reference_features", "reference_hcqt"]
 
 
 @dataclass(frozen=True)
@@ -161,3 +161,8 @@ class ChromaExtractor:
         """Deep chroma of an audio file (see :func:`models.audio.load_audio`)."""
         y, _ = load_audio(path, SAMPLE_RATE)
         return self.from_signal(y)
+
+
+def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaExtractor:
+    """The chroma extractor for a model id (raises :class:`models.registry.UnknownModelError`)."""
+    return ChromaExtractor(model_id, device=device)

@@ -1,1 +1,9 @@
-"""Scores → chroma, shingles, search, re-ranking and evaluation (knows nothing of folders)."""
+"""Scores → chroma, shingles, search, re-ranking and evaluation. Knows nothing of folders."""
+
+from retrieval.features import FeatureSettings, SettingsMismatchError
+from retrieval.query import QueryResult, query
+from retrieval.search import Match
+from retrieval.theme import Theme, ThemeError, load_theme
+
+__all__ = ["FeatureSettings", "Match", "QueryResult", "SettingsMismatchError", "Theme", "ThemeError",
+           "load_theme", "query"]

@@ -1,0 +1,326 @@
+"""Persistent index: SQLite (through sqlite-utils) plus one FAISS file beside it.
+
+Tables, plain enough for any SQLite tool:
+
+- ``settings(key, value)``: the :class:`retrieval.features.FeatureSettings` (JSON) and the FAISS
+  factory string in use.
+- ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
+  channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
+  ``in_index`` (1 once its vectors are in the saved FAISS file).
+- ``features(recording_id, data)``: the retrieval-rate chroma ``(n_frames, 12)`` float32, kept
+  for re-ranking and for rebuilding the vector index.
+- ``pending_removals(recording_id)``: recordings deleted from the tables whose vectors may still
+  be in the saved FAISS file.
+
+Crash safety: every change to the tables is one transaction; the FAISS file is replaced
+atomically; ``in_index`` is set only after the FAISS file holding those vectors is saved, and
+pending removals are cleared only after the FAISS file without them is saved. Adding a
+recording's vectors first removes its id range, so replaying an interrupted step is harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from db.vectors import VectorIndex, auto_factory
+from retrieval.features import FeatureSettings, shingles
+
+__all__ = ["IndexStore", "Recording", "StoreError"]
+
+
+class StoreError(RuntimeError):
+    """The index file is missing, unreadable or inconsistent with what was asked."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One row of the ``recordings`` table."""
+
+    id: int
+    path: str
+    size: int
+    mtime: float
+    hash: str
+    duration: float | None
+    sample_rate: int | None
+    channels: int | None
+    model_id: str
+    status: str
+    error: str | None
+    n_frames: int
+    in_index: int
+    indexed_at: float
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+
+_RECORDING_COLUMNS = {
+    "id": int,
+    "path": str,
+    "size": int,
+    "mtime": float,
+    "hash": str,
+    "duration": float,
+    "sample_rate": int,
+    "channels": int,
+    "model_id": str,
+    "status": str,
+    "error": str,
+    "n_frames": int,
+    "in_index": int,
+    "indexed_at": float,
+}
+
+
+class IndexStore:
+    """An index on disk: ``PATH`` (SQLite) and ``PATH.faiss``."""
+
+    def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: FeatureSettings) -> None:
+        self.path = Path(path)
+        self.db = db
+        self.settings = settings
+        self._vectors: VectorIndex | None = None
+        self._unsaved: tuple[list[int], list[int]] = ([], [])
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, settings: FeatureSettings) -> IndexStore:
+        """A new, empty index at ``path`` (which must not exist)."""
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path}: an index already exists (use --rebuild to start over)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_utils.Database(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        with db.conn:
+            db["settings"].create({"key": str, "value": str}, pk="key")
+            db["recordings"].create(_RECORDING_COLUMNS, pk="id", not_null={"path", "status"})
+            db["recordings"].create_index(["path"], unique=True)
+            db["features"].create({"recording_id": int, "data": bytes}, pk="recording_id")
+            db["pending_removals"].create({"recording_id": int}, pk="recording_id")
+            db["settings"].insert({"key": "features", "value": settings.to_json()})
+            db["settings"].insert({"key": "faiss_factory", "value": ""})
+        return cls(path, db, settings)
+
+    @classmethod
+    def open(cls, path: str | Path) -> IndexStore:
+        """An existing index; a clear :class:`StoreError` if there is none or it is not ours."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"{path}: no index here (build one with: python cli.py index AUDIO_DIR --db {path})")
+        try:
+            db = sqlite_utils.Database(path)
+            row = db.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()
+        except Exception as error:  # sqlite3.DatabaseError and friends: a foreign or broken file
+            raise StoreError(f"{path}: not an index database ({error})") from None
+        if row is None:
+            raise StoreError(f"{path}: not an index database (no feature settings)")
+        db.execute("PRAGMA journal_mode=WAL")
+        return cls(path, db, FeatureSettings.from_json(row[0]))
+
+    @property
+    def faiss_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".faiss")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- settings --------------------------------------------------------------------------
+
+    def _setting(self, key: str) -> str:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return row[0] if row else ""
+
+    @property
+    def factory(self) -> str:
+        """The FAISS factory string of the saved vector index ('' before the first save)."""
+        return self._setting("faiss_factory")
+
+    # -- recordings ------------------------------------------------------------------------
+
+    def recordings(self, status: str | None = None) -> list[Recording]:
+        where, args = ("status = ?", [status]) if status else (None, None)
+        return [Recording(**row) for row in self.db["recordings"].rows_where(where, args, order_by="path")]
+
+    def recording(self, recording_id: int) -> Recording | None:
+        rows = list(self.db["recordings"].rows_where("id = ?", [recording_id]))
+        return Recording(**rows[0]) if rows else None
+
+    def by_path(self) -> dict[str, Recording]:
+        return {r.path: r for r in self.recordings()}
+
+    def features(self, recording_id: int) -> np.ndarray:
+        """The stored retrieval features ``(n_frames, 12)`` of a recording."""
+        row = self.db.execute("SELECT data FROM features WHERE recording_id = ?", [recording_id]).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no features stored for recording {recording_id}")
+        return np.frombuffer(row[0], dtype=np.float32).reshape(-1, 12)
+
+    def iter_features(self) -> Iterator[tuple[Recording, np.ndarray]]:
+        for rec in self.recordings("indexed"):
+            yield rec, self.features(rec.id)
+
+    def put_indexed(self, row: dict, features: np.ndarray) -> int:
+        """Insert or replace a recording with its features in one transaction; returns its id.
+
+        The row starts with ``in_index = 0``: its vectors count only once the FAISS file is saved.
+        """
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        row = {**row, "status": "indexed", "error": None, "n_frames": len(features), "in_index": 0}
+        with self.db.conn:
+            rid = self._upsert(row)
+            self.db["features"].upsert({"recording_id": rid, "data": features.tobytes()}, pk="recording_id")
+        return rid
+
+    def put_failed(self, row: dict, error: str) -> int:
+        """Record a file that could not be indexed (its old features and vectors are dropped)."""
+        row = {**row, "status": "failed", "error": error, "n_frames": 0, "in_index": 0}
+        with self.db.conn:
+            rid = self._upsert(row)
+            self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
+            self.db["pending_removals"].upsert({"recording_id": rid}, pk="recording_id")
+        return rid
+
+    def touch(self, recording_id: int, mtime: float) -> None:
+        """A file whose content is unchanged got a new mtime."""
+        with self.db.conn:
+            self.db["recordings"].update(recording_id, {"mtime": mtime})
+
+    def delete(self, recording_ids: list[int]) -> None:
+        """Delete recordings; their vectors leave the FAISS file at the next :meth:`save_vectors`."""
+        with self.db.conn:
+            for rid in recording_ids:
+                self.db.execute("DELETE FROM recordings WHERE id = ?", [rid])
+                self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
+                self.db["pending_removals"].upsert({"recording_id": rid}, pk="recording_id")
+
+    def _upsert(self, row: dict) -> int:
+        row = {**row, "indexed_at": time.time()}
+        existing = self.db.execute("SELECT id FROM recordings WHERE path = ?", [row["path"]]).fetchone()
+        if existing:
+            self.db["recordings"].update(existing[0], row)
+            return existing[0]
+        return self.db["recordings"].insert(row).last_pk
+
+    # -- vectors ---------------------------------------------------------------------------
+
+    def vectors(self) -> VectorIndex:
+        """The vector index, loaded from the FAISS file (or new and empty)."""
+        if self._vectors is None:
+            factory = self.factory
+            if factory and self.faiss_path.is_file():
+                self._vectors = VectorIndex.load(self.faiss_path, factory)
+                if self._vectors.dim != self.settings.dim:
+                    raise StoreError(
+                        f"{self.faiss_path}: vectors of dimension {self._vectors.dim}, settings say "
+                        f"{self.settings.dim}; rebuild the index (cli.py index --rebuild)"
+                    )
+            else:
+                self._vectors = self._new_vectors(self._planned_factory())
+                self.db.execute("UPDATE recordings SET in_index = 0")
+                self.db.conn.commit()
+        return self._vectors
+
+    def _planned_factory(self) -> str:
+        if self.settings.index_factory != "auto":
+            return self.settings.index_factory
+        n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
+        return auto_factory(int(n[0]) // self.settings.shingle_hop, self.settings.dim)
+
+    def _shingles(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return shingles(features, self.settings.shingle_length, self.settings.shingle_hop)
+
+    def _new_vectors(self, factory: str, max_training: int = 100_000) -> VectorIndex:
+        training = None
+        if VectorIndex.needs_training(factory, self.settings.dim):
+            parts, total = [], 0
+            for _, feats in self.iter_features():
+                parts.append(self._shingles(feats)[1])
+                total += len(parts[-1])
+                if total >= max_training:
+                    break
+            if not parts:  # nothing to train on yet: exact search until reorganise() switches
+                return VectorIndex.create("IDMap2,Flat", self.settings.dim)
+            training = np.concatenate(parts)
+        return VectorIndex.create(factory, self.settings.dim, training)
+
+    def sync_vectors(self) -> int:
+        """Bring the in-memory vector index up to date with the tables; returns recordings added.
+
+        Adds the vectors of every indexed recording with ``in_index = 0`` (after removing any old
+        ones) and removes those of pending removals. Call :meth:`save_vectors` to make it durable.
+        """
+        vectors = self.vectors()
+        pending = [r[0] for r in self.db.execute("SELECT recording_id FROM pending_removals")]
+        vectors.remove(pending)
+        todo = [r[0] for r in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed' AND in_index = 0")]
+        for rid in todo:
+            starts, vecs = self._shingles(self.features(rid))
+            vectors.remove([rid])
+            vectors.add(rid, starts, vecs)
+        self._unsaved = (pending, todo)
+        return len(todo)
+
+    def save_vectors(self) -> None:
+        """Save the FAISS file atomically, then mark what it holds in the tables."""
+        vectors = self.vectors()
+        pending, todo = self._unsaved
+        vectors.save(self.faiss_path)
+        with self.db.conn:
+            self.db["settings"].upsert({"key": "faiss_factory", "value": vectors.factory}, pk="key")
+            for rid in pending:
+                self.db.execute("DELETE FROM pending_removals WHERE recording_id = ?", [rid])
+            for rid in todo:
+                self.db.execute("UPDATE recordings SET in_index = 1 WHERE id = ?", [rid])
+        self._unsaved = ([], [])
+
+    def checkpoint(self) -> None:
+        """Make every change so far durable and searchable."""
+        self.sync_vectors()
+        self.save_vectors()
+
+    def reorganise(self) -> bool:
+        """With ``index_factory = "auto"``, switch to the factory the collection size calls for.
+
+        Rebuilds the vector index from the stored features (no audio is decoded again) when the
+        collection crossed a threshold of :func:`db.vectors.auto_factory`; returns whether it did.
+        """
+        planned = self._planned_factory()
+        if planned == self.vectors().factory:
+            return False
+        self._vectors = self._new_vectors(planned)
+        with self.db.conn:
+            self.db.execute("UPDATE recordings SET in_index = 0")
+        self.checkpoint()
+        return True
+
+    # -- summary ---------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counts for ``cli.py status``."""
+        q = self.db.execute(
+            "SELECT count(*), coalesce(sum(duration), 0), coalesce(sum(in_index = 0), 0) "
+            "FROM recordings WHERE status = 'indexed'"
+        ).fetchone()
+        failed = [{"path": r.path, "error": r.error} for r in self.recordings("failed")]
+        return {
+            "db": str(self.path),
+            "recordings": q[0],
+            "hours": q[1] / 3600,
+            "not_yet_searchable": q[2],
+            "shingles": len(self.vectors()) if self.faiss_path.is_file() else 0,
+            "index_factory": self.factory or "(none yet)",
+            "faiss_bytes": self.faiss_path.stat().st_size if self.faiss_path.is_file() else 0,
+            "db_bytes": self.path.stat().st_size,
+            "settings": asdict(self.settings),
+            "failed": failed,
+        }

@@ -1,0 +1,117 @@
+"""The FAISS index over shingle vectors; ids encode (recording, first frame).
+
+A vector id is ``recording_id * 2**FRAME_BITS + start_frame``, so a hit maps back to its
+recording and time without a lookup table, and all vectors of a recording form one id range
+that :meth:`VectorIndex.remove` drops without a rebuild. Vectors are L2-normalised and the
+metric is the inner product: scores are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+__all__ = ["FRAME_BITS", "FLAT_LIMIT", "IVF_FLAT_LIMIT", "VectorIndex", "auto_factory"]
+
+FRAME_BITS = 32
+"""Bits of a vector id for the frame: recordings of up to 2**32 frames."""
+
+FLAT_LIMIT = 1_000_000
+"""Up to this many vectors (≈ 44 h of audio with the default settings) search is exact."""
+
+IVF_FLAT_LIMIT = 10_000_000
+"""Up to this many vectors (≈ 440 h) an inverted file of full vectors; beyond it, PQ codes."""
+
+
+def auto_factory(n_vectors: int, dim: int) -> str:
+    """The FAISS ``index_factory`` string for a collection of ``n_vectors`` shingles.
+
+    Flat (exact) for small collections; an inverted file with about ``4·sqrt(n)`` lists for
+    medium ones; with product-quantised codes of ``dim / 4`` bytes beyond :data:`IVF_FLAT_LIMIT`
+    (16× smaller than float32).
+    """
+    if n_vectors <= FLAT_LIMIT:
+        return "IDMap2,Flat"
+    n_lists = 2 ** round(math.log2(4 * math.sqrt(n_vectors)))
+    if n_vectors <= IVF_FLAT_LIMIT:
+        return f"IVF{n_lists},Flat"
+    return f"IVF{n_lists},PQ{dim // 4}"
+
+
+class VectorIndex:
+    """A FAISS index with (recording, frame) ids, saved atomically to one file."""
+
+    def __init__(self, index: faiss.Index, factory: str) -> None:
+        self.index = index
+        self.factory = factory
+
+    @classmethod
+    def create(cls, factory: str, dim: int, training: np.ndarray | None = None) -> VectorIndex:
+        """A new empty index from a FAISS factory string, trained on ``training`` if it needs it."""
+        try:
+            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as error:
+            raise ValueError(f"invalid FAISS index factory string {factory!r}: {error}") from None
+        if not index.is_trained:
+            if training is None or len(training) < 1:
+                raise ValueError(f"FAISS index {factory!r} needs training vectors")
+            index.train(np.ascontiguousarray(training, dtype=np.float32))
+        if isinstance(index, faiss.IndexFlat):
+            index = faiss.IndexIDMap2(index)
+        return cls(index, factory)
+
+    @staticmethod
+    def needs_training(factory: str, dim: int) -> bool:
+        """Whether an index of this factory string must be trained before vectors are added."""
+        return not faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained
+
+    @classmethod
+    def load(cls, path: str | Path, factory: str) -> VectorIndex:
+        return cls(faiss.read_index(str(path)), factory)
+
+    def save(self, path: str | Path) -> None:
+        """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def add(self, recording_id: int, starts: np.ndarray, vectors: np.ndarray) -> None:
+        """Add a recording's shingles (first frames ``starts``)."""
+        ids = (np.int64(recording_id) << FRAME_BITS) + starts.astype(np.int64)
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def remove(self, recording_ids: list[int]) -> int:
+        """Drop every vector of the given recordings; returns how many were removed."""
+        removed = 0
+        for rid in recording_ids:
+            lo = int(rid) << FRAME_BITS
+            removed += self.index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << FRAME_BITS)))
+        return removed
+
+    def search(self, queries: np.ndarray, k: int, nprobe: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` nearest shingles of each query: ``(similarities, recording_ids, start_frames)``."""
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None:
+            ivf.nprobe = nprobe
+        k = min(k, max(len(self), 1))
+        sims, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        valid = ids >= 0
+        return np.where(valid, sims, -np.inf), np.where(valid, ids >> FRAME_BITS, -1), ids & ((1 << FRAME_BITS) - 1)

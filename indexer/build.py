@@ -1,0 +1,210 @@
+"""``cli.py index``: bring an index up to date with a folder of recordings.
+
+New and changed files are extracted (in worker processes when ``workers > 1``), files gone from
+the folder are dropped, everything else is left alone. The database is the single writer's:
+workers only compute. Progress is made durable at checkpoints (see :class:`db.store.IndexStore`),
+so Ctrl-C, ``kill -9`` or a crash loses at most the work since the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from db.store import IndexStore, Recording
+from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
+from indexer.walk import find_audio
+from retrieval.features import FeatureSettings
+
+__all__ = ["IndexReport", "default_workers", "index_collection"]
+
+
+@dataclass
+class IndexReport:
+    """What one ``index`` run did; paths as stored (absolute)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+    reorganised: bool = False
+
+    def summary(self) -> dict:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "failed": len(self.failed),
+            "audio_hours": self.audio_seconds / 3600,
+            "seconds": self.seconds,
+            "interrupted": self.interrupted,
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            **self.summary(),
+            "failures": [{"path": p, "error": e} for p, e in self.failed],
+            "removed_paths": self.removed,
+        }
+
+
+def default_workers() -> int:
+    """One worker per 4 cores (each runs PyTorch on its share); 1 on small machines."""
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+def _plan(store: IndexStore, files: list[Path], root: Path) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Jobs ``(path, known hash or None)`` for new/changed files, and the paths left as they are."""
+    known = store.by_path()
+    jobs, unchanged = [], []
+    for file in files:
+        path = str(file)
+        rec = known.get(path)
+        if rec is None:
+            jobs.append((path, None))
+            continue
+        stat = file.stat()
+        if rec.size == stat.st_size and rec.mtime == stat.st_mtime:
+            unchanged.append(path)
+        else:
+            jobs.append((path, rec.hash or None))
+    return jobs, unchanged
+
+
+def _missing(store: IndexStore, files: list[Path], root: Path) -> list[Recording]:
+    present = {str(f) for f in files}
+    return [r for r in store.recordings() if Path(r.path).is_relative_to(root) and r.path not in present]
+
+
+def _results(
+    jobs: list[tuple[str, str | None]], settings: FeatureSettings, workers: int, device: str
+) -> Iterator[Extracted]:
+    """Extract every job, in this process or in ``workers`` processes (at most 2 jobs each queued)."""
+    if workers <= 1:
+        context = WorkerContext(settings, device)
+        for path, known in jobs:
+            yield extract_one(context, path, known)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+        initargs=(settings, device, threads),
+    )
+    try:
+        queue, pending = list(reversed(jobs)), set()
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                pending.add(pool.submit(extract_in_worker, *queue.pop()))
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def index_collection(
+    root: str | Path,
+    db_path: str | Path,
+    settings: FeatureSettings | None = None,
+    *,
+    workers: int = 1,
+    device: str = "cpu",
+    rebuild: bool = False,
+    keep_missing: bool = False,
+    progress: bool = True,
+    checkpoint_seconds: float = 60.0,
+    on_result: Callable[[Extracted], None] | None = None,
+) -> IndexReport:
+    """Index every audio file under ``root`` into the index at ``db_path``.
+
+    ``settings`` of ``None`` keeps an existing index's settings (defaults for a new one); given
+    settings that differ from an existing index's raise
+    :class:`retrieval.features.SettingsMismatchError` (``rebuild=True`` starts over instead).
+    """
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    db_path = Path(db_path)
+    if rebuild:
+        for p in (db_path, db_path.with_name(db_path.name + ".faiss")):
+            p.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    if db_path.exists():
+        store = IndexStore.open(db_path)
+        if settings is not None:
+            settings.check_matches(store.settings)
+    else:
+        store = IndexStore.create(db_path, settings or FeatureSettings())
+    report, started = IndexReport(), time.monotonic()
+    try:
+        _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result)
+    finally:
+        report.seconds = time.monotonic() - started
+        store.close()
+    return report
+
+
+def _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result) -> None:
+    files = [f.resolve() for f in find_audio([root])]
+    jobs, report.unchanged = _plan(store, files, root)
+    if not keep_missing:
+        gone = _missing(store, files, root)
+        store.delete([r.id for r in gone])
+        report.removed = [r.path for r in gone]
+    store.checkpoint()  # replays whatever an interrupted run left unsaved
+    known = store.by_path()
+    bar = tqdm(total=len(jobs), unit="file", disable=not progress, dynamic_ncols=True)
+    last_save, save_cost = time.monotonic(), 0.0
+    try:
+        for result in _results(jobs, store.settings, workers, device):
+            _store_result(store, result, known.get(result.path), report)
+            if on_result is not None:
+                on_result(result)
+            bar.update()
+            elapsed = max(bar.format_dict["elapsed"], 1e-9)
+            hours_per_s = report.audio_seconds / 3600 / elapsed
+            bar.set_postfix_str(f"{hours_per_s:.4f} audio h/s ({hours_per_s * 3600:.0f}× real time)", refresh=False)
+            if time.monotonic() - last_save > max(checkpoint_seconds, 10 * save_cost):
+                t = time.monotonic()
+                store.checkpoint()
+                last_save, save_cost = time.monotonic(), time.monotonic() - t
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        bar.close()
+        store.checkpoint()
+    if not report.interrupted:
+        report.reorganised = store.reorganise()
+
+
+def _store_result(store: IndexStore, result: Extracted, old: Recording | None, report: IndexReport) -> None:
+    row = {
+        "path": result.path, "size": result.size, "mtime": result.mtime, "hash": result.hash,
+        "duration": result.duration, "sample_rate": result.sample_rate, "channels": result.channels,
+        "model_id": store.settings.model_id,
+    }
+    if result.unchanged and old is not None:
+        store.touch(old.id, result.mtime)
+        report.unchanged.append(result.path)
+    elif result.error is not None:
+        store.put_failed(row, result.error)
+        report.failed.append((result.path, result.error))
+        tqdm.write(f"error: {result.error}", file=sys.stderr)
+    else:
+        store.put_indexed(row, result.features)
+        report.audio_seconds += result.duration or 0.0
+        (report.updated if old is not None else report.added).append(result.path)

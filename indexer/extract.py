@@ -1,0 +1,95 @@
+"""One recording → retrieval features, in the indexing process or in a worker process."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.walk import check_readable
+from retrieval.features import FeatureSettings, retrieval_features
+
+__all__ = ["Extracted", "WorkerContext", "content_hash", "extract_one"]
+
+
+def content_hash(path: Path, block: int = 1 << 20) -> str:
+    """BLAKE2b of the file's bytes: tells a changed recording from a merely touched one."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Extracted:
+    """What a worker sends back for one file (small: features at the retrieval rate)."""
+
+    path: str
+    size: int
+    mtime: float
+    hash: str
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    features: np.ndarray | None = None  # (n_frames, 12)
+    error: str | None = None
+    unchanged: bool = False  # same content as ``known_hash``: nothing extracted
+
+
+class WorkerContext:
+    """The extractor of one process, built on first use (models load once per worker)."""
+
+    def __init__(self, settings: FeatureSettings, device: str = "cpu", threads: int | None = None) -> None:
+        self.settings = settings
+        self.device = device
+        self.threads = threads
+        self._extractor = None
+
+    def extractor(self):
+        if self._extractor is None:
+            import torch
+
+            from models.extractor import make_extractor
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._extractor = make_extractor(self.settings.model_id, device=self.device)
+        return self._extractor
+
+
+_CONTEXT: WorkerContext | None = None
+
+
+def init_worker(settings: FeatureSettings, device: str, threads: int | None) -> None:
+    """``ProcessPoolExecutor`` initializer: one context per worker process."""
+    global _CONTEXT
+    _CONTEXT = WorkerContext(settings, device, threads)
+
+
+def extract_in_worker(path: str, known_hash: str | None) -> Extracted:
+    assert _CONTEXT is not None, "init_worker was not called"
+    return extract_one(_CONTEXT, path, known_hash)
+
+
+def extract_one(context: WorkerContext, path: str, known_hash: str | None = None) -> Extracted:
+    """Hash, decode and extract one file; any failure is returned as a one-line ``error``."""
+    file = Path(path)
+    try:
+        stat = file.stat()
+        result = Extracted(path=path, size=stat.st_size, mtime=stat.st_mtime, hash=content_hash(file))
+    except OSError as error:
+        return Extracted(path=path, size=0, mtime=0.0, hash="", error=f"{path}: cannot read ({error.strerror})")
+    if known_hash is not None and result.hash == known_hash:
+        result.unchanged = True
+        return result
+    try:
+        result.duration, result.sample_rate, result.channels = check_readable(file)
+        chroma = context.extractor().from_file(file).chroma
+        result.features = retrieval_features(chroma, context.settings.downsample, context.settings.smoothing)
+    except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        result.error = message if path in message else f"{path}: {message}"
+    return result

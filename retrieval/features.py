@@ -1,0 +1,125 @@
+"""Chroma at 25 Hz → retrieval features and shingles, identically for recordings and themes.
+
+Retrieval features are the chroma smoothed in time with a Hann window and downsampled (a
+CENS-like step that makes matching robust to local timing and articulation), one L2-normalised
+12-d row per frame. A shingle is a run of consecutive frames, flattened and L2-normalised, so
+that the inner product of two shingles is their cosine similarity.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+import librosa
+import numpy as np
+import scipy.ndimage
+import scipy.signal
+
+from models.frontend import FEATURE_RATE
+from models.registry import DEFAULT_MODEL
+
+__all__ = [
+    "FEATURE_VERSION",
+    "FeatureSettings",
+    "SettingsMismatchError",
+    "retrieval_features",
+    "shingle_starts",
+    "shingles",
+]
+
+FEATURE_VERSION = 1
+"""Bumped whenever the computation of retrieval features changes: older indexes are refused."""
+
+
+class SettingsMismatchError(ValueError):
+    """An index was built with other feature settings than a query or an update asks for."""
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that must agree between an index and the queries searched against it.
+
+    ``index_factory`` is a FAISS :func:`faiss.index_factory` string, or ``"auto"`` to choose
+    one by collection size (see :func:`db.vectors.auto_factory`).
+    """
+
+    model_id: str = DEFAULT_MODEL
+    downsample: int = 2  # 25 Hz → 12.5 Hz
+    smoothing: int = 5  # Hann window length in 25 Hz frames
+    shingle_length: int = 16  # frames of the retrieval rate: 1.28 s
+    shingle_hop: int = 2  # frames between stored shingles of a recording
+    index_factory: str = "auto"
+    version: int = FEATURE_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("downsample", "smoothing", "shingle_length", "shingle_hop"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+    @property
+    def rate(self) -> float:
+        """Frames per second of the retrieval features."""
+        return FEATURE_RATE / self.downsample
+
+    @property
+    def dim(self) -> int:
+        """Dimension of a shingle vector."""
+        return 12 * self.shingle_length
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSettings:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_matches(self, other: FeatureSettings, what: str = "the index") -> None:
+        """Raise :class:`SettingsMismatchError` naming every setting where ``other`` differs."""
+        diffs = [
+            f"{f.name}={getattr(other, f.name)!r} (asked {getattr(self, f.name)!r})"
+            for f in fields(self)
+            if f.name != "index_factory" and getattr(self, f.name) != getattr(other, f.name)
+        ]
+        if diffs:
+            raise SettingsMismatchError(
+                f"{what} was built with other feature settings: {', '.join(diffs)}; "
+                "query with the index's settings or rebuild it (cli.py index --rebuild)"
+            )
+
+
+def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int = 5) -> np.ndarray:
+    """Smooth and downsample chroma ``(12, T)`` at 25 Hz to ``(T', 12)`` L2-normalised rows.
+
+    ``T' = ceil(T / downsample)``; frame ``i`` is centred on input frame ``i * downsample``.
+    """
+    chroma = np.asarray(chroma, dtype=np.float32)
+    if chroma.ndim != 2 or chroma.shape[0] != 12:
+        raise ValueError(f"chroma must have shape (12, T), got {chroma.shape}")
+    if smoothing > 1:
+        window = scipy.signal.get_window("hann", smoothing + 2)[1:-1].astype(np.float32)
+        chroma = scipy.ndimage.convolve1d(chroma, window / window.sum(), axis=1, mode="constant")
+    frames = np.ascontiguousarray(chroma[:, ::downsample].T)
+    return librosa.util.normalize(frames, norm=2, axis=1, fill=True).astype(np.float32)
+
+
+def shingle_starts(n_frames: int, length: int, hop: int) -> np.ndarray:
+    """First frame of every shingle of a sequence; one shingle (padded) if it is shorter."""
+    return np.arange(0, max(n_frames - length, 0) + 1, hop)
+
+
+def shingles(features: np.ndarray, length: int, hop: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``(T, 12)`` features into flattened, L2-normalised shingles.
+
+    Returns ``(starts, vectors)``: ``vectors[i]`` covers frames ``starts[i] : starts[i] + length``
+    (zero-padded past the end of a sequence shorter than ``length``).
+    """
+    features = np.asarray(features, dtype=np.float32)
+    if len(features) < length:
+        features = np.concatenate([features, np.zeros((length - len(features), 12), np.float32)])
+    starts = shingle_starts(len(features), length, hop)
+    windows = np.lib.stride_tricks.sliding_window_view(features, (length, 12))[:, 0]
+    vectors = windows[starts].reshape(len(starts), 12 * length)
+    return starts, librosa.util.normalize(vectors, norm=2, axis=1, fill=True).astype(np.float32)

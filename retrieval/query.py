@@ -1,0 +1,97 @@
+"""The query API: a theme (score file, music21 stream or :class:`Theme`) → ranked matches.
+
+::
+
+    from db import IndexStore
+    from retrieval import query
+
+    store = IndexStore.open("music_index.db")
+    result = query(store, "theme.musicxml", top=5)
+    for match in result.matches:
+        print(match.rank, match.score, match.path, match.start, match.end)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import music21
+
+from retrieval.features import FeatureSettings
+from retrieval.render import TEMPO_SCALES, query_variants
+from retrieval.search import CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
+from retrieval.theme import Theme, load_theme, theme_from_stream
+
+__all__ = ["QueryResult", "query"]
+
+
+@dataclass
+class QueryResult:
+    """Matches, best first, with the theme searched and the time each stage took."""
+
+    matches: list[Match]
+    theme: Theme
+    timings: SearchTimings = field(default_factory=SearchTimings)
+
+    @property
+    def confident(self) -> bool:
+        """Whether the best match is a confident one (else: "no confident match")."""
+        return bool(self.matches) and self.matches[0].confident
+
+    def as_dict(self) -> dict:
+        return {
+            "theme": self.theme.source,
+            "confident_match": self.confident,
+            "timings": {"render": self.timings.extra.get("render", 0.0), "ann": self.timings.ann,
+                        "rerank": self.timings.rerank, "total": self.timings.total},
+            "matches": [m.as_dict() for m in self.matches],
+        }
+
+
+def _extractor_for(settings: FeatureSettings, device: str):
+    from models.extractor import make_extractor
+
+    return make_extractor(settings.model_id, device=device)
+
+
+def query(
+    collection: Collection,
+    theme: Theme | str | Path | music21.stream.Stream,
+    *,
+    top: int = 10,
+    part: str | int | None = None,
+    measures: tuple[int, int] | None = None,
+    expand_repeats: bool = False,
+    transpose: bool = False,
+    rendering: str = "symbolic",
+    program: int | None = None,
+    tempo_scales: Sequence[float] = TEMPO_SCALES,
+    exhaustive: bool = False,
+    candidates: int = 30,
+    threshold: float = CONFIDENCE_THRESHOLD,
+    extractor=None,
+    device: str = "cpu",
+) -> QueryResult:
+    """Search ``collection`` for ``theme`` (see :func:`retrieval.search.search` for the stages)."""
+    if not isinstance(theme, Theme):
+        if isinstance(theme, music21.stream.Stream):
+            theme = theme_from_stream(theme, part=part, measures=measures, expand_repeats=expand_repeats)
+        else:
+            theme = load_theme(theme, part=part, measures=measures, expand_repeats=expand_repeats)
+    timings = SearchTimings()
+    t0 = time.perf_counter()
+    if rendering == "synthesised" and extractor is None:
+        extractor = _extractor_for(collection.settings, device)
+    variants = query_variants(
+        theme, collection.settings, rendering=rendering, tempo_scales=tempo_scales, transpose=transpose,
+        extractor=extractor, program=program,
+    )
+    timings.extra["render"] = time.perf_counter() - t0
+    matches = search(
+        collection, variants, top=top, candidates=candidates, exhaustive=exhaustive, threshold=threshold,
+        timings=timings,
+    )
+    return QueryResult(matches, theme, timings)

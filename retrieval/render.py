@@ -1,0 +1,94 @@
+"""A theme → query features at the retrieval rate, symbolically or through audio.
+
+``symbolic``: each note sets its pitch class for its duration on the 25 Hz grid of the audio
+chroma; ``synthesised``: the theme is rendered with a SoundFont (:mod:`retrieval.synth`) and passed
+through the same deep chroma extractor as the recordings. Both then take the recordings' path
+(:func:`retrieval.features.retrieval_features`), so their frames are comparable.
+
+A theme has no performance tempo: it is rendered at several tempo scales (:data:`TEMPO_SCALES`)
+around its nominal tempo, and in all 12 transpositions on request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.frontend import FEATURE_RATE, SAMPLE_RATE
+from retrieval.features import FeatureSettings, retrieval_features
+from retrieval.theme import NoteEvent, Theme
+
+__all__ = ["RENDERINGS", "TEMPO_SCALES", "QueryVariant", "query_variants", "symbolic_chroma"]
+
+TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
+"""Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
+
+RENDERINGS = ("symbolic", "synthesised")
+
+
+@dataclass(frozen=True)
+class QueryVariant:
+    """The theme at one tempo scale and transposition, as retrieval features ``(T, 12)``."""
+
+    tempo_scale: float
+    transposition: int  # semitones the theme was shifted up
+    features: np.ndarray
+
+
+def _scaled(notes: Sequence[NoteEvent], tempo_scale: float) -> list[NoteEvent]:
+    """Notes played ``tempo_scale`` times faster."""
+    return [NoteEvent(n.onset / tempo_scale, n.duration / tempo_scale, n.pitch, n.program, n.part) for n in notes]
+
+
+def symbolic_chroma(notes: Sequence[NoteEvent], rate: float = FEATURE_RATE) -> np.ndarray:
+    """Binary pitch-class activity ``(12, T)`` at ``rate`` Hz, L2-normalised per frame."""
+    n_frames = max(1, int(np.ceil(max(n.onset + n.duration for n in notes) * rate)))
+    chroma = np.zeros((12, n_frames), dtype=np.float32)
+    for n in notes:
+        start = min(int(round(n.onset * rate)), n_frames - 1)
+        stop = max(start + 1, int(round((n.onset + n.duration) * rate)))
+        chroma[n.pitch % 12, start:stop] = 1.0
+    norms = np.linalg.norm(chroma, axis=0, keepdims=True)
+    return np.where(norms > 0, chroma / np.maximum(norms, 1e-12), 1 / np.sqrt(12)).astype(np.float32)
+
+
+def _chroma(notes: list[NoteEvent], rendering: str, extractor, program: int | None) -> np.ndarray:
+    if rendering == "symbolic":
+        return symbolic_chroma(notes)
+    from retrieval.synth import render_notes
+
+    audio = render_notes(notes, SAMPLE_RATE, program=program, tail=0.3)
+    return extractor.from_signal(audio).chroma
+
+
+def query_variants(
+    theme: Theme,
+    settings: FeatureSettings,
+    *,
+    rendering: str = "symbolic",
+    tempo_scales: Sequence[float] = TEMPO_SCALES,
+    transpose: bool = False,
+    extractor=None,
+    program: int | None = None,
+) -> list[QueryVariant]:
+    """Every (tempo scale, transposition) of ``theme`` as retrieval features.
+
+    ``extractor`` (a :class:`models.ChromaExtractor` of the index's model) is needed for
+    ``rendering="synthesised"``; ``program`` is the GM instrument it renders with (default: the
+    score's own). Transpositions rotate the chroma (pitch-class shifts of the theme).
+    """
+    if rendering not in RENDERINGS:
+        raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
+    if rendering == "synthesised" and extractor is None:
+        raise ValueError("synthesised rendering needs the index's chroma extractor")
+    if any(s <= 0 for s in tempo_scales):
+        raise ValueError(f"tempo scales must be positive, got {tempo_scales}")
+    variants = []
+    for scale in tempo_scales:
+        chroma = _chroma(_scaled(theme.notes, scale), rendering, extractor, program)
+        for shift in range(12) if transpose else (0,):
+            features = retrieval_features(np.roll(chroma, shift, axis=0), settings.downsample, settings.smoothing)
+            variants.append(QueryVariant(scale, shift, features))
+    return variants

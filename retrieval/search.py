@@ -1,0 +1,192 @@
+"""Score-to-audio search: ANN over shingles, per-recording aggregation, DTW re-ranking.
+
+1. Every query variant (tempo scale × transposition, :mod:`retrieval.render`) is cut into
+   shingles (hop 1) and searched in the FAISS index.
+2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
+   similarity among that shingle's hits in the recording (the shingle's k-th similarity when it has
+   none there); its score is the best over variants. The top ``candidates`` go on.
+3. Re-ranking: subsequence DTW (:func:`retrieval.dtw.subsequence_align`) of the best variants
+   against the stored features around the best ANN hits gives the final score (mean cosine
+   similarity along the path) and the matched time span.
+
+``exhaustive=True`` skips 1–2 and aligns every variant with every whole recording: the exact
+reference the ANN pipeline is measured against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from retrieval.dtw import subsequence_align
+from retrieval.features import FeatureSettings, shingles
+from retrieval.render import QueryVariant
+
+__all__ = ["CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search"]
+
+CONFIDENCE_THRESHOLD = 0.75
+"""DTW similarity from which a match is called confident (see docs/benchmarks.md)."""
+
+
+class Collection(Protocol):
+    """What search needs of an index (:class:`db.store.IndexStore` provides it)."""
+
+    settings: FeatureSettings
+
+    def vectors(self): ...
+    def features(self, recording_id: int) -> np.ndarray: ...
+    def recording(self, recording_id: int): ...
+    def recordings(self, status: str | None = None) -> list: ...
+
+
+@dataclass(frozen=True)
+class Match:
+    """One ranked recording: where the theme sounds in it and how well it matches."""
+
+    rank: int
+    score: float  # mean cosine similarity of theme and excerpt along the DTW path (≤ 1)
+    confident: bool  # score ≥ CONFIDENCE_THRESHOLD
+    recording_id: int
+    path: str
+    start: float  # seconds
+    end: float
+    tempo_scale: float  # performance tempo ÷ the theme's nominal tempo (of the best variant)
+    transposition: int  # semitones the theme was shifted up to match
+    ann_score: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchTimings:
+    """Seconds spent in each stage of one query."""
+
+    ann: float = 0.0
+    rerank: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return self.ann + self.rerank + sum(self.extra.values())
+
+
+def _ann_candidates(
+    collection: Collection, variants: Sequence[QueryVariant], k: int, n_candidates: int
+) -> dict[int, list[tuple[float, int, int]]]:
+    """Candidate recordings → their best ``(ann score, variant index, anchor frame)`` triples."""
+    settings = collection.settings
+    queries, owner, offset = [], [], []
+    for vi, variant in enumerate(variants):
+        starts, vecs = shingles(variant.features, settings.shingle_length, 1)
+        queries.append(vecs)
+        owner += [vi] * len(starts)
+        offset += list(starts)
+    sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
+    owner_a, offset_a = np.asarray(owner), np.asarray(offset)
+    # best similarity per (query shingle, recording) and the theme start it implies
+    per_rec: dict[int, dict[int, list]] = defaultdict(dict)  # rid -> vi -> [sum, anchors]
+    n_shingles = np.bincount(owner_a, minlength=len(variants))
+    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)
+    for qi in range(len(sims)):
+        vi, best_here = int(owner_a[qi]), {}
+        for sim, rid, frame in zip(sims[qi], rids[qi], frames[qi], strict=True):
+            if rid >= 0 and (rid not in best_here or sim > best_here[rid][0]):
+                best_here[int(rid)] = (float(sim), int(frame) - int(offset_a[qi]))
+        for rid, (sim, anchor) in best_here.items():
+            entry = per_rec[rid].setdefault(vi, [0.0, []])
+            entry[0] += sim - floors[qi]
+            entry[1].append((sim, anchor))
+    scored: dict[int, list[tuple[float, int, int]]] = {}
+    for rid, by_variant in per_rec.items():
+        triples = []
+        for vi, (total, anchors) in by_variant.items():
+            floor_sum = floors[owner_a == vi].sum()
+            score = (total + floor_sum) / n_shingles[vi]
+            best_anchor = max(anchors)[1]
+            triples.append((score, vi, best_anchor))
+        scored[rid] = sorted(triples, reverse=True)
+    ranked = sorted(scored, key=lambda r: scored[r][0][0], reverse=True)[:n_candidates]
+    return {rid: scored[rid] for rid in ranked}
+
+
+def _rerank(
+    collection: Collection, variants: Sequence[QueryVariant], rid: int, triples: list[tuple[float, int, int]],
+    n_variants: int,
+) -> tuple[float, int, int, int]:
+    """Best ``(similarity, variant, start, end)`` of DTW around the anchors of the best variants."""
+    target = collection.features(rid)
+    best = (float("-inf"), triples[0][1], 0, 0)
+    for _, vi, anchor in triples[:n_variants]:
+        length = len(variants[vi].features)
+        lo, hi = max(0, anchor - length), min(len(target), anchor + 2 * length)
+        if hi <= lo:
+            continue
+        alignment = subsequence_align(variants[vi].features, target[lo:hi])
+        if alignment.similarity > best[0]:
+            best = (alignment.similarity, vi, lo + alignment.start, lo + alignment.end)
+    return best
+
+
+def _exhaustive(collection: Collection, variants: Sequence[QueryVariant]) -> dict[int, tuple[float, int, int, int]]:
+    results = {}
+    for rec in collection.recordings("indexed"):
+        target = collection.features(rec.id)
+        best = (float("-inf"), 0, 0, 0)
+        for vi, variant in enumerate(variants):
+            a = subsequence_align(variant.features, target)
+            if a.similarity > best[0]:
+                best = (a.similarity, vi, a.start, a.end)
+        results[rec.id] = best
+    return results
+
+
+def search(
+    collection: Collection,
+    variants: Sequence[QueryVariant],
+    *,
+    top: int = 10,
+    k: int = 64,
+    candidates: int = 30,
+    rerank_variants: int = 3,
+    exhaustive: bool = False,
+    threshold: float = CONFIDENCE_THRESHOLD,
+    timings: SearchTimings | None = None,
+) -> list[Match]:
+    """Rank the recordings of ``collection`` for a theme given as query ``variants``."""
+    if not variants:
+        raise ValueError("no query variants")
+    if top < 1 or k < 1 or candidates < 1:
+        raise ValueError("top, k and candidates must be positive")
+    timings = timings if timings is not None else SearchTimings()
+    ann_scores: dict[int, float] = {}
+    t0 = time.perf_counter()
+    if exhaustive:
+        aligned = _exhaustive(collection, variants)
+    else:
+        found = _ann_candidates(collection, variants, k, max(candidates, top))
+        timings.ann = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        aligned = {rid: _rerank(collection, variants, rid, triples, rerank_variants) for rid, triples in found.items()}
+        ann_scores = {rid: triples[0][0] for rid, triples in found.items()}
+    timings.rerank = time.perf_counter() - t0
+    rate = collection.settings.rate
+    order = sorted(aligned, key=lambda r: aligned[r][0], reverse=True)[:top]
+    matches = []
+    for rid in order:
+        similarity, vi, start, end = aligned[rid]
+        rec = collection.recording(rid)
+        if rec is None or not np.isfinite(similarity):
+            continue
+        matches.append(Match(
+            rank=len(matches) + 1, score=round(similarity, 4), confident=bool(similarity >= threshold),
+            recording_id=rid, path=rec.path, start=round(start / rate, 2), end=round((end + 1) / rate, 2),
+            tempo_scale=round(variants[vi].tempo_scale, 3), transposition=variants[vi].transposition,
+            ann_score=round(ann_scores[rid], 4) if rid in ann_scores else None,
+        ))
+    return matches

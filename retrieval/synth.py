@@ -1,0 +1,98 @@
+"""SoundFont rendering of notes to audio (TinySoundFont), with the General MIDI SoundFont that
+ships inside the ``pretty_midi`` package (TimGM6mb, GPL-2, 6 MB) — nothing is downloaded.
+
+Used to synthesise themes for the audio-side query rendering and to build test and benchmark
+collections from scores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.theme import NoteEvent
+
+__all__ = ["SynthError", "default_soundfont", "render_notes"]
+
+
+class SynthError(RuntimeError):
+    """The synthesiser or its SoundFont is not available."""
+
+
+def default_soundfont() -> Path:
+    """Path of the GM SoundFont bundled with ``pretty_midi``."""
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or spec.origin is None:
+        raise SynthError("SoundFont rendering needs the pretty_midi package (it ships the GM SoundFont)")
+    path = Path(spec.origin).parent / "TimGM6mb.sf2"
+    if not path.is_file():
+        raise SynthError(f"{path}: the SoundFont of pretty_midi is missing")
+    return path
+
+
+def _synth(sample_rate: int, soundfont: Path | None):
+    try:
+        import tinysoundfont
+    except ImportError:
+        raise SynthError(
+            "SoundFont rendering needs tinysoundfont: pip install --no-deps tinysoundfont==0.3.7"
+        ) from None
+    synth = tinysoundfont.Synth(samplerate=sample_rate, gain=-6.0)
+    return synth, synth.sfload(str(soundfont or default_soundfont()))
+
+
+def render_notes(
+    notes: Sequence[NoteEvent],
+    sample_rate: int = 22050,
+    *,
+    program: int | None = None,
+    velocity: int = 90,
+    tail: float = 1.0,
+    soundfont: Path | None = None,
+) -> np.ndarray:
+    """Mono float32 audio of ``notes``; each part on its own channel with its GM program.
+
+    ``program`` overrides every part's instrument (e.g. 40 = violin). ``tail`` seconds of release
+    follow the last note-off. Loud mixtures are scaled to a peak of 0.9 (no clipping in a file).
+    """
+    if not notes:
+        raise ValueError("no notes to render")
+    synth, sfid = _synth(sample_rate, soundfont)
+    channels: dict[tuple[int, int], int] = {}
+    events: list[tuple[float, int, int, int]] = []  # (time, 0=off/1=on, channel, pitch)
+    for note in notes:
+        prog = program if program is not None else note.program
+        key = (note.part, prog)
+        if key not in channels:
+            chan = len(channels) % 15
+            chan += chan >= 9  # channel 9 is the GM drum kit
+            channels[key] = chan
+            synth.program_select(chan, sfid, 0, int(prog) % 128)
+        pitch = int(np.clip(note.pitch, 0, 127))
+        events.append((note.onset, 1, channels[key], pitch))
+        events.append((note.onset + max(note.duration, 0.02), 0, channels[key], pitch))
+    events.sort()
+    total = int((events[-1][0] + tail) * sample_rate)
+    out = np.zeros(total, dtype=np.float32)
+    position = 0
+    for time, is_on, chan, pitch in events:
+        target = min(int(time * sample_rate), total)
+        if target > position:
+            out[position:target] = _generate(synth, target - position)
+            position = target
+        if is_on:
+            synth.noteon(chan, pitch, velocity)
+        else:
+            synth.noteoff(chan, pitch)
+    if total > position:
+        out[position:] = _generate(synth, total - position)
+    peak = float(np.abs(out).max())
+    return out * (0.9 / peak) if peak > 0.9 else out
+
+
+def _generate(synth, n: int) -> np.ndarray:
+    stereo = np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2)
+    return stereo.mean(axis=1)

@@ -1,0 +1,207 @@
+"""Indexer and database: incremental runs, failures, crash safety, settings, vector removal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli import main
+from db.store import IndexStore
+from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, VectorIndex, auto_factory
+from indexer.build import index_collection
+from retrieval.features import FeatureSettings, SettingsMismatchError, shingle_starts
+
+from .conftest import PIECES, render_piece
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def expected_vectors(store: IndexStore) -> int:
+    s = store.settings
+    return sum(len(shingle_starts(max(r.n_frames, s.shingle_length), s.shingle_length, s.shingle_hop))
+               for r in store.recordings("indexed"))
+
+
+def check_consistent(db: Path) -> IndexStore:
+    """The database passes integrity_check and the FAISS file holds exactly the indexed shingles."""
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = IndexStore.open(db)
+    assert all(r.in_index == 1 for r in store.recordings("indexed"))
+    assert len(store.vectors()) == expected_vectors(store)
+    ids = {int(rid) for rid in store.vectors().search(store.features(store.recordings("indexed")[0].id)[:16]
+                                                      .reshape(1, -1) / 4.0, 1000)[1][0] if rid >= 0}
+    assert ids <= {r.id for r in store.recordings("indexed")}
+    return store
+
+
+def test_index_status_and_list(indexed, capsys):
+    store = check_consistent(indexed)
+    assert len(store.recordings("indexed")) == len(PIECES)
+    assert all(r.duration > 15 and r.sample_rate == 22050 and r.hash for r in store.recordings())
+    assert store.factory == "IDMap2,Flat"
+    assert main(["status", "--db", str(indexed), "--json"]) == 0
+    import json
+
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["recordings"] == len(PIECES) and stats["shingles"] == expected_vectors(store) > 0
+    assert stats["failed"] == [] and stats["faiss_bytes"] > 0
+    assert main(["list", "--db", str(indexed), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(Path(r["path"]).stem for r in listed) == sorted(PIECES)
+
+
+def test_reindex_adds_updates_removes_exactly_what_changed(rendered_dir, tmp_path):
+    folder = tmp_path / "audio"
+    names = list(PIECES)
+    folder.mkdir()
+    for name in names[:4]:
+        shutil.copy(rendered_dir / f"{name}.wav", folder / f"{name}.wav")
+    db = tmp_path / "i.db"
+    first = index_collection(folder, db, progress=False)
+    assert len(first.added) == 4
+    before = {r.path: r for r in IndexStore.open(db).recordings()}
+
+    (folder / f"{names[0]}.wav").unlink()  # removed
+    shutil.copy(rendered_dir / f"{names[4]}.wav", folder / f"{names[4]}.wav")  # added
+    shutil.copy(rendered_dir / f"{names[4]}.wav", folder / f"{names[1]}.wav")  # content changed
+    os.utime(folder / f"{names[2]}.wav", (time.time() + 100, time.time() + 100))  # touched only
+    second = index_collection(folder, db, progress=False)
+    resolved = {n: str((folder / f"{n}.wav").resolve()) for n in names}
+    assert second.added == [resolved[names[4]]]
+    assert second.updated == [resolved[names[1]]]
+    assert second.removed == [resolved[names[0]]]
+    assert sorted(second.unchanged) == sorted([resolved[names[2]], resolved[names[3]]])
+    store = check_consistent(db)
+    after = {r.path: r for r in store.recordings()}
+    assert after[resolved[names[1]]].id == before[resolved[names[1]]].id  # kept its id
+    assert after[resolved[names[1]]].hash != before[resolved[names[1]]].hash
+    assert after[resolved[names[2]]].indexed_at == before[resolved[names[2]]].indexed_at  # not re-extracted
+
+    third = index_collection(folder, db, progress=False)
+    assert not (third.added or third.updated or third.removed or third.failed)
+    assert len(third.unchanged) == 4
+
+
+def test_corrupted_file_is_reported_and_the_rest_still_answers(rendered_dir, tmp_path, capsys):
+    folder = tmp_path / "audio"
+    shutil.copytree(rendered_dir, folder)
+    db = tmp_path / "i.db"
+    index_collection(folder, db, progress=False)
+    bad = folder / "haydn_op74.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 10)
+    report = index_collection(folder, db, progress=False)
+    assert [p for p, _ in report.failed] == [str(bad.resolve())]
+    assert "haydn_op74.wav" in report.failed[0][1] and "\n" not in report.failed[0][1]
+    store = check_consistent(db)
+    failed = store.recordings("failed")
+    assert [r.path for r in failed] == [str(bad.resolve())]
+    assert len(store.recordings("indexed")) == len(PIECES) - 1
+    assert main(["status", "--db", str(db)]) == 0
+    assert "haydn_op74.wav" in capsys.readouterr().out
+
+    from retrieval.query import query
+
+    result = query(store, _corpus("mozart/k155/movement1"), measures=(5, 8), top=3)
+    assert Path(result.matches[0].path).stem == "mozart_k155"
+    assert all(Path(m.path).stem != "haydn_op74" for m in result.matches)
+
+
+def _corpus(work: str):
+    from music21 import corpus
+
+    return corpus.parse(work)
+
+
+def test_sigkill_mid_run_leaves_a_consistent_database_that_resumes(rendered_dir, tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i, name in enumerate(list(PIECES) * 2):  # 10 files, so that the kill lands mid-run
+        shutil.copy(rendered_dir / f"{name}.wav", folder / f"{i:02d}_{name}.wav")
+    db = tmp_path / "i.db"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--db", str(db), "--workers", "1", "-q"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    done = conn.execute("SELECT count(*) FROM recordings").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 3:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= done < 10
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = conn.execute("SELECT count(*) FROM recordings").fetchone()[0]
+    assert 3 <= rows < 10
+    IndexStore.open(db).stats()  # opens and reads
+
+    report = index_collection(folder, db, progress=False)
+    assert len(report.added) == 10 - rows and len(report.unchanged) == rows and not report.failed
+    store = check_consistent(db)
+    assert len(store.recordings("indexed")) == 10
+
+
+def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
+    theme = tmp_path / "theme.musicxml"
+    _corpus("mozart/k155/movement1").measures(5, 8).write("musicxml", fp=theme)
+    assert main(["query", str(theme), "--db", str(indexed), "--shingle-length", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "shingle_length=16 (asked 10)" in err and len(err.splitlines()) == 1
+    assert main(["query", str(theme), "--db", str(indexed), "--model", "v1_ctc_train123valid4"]) == 2
+    assert "model_id" in capsys.readouterr().err
+    with pytest.raises(SettingsMismatchError):
+        index_collection(rendered_dir, indexed, FeatureSettings(downsample=3), progress=False)
+    assert main(["query", str(theme), "--db", str(indexed), "--shingle-length", "16", "--json"]) == 0
+
+
+def test_vector_removal_and_factories():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 24)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex.create("IDMap2,Flat", 24)
+    index.add(1, np.arange(100), vectors[:100])
+    index.add(2, np.arange(200), vectors[100:])
+    assert index.remove([1]) == 100 and len(index) == 200
+    sims, rids, frames = index.search(vectors[150:151], 1)
+    assert rids[0, 0] == 2 and frames[0, 0] == 50 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+    ivf = VectorIndex.create("IVF4,Flat", 24, training=vectors)
+    ivf.add(7, np.arange(300), vectors)
+    assert ivf.remove([7]) == 300 and len(ivf) == 0
+    with pytest.raises(ValueError, match="invalid FAISS index factory"):
+        VectorIndex.create("NoSuchIndex", 24)
+
+    assert auto_factory(FLAT_LIMIT, 192) == "IDMap2,Flat"
+    assert auto_factory(FLAT_LIMIT + 1, 192).startswith("IVF") and auto_factory(FLAT_LIMIT + 1, 192).endswith(",Flat")
+    assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(",PQ48")
+
+
+def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_path):
+    db = tmp_path / "ivf.db"
+    index_collection(rendered_dir, db, FeatureSettings(index_factory="IVF8,Flat"), progress=False)
+    store = check_consistent(db)
+    assert store.factory == "IVF8,Flat"
+    from retrieval.query import query
+
+    result = query(store, _corpus("haydn/opus74no1/movement3"), measures=(9, 12), top=1)
+    assert Path(result.matches[0].path).stem == "haydn_op74"
