@@ -34,9 +34,11 @@ def subsequence_align(query: np.ndarray, target: np.ndarray) -> Alignment:
     n, m = len(query), len(target)
     if n == 0 or m == 0 or 2 * m < n:
         return Alignment(float("-inf"), 0, max(m - 1, 0))
+    if m < n:  # librosa would swap the roles; silence (cost 1) after the end keeps them
+        target = np.concatenate([target, np.zeros((n - m, target.shape[1]), target.dtype)])
     cost = np.maximum(1.0 - query @ target.T, 1e-9).astype(np.float64)
     acc, path = librosa.sequence.dtw(
         C=cost, subseq=True, step_sizes_sigma=_STEPS, weights_mul=_WEIGHTS, backtrack=True
     )
     end = int(path[0, 1])
-    return Alignment(float(1.0 - acc[-1, end] / n), int(path[-1, 1]), end)
+    return Alignment(float(1.0 - acc[-1, end] / n), int(path[-1, 1]), min(end, m - 1))

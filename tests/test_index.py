@@ -20,7 +20,7 @@ from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, VectorIndex, auto_factory
 from indexer.build import index_collection
 from retrieval.features import FeatureSettings, SettingsMismatchError, shingle_starts
 
-from .conftest import PIECES, render_piece
+from .conftest import PIECES
 
 ROOT = Path(__file__).resolve().parents[1]
 

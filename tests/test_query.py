@@ -1,0 +1,120 @@
+"""Score queries against a generated collection: ranking, time span, transposition, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from music21 import corpus
+
+from cli import main
+from db.store import IndexStore
+from retrieval.query import query
+from retrieval.theme import ThemeError, load_theme
+
+from .conftest import PIECES
+
+# (piece, work, measures of the theme, part or None for all parts)
+THEMES = [
+    ("haydn_op74", "haydn/opus74no1/movement3", (9, 12), 0),
+    ("joplin_maple_leaf", "joplin/maple_leaf_rag", (5, 8), None),
+    ("schumann_op17", "schumann_clara/opus17/movement3", (5, 8), None),
+    ("schubert_lindenbaum", "schubert/lindenbaum", (9, 11), 0),
+]
+
+
+@pytest.fixture(scope="module")
+def store(indexed):
+    store = IndexStore.open(indexed)
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("name, work, measures, part", THEMES)
+def test_theme_is_found_first_at_the_right_time(store, name, work, measures, part):
+    score = corpus.parse(work)
+    result = query(store, score, measures=measures, part=part, top=3)
+    best = result.matches[0]
+    assert Path(best.path).stem == name
+    # the collection renders measures 1.. at the nominal tempo: the theme starts where the score says
+    assert abs(best.start - result.theme.start) < 2.0
+    assert abs(best.end - (result.theme.start + result.theme.duration)) < 2.0
+    assert best.score > result.matches[1].score
+    exact = query(store, score, measures=measures, part=part, top=1, exhaustive=True)
+    assert Path(exact.matches[0].path).stem == name
+
+
+def test_synthesised_rendering_finds_the_theme(store):
+    result = query(store, corpus.parse("haydn/opus74no1/movement3"), measures=(9, 12), rendering="synthesised",
+                   top=2)
+    assert Path(result.matches[0].path).stem == "haydn_op74"
+    assert abs(result.matches[0].start - result.theme.start) < 2.0
+
+
+def test_transposed_theme_needs_transpose(store, tmp_path, capsys):
+    theme = tmp_path / "haydn_up3.musicxml"
+    corpus.parse("haydn/opus74no1/movement3").measures(9, 12).parts[0].transpose(3).write("musicxml", fp=theme)
+    assert main(["query", str(theme), "--db", str(store.path), "--json", "--top", "5"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert Path(plain["matches"][0]["path"]).stem != "haydn_op74"
+    assert main(["query", str(theme), "--db", str(store.path), "--json", "--transpose", "--top", "5"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    best = found["matches"][0]
+    assert Path(best["path"]).stem == "haydn_op74" and best["transposition"] == 9  # 3 up + 9 up = an octave
+    assert {"rank", "score", "confident", "recording_id", "path", "start", "end"} <= set(best)
+    assert best["score"] > plain["matches"][0]["score"]
+
+
+def test_cli_table_and_plot(store, tmp_path, capsys):
+    theme = tmp_path / "theme.mid"
+    corpus.parse("joplin/maple_leaf_rag").measures(5, 8).write("midi", fp=theme)
+    png = tmp_path / "match.png"
+    assert main(["query", str(theme), "--db", str(store.path), "--top", "3", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("1 ")]
+    assert lines and "joplin_maple_leaf" in lines[0]
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_confidence_flag_separates_a_foreign_theme(store):
+    found = query(store, corpus.parse("haydn/opus74no1/movement3"), measures=(9, 12), part=0, top=1)
+    foreign = query(store, corpus.parse("bach/bwv66.6"), measures=(1, 3), part=0, top=1)
+    assert found.confident and found.matches[0].score > foreign.matches[0].score
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+REST_ONLY = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1"><part-list><score-part id="P1"><part-name>V</part-name></score-part></part-list>
+<part id="P1"><measure number="1"><attributes><divisions>1</divisions></attributes>
+<note><rest/><duration>4</duration></note></measure></part></score-partwise>"""
+
+
+def test_bad_themes_give_one_line_errors(store, tmp_path, capsys):
+    cases = {
+        "no such file": tmp_path / "missing.musicxml",
+        "not a readable score": _write(tmp_path / "notes.xml", "this is not music"),
+        "no notes": _write(tmp_path / "rests.musicxml", REST_ONLY),
+    }
+    for expected, path in cases.items():
+        assert main(["query", str(path), "--db", str(store.path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
+    theme = tmp_path / "t.musicxml"
+    corpus.parse("haydn/opus74no1/movement3").measures(1, 4).write("musicxml", fp=theme)
+    for args, expected in ((["--part", "7"], "part index 7 out of range"), (["--part", "Tuba"], "no part named"),
+                           (["--measures", "x-y"], "--measures must look like"),
+                           (["--measures", "400-401"], "no measure 400")):
+        assert main(["query", str(theme), "--db", str(store.path), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+    with pytest.raises(ThemeError, match="no notes"):
+        load_theme(cases["no notes"])
+
+
+def test_collection_has_all_pieces(store):
+    assert sorted(r.name for r in store.recordings("indexed")) == sorted(PIECES)
