@@ -239,6 +239,38 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for synthesised rendering")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from retrieval.benchmark import read_ground_truth, run_benchmark
+
+    rows = read_ground_truth(args.ground_truth)
+    store = _open_for_query(args)
+    options = {k: v for k, v in _query_kwargs(args).items() if k not in ("top", "part", "measures")}
+    try:
+        with tqdm(total=len(rows), unit="query", disable=args.quiet, dynamic_ncols=True) as bar:
+            metrics, table = run_benchmark(store, rows, top=max(args.top, 10),
+                                           progress=lambda n: bar.update(n - bar.n), **options)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"ground_truth": str(args.ground_truth), "metrics": metrics, "queries": table}, indent=2))
+        return 0
+    print(f"{'query':<44} {'rank':>4}  {'score':>6}  {'start':>7}  {'truth':>7}  top-1")
+    for r in table:
+        rank = "-" if r["rank"] is None else str(r["rank"])
+        fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{r['query_id']:<44} {rank:>4}  {fmt(r['score']):>6}  {fmt(r['start']):>7}  {fmt(r['true_start']):>7}"
+              f"  {r['top1'] or ''}")
+    m = metrics
+    print(f"\n{m['queries']} queries: MRR {m['mrr']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, "
+          f"top-10 {m['top10']:.3f}; top-1 span overlap {m['top1_span_overlap']:.3f} "
+          f"({m['top1_with_times']} with times); {m['mean_query_seconds'] * 1000:.0f} ms per query")
+    if m["not_in_collection"]:
+        print(f"{m['not_in_collection']} queries' recordings are not in the index (counted as misses)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthesise a C-major scale, extract deep chroma, and show the detected pitch classes."""
     import numpy as np
@@ -302,6 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, default=None, help="draw the theme beside the best match into a PNG")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("evaluate", help="run the queries of a ground-truth CSV and report MRR and friends")
+    p.add_argument("ground_truth", type=Path, help="CSV: query_id, query, recording, start_s, end_s")
+    _add_db_option(p)
+    _add_query_options(p)
+    _add_settings_options(p)
+    p.add_argument("--json", action="store_true", help="metrics and per-query rows as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")
     _add_db_option(p)

@@ -159,7 +159,7 @@ def index_collection(
 
 
 def _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result) -> None:
-    files = [f.resolve() for f in find_audio([root])]
+    files = [Path(os.path.abspath(f)) for f in find_audio([root])]
     jobs, report.unchanged = _plan(store, files, root)
     if not keep_missing:
         gone = _missing(store, files, root)

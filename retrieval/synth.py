@@ -96,3 +96,26 @@ def render_notes(
 def _generate(synth, n: int) -> np.ndarray:
     stereo = np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2)
     return stereo.mean(axis=1)
+
+
+def vary_tempo(notes: Sequence[NoteEvent], depth: float = 0.1, period: float = 10.0, seed: int = 0) -> list[NoteEvent]:
+    """Notes re-timed by a smooth random tempo curve (a performance is never metronomic).
+
+    The local tempo factor is ``exp(depth · s(t))`` with ``s`` a sum of three slow sinusoids of
+    random phase (periods around ``period`` seconds), so tempo drifts by about ±``depth``.
+    """
+    if depth == 0:
+        return list(notes)
+    rng = np.random.default_rng(seed)
+    end = max(n.onset + n.duration for n in notes) + 1.0
+    grid = np.arange(0.0, end + 0.01, 0.01)
+    periods = period * rng.uniform(0.5, 2.0, 3)
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    curve = sum(np.sin(2 * np.pi * grid / p + ph) for p, ph in zip(periods, phases, strict=True)) / np.sqrt(1.5)
+    warped = np.concatenate([[0.0], np.cumsum(np.exp(-depth * curve[:-1]) * 0.01)])
+
+    def warp(t: float) -> float:
+        return float(np.interp(t, grid, warped))
+
+    return [NoteEvent(warp(n.onset), warp(n.onset + n.duration) - warp(n.onset), n.pitch, n.program, n.part)
+            for n in notes]

@@ -1,0 +1,70 @@
+"""Run the queries of a ground-truth CSV (``../shared/benchmarks/*/ground_truth.csv`` format).
+
+Columns ``query_id``, ``query`` (score path relative to the CSV), ``recording`` (file stem of the
+relevant recording), ``start_s``, ``end_s`` (may be empty).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from retrieval.evaluation import QueryOutcome, summarize
+from retrieval.query import query
+
+__all__ = ["read_ground_truth", "run_benchmark"]
+
+
+def read_ground_truth(path: str | Path) -> list[dict]:
+    """Rows of a ground-truth CSV with ``query`` resolved against the CSV's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ground-truth file")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"query_id", "query", "recording"} - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{path}: not a ground-truth CSV (missing columns {sorted(missing)})")
+    for row in rows:
+        row["query"] = str(path.parent / row["query"])
+    return rows
+
+
+def _span(row: dict) -> tuple[float, float] | None:
+    try:
+        return float(row["start_s"]), float(row["end_s"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def run_benchmark(
+    collection, rows: list[dict], *, top: int = 10, progress: Callable[[int], None] | None = None, **query_options
+) -> tuple[dict, list[dict]]:
+    """Run every query; returns ``(metrics, per-query rows)``."""
+    names = {r.name for r in collection.recordings("indexed")}
+    outcomes, table = [], []
+    for i, row in enumerate(rows):
+        t0 = time.perf_counter()
+        result = query(collection, row["query"], top=top, **query_options)
+        seconds = time.perf_counter() - t0
+        ranking = tuple(Path(m.path).stem for m in result.matches)
+        first = result.matches[0] if result.matches else None
+        outcome = QueryOutcome(
+            query_id=row["query_id"], relevant=row["recording"], ranking=ranking,
+            top_span=(first.start, first.end) if first else None, true_span=_span(row), seconds=seconds,
+            in_collection=row["recording"] in names,
+        )
+        outcomes.append(outcome)
+        table.append({
+            "query_id": outcome.query_id, "relevant": outcome.relevant, "rank": outcome.rank,
+            "top1": ranking[0] if ranking else None, "score": first.score if first else None,
+            "confident": first.confident if first else False,
+            "start": first.start if first else None, "end": first.end if first else None,
+            "true_start": outcome.true_span[0] if outcome.true_span else None,
+            "seconds": round(seconds, 4), "in_collection": outcome.in_collection,
+        })
+        if progress:
+            progress(i + 1)
+    return summarize(outcomes), table
