@@ -272,34 +272,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthesise a C-major scale, extract deep chroma, and show the detected pitch classes."""
-    import numpy as np
-    import soundfile as sf
+    """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
+    from music21 import corpus
 
-    from models.frontend import FEATURE_RATE, SAMPLE_RATE
-    from models.synth import harmonic_tones
+    from indexer.build import index_collection
+    from indexer.demo import DEMO_THEME, render_demo_collection
 
-    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-    pitches, note_s = [60, 62, 64, 65, 67, 69, 71, 72], 0.5
-    extractor = _extractor(args)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "demo_scale.wav"
-        sf.write(wav, harmonic_tones(pitches, note_s, lead_in=0.5), SAMPLE_RATE)
-        features = extractor.from_file(wav)
-    per_note, lead = int(note_s * FEATURE_RATE), int(0.5 * FEATURE_RATE)
-    rows = []
-    for i, pitch in enumerate(pitches):
-        mean = features.chroma[:, lead + i * per_note : lead + (i + 1) * per_note].mean(axis=1)
-        rows.append({"note": i, "expected": names[pitch % 12], "detected": names[int(np.argmax(mean))]})
-    correct = sum(r["expected"] == r["detected"] for r in rows)
-    if args.json:
-        print(json.dumps({"model": args.model, "notes": rows, "correct": correct}))
-    else:
-        print(f"deep chroma ({args.model}) of a synthesised C-major scale, {features.chroma.shape[1]} frames:")
-        for r in rows:
-            print(f"  note {r['note']}: expected {r['expected']:<2}  detected {r['detected']}")
-        print(f"{correct}/{len(rows)} notes detected correctly")
-    return 0 if correct == len(rows) else 1
+    work_dir = args.dir or Path(tempfile.mkdtemp(prefix="score_retrieval_demo_"))
+    print(f"1/3 rendering {work_dir / 'audio'} from the music21 corpus with the GM SoundFont …", flush=True)
+    render_demo_collection(work_dir / "audio")
+    print("2/3 indexing (deep chroma, shingles, FAISS) …", flush=True)
+    db = work_dir / "index.db"
+    report = index_collection(work_dir / "audio", db, progress=not args.quiet)
+    print(f"    {len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
+    work, measures, part = DEMO_THEME
+    theme = work_dir / "theme.musicxml"
+    corpus.parse(work).measures(*measures).parts[part].write("musicxml", fp=theme)
+    print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} → {theme}", flush=True)
+    query_args = build_parser().parse_args(["query", str(theme), "--db", str(db), "--top", "3"]
+                                           + (["--json"] if args.json else []))
+    return cmd_query(query_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("demo", help="run the extractor on a synthesised scale (no data needed)")
-    _add_extractor_options(p)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("demo", help="render a small bundled collection, index it and query a theme (no data needed)")
+    p.add_argument("--dir", type=Path, default=None, help="work folder (default: a new temporary folder)")
+    p.add_argument("--json", action="store_true", help="print the query result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
     return parser
 

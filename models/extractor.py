@@ -163,6 +163,15 @@ class ChromaExtractor:
         return self.from_signal(y)
 
 
-def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaExtractor:
-    """The chroma extractor for a model id (raises :class:`models.registry.UnknownModelError`)."""
+def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
+    """The chroma extractor for a model id, a fold mean (``v2_ctc_mean``) or ``cens``.
+
+    Raises :class:`models.registry.UnknownModelError` for anything else.
+    """
+    from models.baselines import CensExtractor, FoldMeanExtractor
+
+    if model_id == "cens":
+        return CensExtractor()
+    if model_id.endswith("_mean") and model_id.count("_") == 2:
+        return FoldMeanExtractor(model_id.removesuffix("_mean"), device=device)
     return ChromaExtractor(model_id, device=device)

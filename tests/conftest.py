@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from indexer.demo import DEMO_PIECES, render_demo_collection
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "fixtures" / "ctc_chroma_reference"
 RECORDINGS = SHARED / "data" / "recordings"
@@ -26,36 +28,16 @@ def recordings_dir() -> Path:
     return RECORDINGS
 
 
-# -- a small generated collection: corpus pieces of music21 rendered with the GM SoundFont ------
+# -- a small generated collection: the demo pieces (music21 corpus) rendered with the GM SoundFont --
 
-PIECES = {
-    "mozart_k155": ("mozart/k155/movement1", (1, 16)),
-    "haydn_op74": ("haydn/opus74no1/movement3", (1, 16)),
-    "schumann_op17": ("schumann_clara/opus17/movement3", (1, 12)),
-    "schubert_lindenbaum": ("schubert/lindenbaum", (1, 16)),
-    "joplin_maple_leaf": ("joplin/maple_leaf_rag", (1, 16)),
-}
-
-
-def render_piece(name: str, path: Path) -> None:
-    """Render the first measures of a music21 corpus piece to a 22050 Hz WAV."""
-    import soundfile as sf
-    from music21 import corpus
-
-    from retrieval.synth import render_notes
-    from retrieval.theme import theme_from_stream
-
-    work, measures = PIECES[name]
-    theme = theme_from_stream(corpus.parse(work), measures=measures, name=work)
-    sf.write(path, render_notes(theme.notes, 22050), 22050)
+PIECES = DEMO_PIECES
 
 
 @pytest.fixture(scope="session")
 def rendered_dir(tmp_path_factory) -> Path:
-    """Folder of the rendered :data:`PIECES` (one WAV each, 20–50 s)."""
+    """Folder of the rendered demo pieces (one WAV each, 20–50 s)."""
     folder = tmp_path_factory.mktemp("rendered")
-    for name in PIECES:
-        render_piece(name, folder / f"{name}.wav")
+    render_demo_collection(folder)
     return folder
 
 

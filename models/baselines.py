@@ -1,0 +1,60 @@
+"""Comparison extractors with the interface of :class:`models.ChromaExtractor`.
+
+- ``cens``: classical CENS chroma (librosa), the baseline deep chroma is measured against;
+- ``v2_ctc_mean`` (any ``<family>_mean``): the probabilities of a model family's five folds
+  averaged before the chroma is taken.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+
+from models.audio import load_audio
+from models.extractor import ChromaExtractor, ChromaFeatures, _features
+from models.frontend import FEATURE_RATE, HOP_LENGTH, SAMPLE_RATE, grid_boundaries
+from models.registry import MODEL_IDS
+
+__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor"]
+
+BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean")
+
+
+class _FromFile:
+    def from_file(self, path: str | Path) -> ChromaFeatures:
+        y, _ = load_audio(path, SAMPLE_RATE)
+        return self.from_signal(y)
+
+
+class CensExtractor(_FromFile):
+    """librosa's CENS chroma (CQT-based, 41-frame smoothing) on the same 25 Hz grid."""
+
+    model_id = "cens"
+
+    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
+        cens = librosa.feature.chroma_cens(y=y, sr=SAMPLE_RATE, hop_length=HOP_LENGTH)
+        bounds = grid_boundaries(cens.shape[1])
+        chroma = librosa.util.sync(cens, list(bounds), aggregate=np.mean, pad=False)
+        chroma = librosa.util.normalize(chroma, norm=2, axis=0, fill=True).astype(np.float32)
+        probabilities = np.vstack([chroma, np.zeros((1, chroma.shape[1]), np.float32)])
+        return ChromaFeatures(probabilities, chroma, np.arange(chroma.shape[1]) / FEATURE_RATE)
+
+
+class FoldMeanExtractor(_FromFile):
+    """Mean of the probabilities of the five folds of one model family (e.g. ``v2_ctc``)."""
+
+    def __init__(self, family: str, device: str | torch.device = "cpu") -> None:
+        folds = [m for m in MODEL_IDS if m.startswith(family + "_train") and m.count("train") == 1]
+        folds = [m for m in folds if len(m.split("_train")[1].split("valid")[0]) == 3] or folds
+        if not folds:
+            raise ValueError(f"no model family {family!r}")
+        self.model_id = f"{family}_mean"
+        self.members = [ChromaExtractor(m, device=device) for m in folds]
+
+    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
+        x = self.members[0].front_end(y)
+        probs = torch.stack([m.network(x) for m in self.members]).mean(dim=0)
+        return _features(probs, probs.shape[0])

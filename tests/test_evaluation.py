@@ -1,0 +1,98 @@
+"""Evaluation metrics against hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrieval.benchmark import read_ground_truth
+from retrieval.evaluation import (
+    QueryOutcome,
+    hit_rate,
+    mean_reciprocal_rank,
+    rank_of,
+    reciprocal_rank,
+    span_overlap_rate,
+    spans_overlap,
+    summarize,
+)
+
+RANKINGS = [["a", "b", "c"], ["b", "a", "c"], ["c", "b", "a"], ["b", "c", "d"]]
+RELEVANT = ["a", "a", "a", "a"]  # ranks 1, 2, 3, missing
+
+
+def test_reciprocal_ranks_by_hand():
+    assert [rank_of(r, "a") for r in RANKINGS] == [1, 2, 3, None]
+    assert [reciprocal_rank(r, "a") for r in RANKINGS] == [1.0, 0.5, pytest.approx(1 / 3), 0.0]
+    assert mean_reciprocal_rank(RANKINGS, RELEVANT) == pytest.approx((1 + 0.5 + 1 / 3 + 0) / 4)
+    assert mean_reciprocal_rank([], []) == 0.0
+
+
+def test_hit_rates_by_hand():
+    assert hit_rate(RANKINGS, RELEVANT, 1) == 0.25
+    assert hit_rate(RANKINGS, RELEVANT, 2) == 0.5
+    assert hit_rate(RANKINGS, RELEVANT, 10) == 0.75
+    with pytest.raises(ValueError):
+        hit_rate(RANKINGS, RELEVANT, 0)
+    with pytest.raises(ValueError, match="4 rankings but 3"):
+        mean_reciprocal_rank(RANKINGS, RELEVANT[:3])
+
+
+def test_span_overlap_by_hand():
+    assert spans_overlap((1.0, 3.0), (2.0, 5.0)) and spans_overlap((2.0, 5.0), (1.0, 3.0))
+    assert spans_overlap((1.0, 10.0), (4.0, 5.0))
+    assert not spans_overlap((1.0, 2.0), (2.0, 3.0))  # touching is not overlapping
+    assert not spans_overlap((5.0, 6.0), (1.0, 2.0))
+    assert span_overlap_rate([(0, 1), (0, 1), (5, 6)], [(0.5, 2), (3, 4), (5.5, 7)]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        spans_overlap((3.0, 1.0), (0.0, 1.0))
+
+
+def test_summary_counts_misses_and_only_correct_top1_spans():
+    outcomes = [
+        QueryOutcome("q1", "a", ("a", "b"), (1.0, 2.0), (1.5, 3.0), seconds=0.1),
+        QueryOutcome("q2", "a", ("a",), (8.0, 9.0), (1.0, 2.0), seconds=0.3),
+        QueryOutcome("q3", "a", ("b", "a"), (1.0, 2.0), (1.0, 2.0), seconds=0.2),  # wrong top-1: no span check
+        QueryOutcome("q4", "z", ("b", "a"), None, None, seconds=0.2, in_collection=False),
+    ]
+    s = summarize(outcomes)
+    assert s["mrr"] == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+    assert s["top1"] == 0.5 and s["top5"] == 0.75
+    assert s["top1_with_times"] == 2 and s["top1_span_overlap"] == 0.5
+    assert s["not_in_collection"] == 1
+    assert s["mean_query_seconds"] == pytest.approx(0.2)
+
+
+def test_ground_truth_reading(tmp_path):
+    csv = tmp_path / "gt.csv"
+    csv.write_text("query_id,query,recording,start_s,end_s\nq1,queries/a.musicxml,rec,1.0,2.0\n")
+    rows = read_ground_truth(csv)
+    assert rows[0]["query"] == str(tmp_path / "queries" / "a.musicxml") and rows[0]["recording"] == "rec"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_ground_truth(bad)
+    with pytest.raises(FileNotFoundError):
+        read_ground_truth(tmp_path / "none.csv")
+
+
+def test_evaluate_cli_on_the_generated_collection(indexed, tmp_path, capsys):
+    import json
+
+    from music21 import corpus
+
+    from cli import main
+
+    (tmp_path / "q").mkdir()
+    corpus.parse("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=tmp_path / "q/h.musicxml")
+    corpus.parse("joplin/maple_leaf_rag").measures(5, 8).write("musicxml", fp=tmp_path / "q/j.musicxml")
+    (tmp_path / "gt.csv").write_text(
+        "query_id,query,recording,start_s,end_s\n"
+        "h,q/h.musicxml,haydn_op74,12.0,18.0\nj,q/j.musicxml,joplin_maple_leaf,,\nx,q/j.musicxml,not_indexed,,\n"
+    )
+    assert main(["evaluate", str(tmp_path / "gt.csv"), "--db", str(indexed), "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    m = report["metrics"]
+    assert m["queries"] == 3 and m["not_in_collection"] == 1
+    assert m["mrr"] == pytest.approx(2 / 3) and m["top1"] == pytest.approx(2 / 3)
+    assert m["top1_with_times"] == 1 and m["top1_span_overlap"] == 1.0
+    assert [q["rank"] for q in report["queries"]] == [1, 1, None]
