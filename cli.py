@@ -211,12 +211,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         return 0
     print(f"theme {args.theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
     if not result.confident:
-        print("no confident match (best score below the confidence threshold); best candidates:")
-    print(f"{'rank':>4}  {'score':>6}  {'start':>8}  {'end':>8}  recording")
+        print("no confident match (the best recording does not stand out from the others); best candidates:")
+    print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
     for m in result.matches:
         extra = f"  (transposed {m.transposition:+d})" if m.transposition else ""
-        flag = "" if m.confident else "  ?"
-        print(f"{m.rank:>4}  {m.score:6.3f}  {m.start:8.2f}  {m.end:8.2f}  {m.path}{extra}{flag}")
+        flag = "  (confident)" if m.confident else ""
+        lead = f"{m.margin:+6.3f}" if m.rank == 1 and m.margin == m.margin else ""
+        print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {m.path}{extra}{flag}")
     print(f"{result.timings.total * 1000:.0f} ms (render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
     return 0

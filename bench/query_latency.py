@@ -11,6 +11,7 @@ whether the two agree on the top-1 recording.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -42,16 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ground_truth", type=Path)
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args(argv)
     rows = read_ground_truth(args.ground_truth)[:: max(1, len(read_ground_truth(args.ground_truth)) // args.queries)]
     print("| audio h | shingles | ANN ms | re-rank ms | total ms | exhaustive ms | speed-up | same top-1 |")
     print("|---|---|---|---|---|---|---|---|")
+    table = []
     with tempfile.TemporaryDirectory() as tmp:
         for copies in args.copies:
             store = replicate(args.index, Path(tmp) / f"x{copies}.db", copies)
             hours = sum(r.duration or 0 for r in store.recordings("indexed")) / 3600
             query(store, rows[0]["query"], exhaustive=True)  # warm-up (numba, caches)
-            ann, rerank, total, exact, agree = [], [], [], [], 0
+            ann, rerank, total, exact, agree = [], [], [], [], 0  # seconds per query
             for row in rows:
                 fast = query(store, row["query"])
                 slow = query(store, row["query"], exhaustive=True)
@@ -64,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {hours:.1f} | {len(store.vectors())} | {mean(ann) * 1000:.0f} | {mean(rerank) * 1000:.0f} | "
                   f"{mean(total) * 1000:.0f} | {mean(exact) * 1000:.0f} | {mean(exact) / mean(total):.1f}× | "
                   f"{agree}/{len(rows)} |", flush=True)
+            table.append({"audio_hours": hours, "shingles": len(store.vectors()), "ann_ms": mean(ann) * 1000,
+                          "rerank_ms": mean(rerank) * 1000, "total_ms": mean(total) * 1000,
+                          "exhaustive_ms": mean(exact) * 1000, "same_top1": agree, "queries": len(rows)})
             store.close()
+    if args.json_out:
+        args.json_out.write_text(json.dumps(table, indent=2))
     return 0
 
 

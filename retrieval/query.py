@@ -22,7 +22,7 @@ import music21
 
 from retrieval.features import FeatureSettings
 from retrieval.render import TEMPO_SCALES, query_variants
-from retrieval.search import CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
+from retrieval.search import CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
 from retrieval.theme import Theme, load_theme, theme_from_stream
 
 __all__ = ["QueryResult", "query"]
@@ -72,6 +72,7 @@ def query(
     exhaustive: bool = False,
     candidates: int = 30,
     threshold: float = CONFIDENCE_THRESHOLD,
+    margin_threshold: float = CONFIDENCE_MARGIN,
     extractor=None,
     device: str = "cpu",
 ) -> QueryResult:
@@ -92,6 +93,7 @@ def query(
     timings.extra["render"] = time.perf_counter() - t0
     matches = search(
         collection, variants, top=top, candidates=candidates, exhaustive=exhaustive, threshold=threshold,
+        margin_threshold=margin_threshold,
         timings=timings,
     )
     return QueryResult(matches, theme, timings)

@@ -80,7 +80,8 @@ def test_cli_table_and_plot(store, tmp_path, capsys):
 def test_confidence_flag_separates_a_foreign_theme(store):
     found = query(store, corpus.parse("haydn/opus74no1/movement3"), measures=(9, 12), part=0, top=1)
     foreign = query(store, corpus.parse("bach/bwv66.6"), measures=(1, 3), part=0, top=1)
-    assert found.confident and found.matches[0].score > foreign.matches[0].score
+    assert found.confident and found.matches[0].margin >= 0.06
+    assert not foreign.confident and foreign.matches[0].score < 0.7
 
 
 def _write(path: Path, text: str) -> Path:
