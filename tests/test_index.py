@@ -205,3 +205,39 @@ def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_
 
     result = query(store, _corpus("haydn/opus74no1/movement3"), measures=(9, 12), top=1)
     assert Path(result.matches[0].path).stem == "haydn_op74"
+
+
+def test_ctrl_c_checkpoints_what_was_done(rendered_dir, tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i, name in enumerate(list(PIECES) * 2):
+        shutil.copy(rendered_dir / f"{name}.wav", folder / f"{i:02d}_{name}.wav")
+    db = tmp_path / "i.db"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--db", str(db), "--workers", "1", "-q"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and proc.poll() is None and done < 2:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    done = conn.execute("SELECT count(*) FROM recordings").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out
+    store = check_consistent(db)  # everything extracted before Ctrl-C is searchable
+    assert 2 <= len(store.recordings("indexed")) < 10
+
+
+def test_parallel_workers_give_the_same_index(rendered_dir, indexed, tmp_path):
+    db = tmp_path / "par.db"
+    report = index_collection(rendered_dir, db, workers=2, progress=False)
+    assert len(report.added) == len(PIECES) and not report.failed
+    serial, parallel = IndexStore.open(indexed), check_consistent(db)
+    for rec in serial.recordings("indexed"):
+        other = next(r for r in parallel.recordings("indexed") if r.path == rec.path)
+        np.testing.assert_allclose(parallel.features(other.id), serial.features(rec.id), atol=1e-5)
