@@ -68,3 +68,55 @@ def test_settings_round_trip_and_mismatch_message():
     FeatureSettings(index_factory="IVF4,Flat").check_matches(FeatureSettings())  # storage only
     with pytest.raises(ValueError):
         FeatureSettings(downsample=0)
+
+
+ABC = """X:1
+T:scale
+M:4/4
+L:1/4
+Q:1/4=60
+K:C
+C D E F | G4 |]
+"""
+
+KERN = """**kern
+*M4/4
+*MM60
+4c
+4d
+4e
+4f
+=
+1g
+==
+*-
+"""
+
+
+@pytest.mark.parametrize("suffix, text", [(".abc", ABC), (".krn", KERN)])
+def test_themes_from_abc_and_kern(tmp_path, suffix, text):
+    from retrieval.theme import load_theme
+
+    path = tmp_path / f"scale{suffix}"
+    path.write_text(text)
+    theme = load_theme(path)
+    assert [n.pitch for n in theme.notes] == [60, 62, 64, 65, 67]
+    assert [n.onset for n in theme.notes] == pytest.approx([0, 1, 2, 3, 4])  # ♩ = 60: one note per second
+    assert theme.duration == pytest.approx(8.0)
+
+
+def test_ties_grace_notes_and_transposing_instruments():
+    import music21
+
+    from retrieval.theme import theme_from_stream
+
+    part = music21.stream.Part()
+    part.insert(0, music21.instrument.Clarinet())  # in B♭: written D sounds C
+    part.append(music21.tempo.MetronomeMark(number=60))
+    tied_a, tied_b = music21.note.Note("D4", quarterLength=1), music21.note.Note("D4", quarterLength=1)
+    tied_a.tie, tied_b.tie = music21.tie.Tie("start"), music21.tie.Tie("stop")
+    grace = music21.note.Note("F4").getGrace()
+    part.append([tied_a, tied_b, grace, music21.note.Note("E4", quarterLength=1)])
+    part.atSoundingPitch = False
+    theme = theme_from_stream(part)
+    assert [(n.pitch, n.onset, n.duration) for n in theme.notes] == [(60, 0.0, 2.0), (62, 2.0, 1.0)]
