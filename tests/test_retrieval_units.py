@@ -120,3 +120,20 @@ def test_ties_grace_notes_and_transposing_instruments():
     part.atSoundingPitch = False
     theme = theme_from_stream(part)
     assert [(n.pitch, n.onset, n.duration) for n in theme.notes] == [(60, 0.0, 2.0), (62, 2.0, 1.0)]
+
+
+def test_repeats_are_expanded_only_when_asked():
+    import music21
+
+    from retrieval.theme import theme_from_stream
+
+    part = music21.stream.Part()
+    for i, name in enumerate(["C4", "E4"]):
+        m = music21.stream.Measure(number=i + 1)
+        m.append(music21.note.Note(name, type="whole"))
+        part.append(m)
+    part.getElementsByClass("Measure")[0].leftBarline = music21.bar.Repeat(direction="start")
+    part.getElementsByClass("Measure")[1].rightBarline = music21.bar.Repeat(direction="end")
+    score = music21.stream.Score([part])
+    assert [n.pitch for n in theme_from_stream(score).notes] == [60, 64]
+    assert [n.pitch for n in theme_from_stream(score, expand_repeats=True).notes] == [60, 64, 60, 64]
