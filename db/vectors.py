@@ -21,8 +21,9 @@ __all__ = ["FRAME_BITS", "FLAT_LIMIT", "IVF_FLAT_LIMIT", "VectorIndex", "auto_fa
 FRAME_BITS = 32
 """Bits of a vector id for the frame: recordings of up to 2**32 frames."""
 
-FLAT_LIMIT = 1_000_000
-"""Up to this many vectors (≈ 44 h of audio with the default settings) search is exact."""
+FLAT_LIMIT = 200_000
+"""Up to this many vectors (≈ 9 h of audio with the default settings, 22,500 shingles per hour)
+search is exact; beyond, an exhaustive scan per query shingle costs more than the re-ranking."""
 
 IVF_FLAT_LIMIT = 10_000_000
 """Up to this many vectors (≈ 440 h) an inverted file of full vectors; beyond it, PQ codes."""

@@ -90,40 +90,50 @@ class SearchTimings:
 def _ann_candidates(
     collection: Collection, variants: Sequence[QueryVariant], k: int, n_candidates: int
 ) -> dict[int, list[tuple[float, int, int]]]:
-    """Candidate recordings → their best ``(ann score, variant index, anchor frame)`` triples."""
+    """Candidate recordings → their ``(ann score, variant index, anchor frame)`` triples, best first.
+
+    The anchor is where the theme would start in the recording according to the variant's best hit.
+    """
     settings = collection.settings
     queries, owner, offset = [], [], []
     for vi, variant in enumerate(variants):
         starts, vecs = shingles(variant.features, settings.shingle_length, 1)
         queries.append(vecs)
-        owner += [vi] * len(starts)
-        offset += list(starts)
+        owner.append(np.full(len(starts), vi))
+        offset.append(starts)
     sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
-    owner_a, offset_a = np.asarray(owner), np.asarray(offset)
-    # best similarity per (query shingle, recording) and the theme start it implies
-    per_rec: dict[int, dict[int, list]] = defaultdict(dict)  # rid -> vi -> [sum, anchors]
+    owner_a, offset_a = np.concatenate(owner), np.concatenate(offset)
+    n_q = len(sims)
+    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)  # a shingle's k-th similarity
+    per_variant_floor = np.bincount(owner_a, weights=floors, minlength=len(variants))
     n_shingles = np.bincount(owner_a, minlength=len(variants))
-    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)
-    for qi in range(len(sims)):
-        vi, best_here = int(owner_a[qi]), {}
-        for sim, rid, frame in zip(sims[qi], rids[qi], frames[qi], strict=True):
-            if rid >= 0 and (rid not in best_here or sim > best_here[rid][0]):
-                best_here[int(rid)] = (float(sim), int(frame) - int(offset_a[qi]))
-        for rid, (sim, anchor) in best_here.items():
-            entry = per_rec[rid].setdefault(vi, [0.0, []])
-            entry[0] += sim - floors[qi]
-            entry[1].append((sim, anchor))
-    scored: dict[int, list[tuple[float, int, int]]] = {}
-    for rid, by_variant in per_rec.items():
-        triples = []
-        for vi, (total, anchors) in by_variant.items():
-            floor_sum = floors[owner_a == vi].sum()
-            score = (total + floor_sum) / n_shingles[vi]
-            best_anchor = max(anchors)[1]
-            triples.append((score, vi, best_anchor))
-        scored[rid] = sorted(triples, reverse=True)
+
+    # best hit per (query shingle, recording)
+    q_idx = np.repeat(np.arange(n_q), sims.shape[1])
+    sim, rid, frame = sims.ravel(), rids.ravel(), frames.ravel()
+    keep = rid >= 0
+    q_idx, sim, rid, frame = q_idx[keep], sim[keep], rid[keep], frame[keep]
+    order = np.lexsort((-sim, rid, q_idx))
+    q_idx, sim, rid, frame = q_idx[order], sim[order], rid[order], frame[order]
+    first = np.ones(len(q_idx), bool)
+    first[1:] = (q_idx[1:] != q_idx[:-1]) | (rid[1:] != rid[:-1])
+    q_idx, sim, rid, frame = q_idx[first], sim[first], rid[first], frame[first]
+
+    # per (variant, recording): mean over the variant's shingles of max(best hit, floor)
+    variant = owner_a[q_idx]
+    anchor = frame.astype(np.int64) - offset_a[q_idx]
+    pairs, inverse = np.unique(np.stack([variant, rid]), axis=1, return_inverse=True)
+    inverse = inverse.ravel()
+    gain = np.bincount(inverse, weights=sim - floors[q_idx], minlength=pairs.shape[1])
+    score = (gain + per_variant_floor[pairs[0]]) / n_shingles[pairs[0]]
+    best_hit = np.full(pairs.shape[1], -1)
+    order = np.argsort(sim, kind="stable")
+    best_hit[inverse[order]] = order  # the last write per pair is its best hit
+    scored: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
+    for j in np.argsort(-score, kind="stable"):
+        scored[int(pairs[1, j])].append((float(score[j]), int(pairs[0, j]), int(anchor[best_hit[j]])))
     ranked = sorted(scored, key=lambda r: scored[r][0][0], reverse=True)[:n_candidates]
-    return {rid: scored[rid] for rid in ranked}
+    return {r: scored[r] for r in ranked}
 
 
 def _rerank(
