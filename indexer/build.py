@@ -8,18 +8,20 @@ so Ctrl-C, ``kill -9`` or a crash loses at most the work since the last checkpoi
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from db.store import IndexStore, Recording
+from db.store import IndexStore, Recording, StoreError
 from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
 from indexer.walk import find_audio
 from retrieval.features import FeatureSettings
@@ -138,6 +140,28 @@ def index_collection(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(db_path):
+        return _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress,
+                             checkpoint_seconds, on_result)
+
+
+@contextmanager
+def _exclusive(db_path: Path) -> Iterator[None]:
+    """One ``index`` run per database at a time (a second one would overwrite the FAISS file)."""
+    lock = open(db_path.with_name(db_path.name + ".lock"), "w")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{db_path}: another index run is updating this index; wait for it to finish") from None
+        yield
+    finally:
+        lock.close()
+
+
+def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress, checkpoint_seconds,
+                  on_result) -> IndexReport:
     if rebuild:
         for p in (db_path, db_path.with_name(db_path.name + ".faiss")):
             p.unlink(missing_ok=True)

@@ -241,3 +241,16 @@ def test_parallel_workers_give_the_same_index(rendered_dir, indexed, tmp_path):
     for rec in serial.recordings("indexed"):
         other = next(r for r in parallel.recordings("indexed") if r.path == rec.path)
         np.testing.assert_allclose(parallel.features(other.id), serial.features(rec.id), atol=1e-5)
+
+
+def test_a_second_concurrent_index_run_is_refused(rendered_dir, tmp_path):
+    import fcntl
+
+    from db.store import StoreError
+
+    db = tmp_path / "i.db"
+    with open(tmp_path / "i.db.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match="another index run"):
+            index_collection(rendered_dir, db, progress=False)
+    assert not db.exists()
