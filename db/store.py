@@ -89,6 +89,7 @@ class IndexStore:
         self.settings = settings
         self._vectors: VectorIndex | None = None
         self._unsaved: tuple[list[int], list[int]] = ([], [])
+        self._rebuild_all = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -224,10 +225,9 @@ class IndexStore:
                         f"{self.faiss_path}: vectors of dimension {self._vectors.dim}, settings say "
                         f"{self.settings.dim}; rebuild the index (cli.py index --rebuild)"
                     )
-            else:
+            else:  # none saved yet (or lost): every recording's vectors must be (re-)added
                 self._vectors = self._new_vectors(self._planned_factory())
-                self.db.execute("UPDATE recordings SET in_index = 0")
-                self.db.conn.commit()
+                self._rebuild_all = True
         return self._vectors
 
     def _planned_factory(self) -> str:
@@ -260,6 +260,10 @@ class IndexStore:
         ones) and removes those of pending removals. Call :meth:`save_vectors` to make it durable.
         """
         vectors = self.vectors()
+        if self._rebuild_all:
+            with self.db.conn:
+                self.db.execute("UPDATE recordings SET in_index = 0")
+            self._rebuild_all = False
         pending = [r[0] for r in self.db.execute("SELECT recording_id FROM pending_removals")]
         vectors.remove(pending)
         todo = [r[0] for r in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed' AND in_index = 0")]

@@ -191,6 +191,9 @@ def search(
     if exhaustive:
         aligned = _exhaustive(collection, variants)
     else:
+        if len(collection.vectors()) == 0:
+            raise ValueError("the index holds no searchable shingles yet (empty, or interrupted before its "
+                             "first checkpoint): run `cli.py index` on the collection again")
         found = _ann_candidates(collection, variants, k, max(candidates, top))
         timings.ann = time.perf_counter() - t0
         t0 = time.perf_counter()
