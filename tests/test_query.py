@@ -119,3 +119,15 @@ def test_bad_themes_give_one_line_errors(store, tmp_path, capsys):
 
 def test_collection_has_all_pieces(store):
     assert sorted(r.name for r in store.recordings("indexed")) == sorted(PIECES)
+
+
+def test_demo_main_job(rendered_dir, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(rendered_dir, tmp_path / "audio")  # the demo keeps existing renderings
+    assert main(["demo", "--dir", str(tmp_path), "-q", "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{"):])
+    best = result["matches"][0]
+    assert Path(best["path"]).stem == "haydn_op74" and best["confident"] and result["confident_match"]
+    assert abs(best["start"] - 12.0) < 2.0  # bar 9 of a 3/4 movement at ♩ = 120
