@@ -13,9 +13,7 @@ differently, which shows where a bin is otherwise quiet.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 import librosa
 import numpy as np
@@ -67,12 +65,6 @@ class _Projection:
     rows: np.ndarray  # (n_filters,) output rows of the filters, consecutive
     window: torch.Tensor  # rectangular STFT window, as librosa's CQT uses
     bins: slice  # the STFT bins where the (sparsified) basis has non-zeros
-
-
-@cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """Threads for the per-projection STFTs (torch releases the GIL inside them)."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="hcqt")
 
 
 def _filter_fft(sr: float, freqs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -185,8 +177,7 @@ class FastHCQT:
         b = min(n, stop * HOP_LENGTH + self.context)
         out = torch.empty(len(HARMONICS) * N_BINS, stop - start, dtype=torch.float32, device=self.device)
         first = start - a // HOP_LENGTH
-
-        def project(proj: _Projection) -> None:
+        for proj in self.projections:
             x = levels[(proj.chain, proj.level)]
             seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
             spec = torch.stft(
@@ -200,13 +191,6 @@ class FastHCQT:
             )
             resp = proj.basis @ spec[proj.bins, first : first + stop - start]
             torch.abs(resp, out=out[proj.rows[0] : proj.rows[-1] + 1])
-
-        if self.device.type == "cpu" and torch.get_num_threads() > 1:
-            # torch's CPU FFT runs on one core: spread the independent STFTs over the cores
-            list(_pool(torch.get_num_threads()).map(project, self.projections))
-        else:
-            for proj in self.projections:
-                project(proj)
         return out[self.order].mul_(self.scale).reshape(len(HARMONICS), N_BINS, stop - start)
 
     def __call__(self, y: np.ndarray) -> torch.Tensor:
