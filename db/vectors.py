@@ -21,8 +21,8 @@ __all__ = ["FRAME_BITS", "FLAT_LIMIT", "IVF_FLAT_LIMIT", "VectorIndex", "auto_fa
 FRAME_BITS = 32
 """Bits of a vector id for the frame: recordings of up to 2**32 frames."""
 
-FLAT_LIMIT = 200_000
-"""Up to this many vectors (≈ 9 h of audio with the default settings, 22,500 shingles per hour)
+FLAT_LIMIT = 50_000
+"""Up to this many vectors (≈ 2.2 h of audio with the default settings, 22,500 shingles per hour)
 search is exact; beyond, an exhaustive scan per query shingle costs more than the re-ranking."""
 
 IVF_FLAT_LIMIT = 10_000_000
