@@ -107,8 +107,12 @@ class VectorIndex:
             removed += self.index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << FRAME_BITS)))
         return removed
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The ``k`` nearest shingles of each query: ``(similarities, recording_ids, start_frames)``."""
+    def search(self, queries: np.ndarray, k: int, nprobe: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` nearest shingles of each query: ``(similarities, recording_ids, start_frames)``.
+
+        ``nprobe``: inverted lists visited by an IVF index (64 kept the exact scan's MRR on the
+        hauptstimme benchmark, 16 lost 0.06; docs/benchmarks.md).
+        """
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
             ivf.nprobe = nprobe
