@@ -30,6 +30,7 @@ from models.frontend import (
 )
 from models.hcqt import FastHCQT, hcqt_reference, n_hcqt_frames
 from models.network import ChromaNet, chroma_from_probabilities
+from models.pitch_fft import with_pitch_fft
 from models.registry import DEFAULT_MODEL, load
 
 __all__ = ["ChromaExtractor", "ChromaFeatures", "make_extractor", "reference_features", "reference_hcqt"]
@@ -103,7 +104,7 @@ class ChromaExtractor:
             raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
         self.model_id = model_id
         self.device = torch.device(device)
-        self.net = load(model_id, self.device).to(memory_format=torch.channels_last)
+        self.net = with_pitch_fft(load(model_id, self.device))
         self.hcqt = _fast_hcqt(self.device)
         self.chunk_groups = max(1, int(chunk_seconds * FEATURE_RATE))
         self.batch_frames = batch_frames

@@ -12,7 +12,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["CONV_SPECS", "LEAKY_SLOPE", "N_BINS", "N_HARMONICS", "ChromaNet", "chroma_from_probabilities"]
+__all__ = [
+    "CONV_SPECS",
+    "LEAKY_SLOPE",
+    "N_BINS",
+    "N_HARMONICS",
+    "ChromaNet",
+    "SameConv2d",
+    "chroma_from_probabilities",
+    "same_padding",
+]
 
 N_BINS = 216
 N_HARMONICS = 6
@@ -21,9 +30,19 @@ LEAKY_SLOPE = 0.3  # Keras LeakyReLU default
 CONV_SPECS = ((64, 3, 3), (32, 3, 3), (32, 3, 3), (32, 3, 3), (8, 3, 42), (1, 1, 1))
 
 
-def _same_padding(k_time: int, k_pitch: int) -> tuple[int, int, int, int]:
+def same_padding(k_time: int, k_pitch: int) -> tuple[int, int, int, int]:
     """Keras/TF ``same`` padding (extra row or column at the end) in ``F.pad`` order."""
     return ((k_pitch - 1) // 2, k_pitch // 2, (k_time - 1) // 2, k_time // 2)
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with Keras ``same`` zero padding (odd kernels pad inside the convolution)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right, top, bottom = same_padding(*self.kernel_size)
+        if left == right and top == bottom:
+            return F.conv2d(x, self.weight, self.bias, padding=(top, left))
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 class ChromaNet(nn.Module):
@@ -33,7 +52,7 @@ class ChromaNet(nn.Module):
         super().__init__()
         convs, in_ch = [], N_HARMONICS
         for out_ch, k_time, k_pitch in CONV_SPECS:
-            convs.append(nn.Conv2d(in_ch, out_ch, (k_time, k_pitch)))
+            convs.append(SameConv2d(in_ch, out_ch, (k_time, k_pitch)))
             in_ch = out_ch
         self.convs = nn.ModuleList(convs)
         self.register_buffer("chroma_pool", torch.zeros(N_BINS, 12))  # fixed, not trained
@@ -49,9 +68,8 @@ class ChromaNet(nn.Module):
         x = hcqt
         last = len(self.convs) - 1
         for i, conv in enumerate(self.convs):
-            k_time, k_pitch = conv.kernel_size
-            x = conv(F.pad(x, _same_padding(k_time, k_pitch)))
-            x = torch.sigmoid(x) if i == last else F.leaky_relu(x, LEAKY_SLOPE)
+            x = conv(x)
+            x = torch.sigmoid(x) if i == last else F.leaky_relu(x, LEAKY_SLOPE, inplace=True)
         return x[:, 0]
 
     def forward(self, hcqt: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 from models.audio import load_audio
 from models.extractor import ChromaExtractor, reference_hcqt
 from models.network import chroma_from_probabilities
+from models.pitch_fft import with_pitch_fft
 from models.registry import MODEL_IDS, load
 
 from .conftest import EXCERPTS
@@ -20,10 +21,11 @@ def test_network_equals_original_for_all_25_models(reference_dir, excerpt):
     batch = torch.from_numpy(x).permute(2, 0, 1)[None]
     for model_id in MODEL_IDS:
         ref = np.load(reference_dir / f"{excerpt}__{model_id}.npz")
-        with torch.inference_mode():
-            probs = load(model_id)(batch)[0]
-        assert np.abs(probs.numpy().T - ref["probabilities"]).max() < 1e-4, model_id
-        assert np.abs(chroma_from_probabilities(probs).numpy().T - ref["chroma"]).max() < 1e-4, model_id
+        for net in (load(model_id), with_pitch_fft(load(model_id))):  # direct, and the fast path's
+            with torch.inference_mode():
+                probs = net(batch)[0]
+            assert np.abs(probs.numpy().T - ref["probabilities"]).max() < 1e-4, model_id
+            assert np.abs(chroma_from_probabilities(probs).numpy().T - ref["chroma"]).max() < 1e-4, model_id
 
 
 @pytest.mark.parametrize("excerpt", EXCERPTS)
