@@ -26,6 +26,7 @@ from models.frontend import (
     finish_hcqt,
     grid_boundaries,
     median_bin_db,
+    normalize_frames,
     normalize_hcqt,
 )
 from models.hcqt import FastHCQT, hcqt_reference, n_hcqt_frames
@@ -125,8 +126,7 @@ class ChromaExtractor:
             lows.append(low)
             highs.append(high)
         ref_db = 20.0 * np.log10(max(AMIN, peak))
-        hcqt = finish_hcqt(torch.cat(lows, dim=-1), torch.cat(highs, dim=-1), ref_db)
-        return normalize_hcqt(hcqt)
+        return normalize_frames(finish_hcqt(torch.cat(lows), torch.cat(highs), ref_db))
 
     def network(self, x: np.ndarray) -> torch.Tensor:
         """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches.

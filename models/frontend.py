@@ -29,6 +29,7 @@ __all__ = [
     "frame_times",
     "grid_boundaries",
     "median_bin_db",
+    "normalize_frames",
     "normalize_hcqt",
 ]
 
@@ -64,49 +65,71 @@ def grid_boundaries(n_frames: int) -> np.ndarray:
     return np.unique(np.clip(bounds, 0, n_frames))
 
 
+def _middle_pair(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two middle order statistics of 1 to 4 same-shaped tensors, by a sorting network."""
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) == 2:
+        return torch.minimum(*values), torch.maximum(*values)
+    if len(values) == 3:
+        a, b, c = values
+        median = torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+        return median, median
+    a, b, c, d = values
+    lower = torch.maximum(torch.minimum(a, b), torch.minimum(c, d))  # the smaller pairs' larger
+    upper = torch.minimum(torch.maximum(a, b), torch.maximum(c, d))  # the larger pairs' smaller
+    return torch.minimum(lower, upper), torch.maximum(lower, upper)
+
+
 def median_bin_db(magnitude: torch.Tensor, bounds: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per 25 Hz group, the two middle order statistics of the unreferenced dB magnitude.
 
-    ``magnitude`` is ``(..., n_frames)`` covering hop frames ``bounds[0]:bounds[-1]``.
-    Returns ``(low, high)`` of shape ``(..., len(bounds) - 1)``: for a group of odd size both
-    are its median, for an even size the two middle values. The median after the global
-    reference and clipping is then ``mean(max(low, c), max(high, c))`` (dB and clipping are
-    monotone, so they commute with taking order statistics), which lets long signals be
-    binned chunk by chunk before the global maximum is known.
+    ``magnitude`` is ``(n_frames, ...)``, time first, covering hop frames
+    ``bounds[0]:bounds[-1]``. Returns ``(low, high)`` of shape ``(len(bounds) - 1, ...)``: for a
+    group of odd size both are its median, for an even size the two middle values. The median
+    after the global reference and clipping is then ``mean(max(low, c), max(high, c))`` (dB and
+    clipping are monotone, so they commute with taking order statistics), which lets long
+    signals be binned chunk by chunk before the global maximum is known.
     """
     local = bounds - bounds[0]
     sizes = np.diff(local)
-    shape = magnitude.shape[:-1] + (len(sizes),)
-    low = torch.empty(shape, dtype=magnitude.dtype, device=magnitude.device)
+    low = torch.empty((len(sizes),) + magnitude.shape[1:], dtype=magnitude.dtype, device=magnitude.device)
     high = torch.empty_like(low)
     for size in np.unique(sizes):
         groups = np.flatnonzero(sizes == size)
-        idx = torch.from_numpy(local[groups][:, None] + np.arange(size)).to(magnitude.device)
-        block = torch.sort(magnitude[..., idx], dim=-1).values  # (..., n_groups, size)
         sel = torch.from_numpy(groups).to(magnitude.device)
-        low[..., sel] = block[..., (size - 1) // 2]
-        high[..., sel] = block[..., size // 2]
+        starts = torch.from_numpy(local[groups]).to(magnitude.device)
+        if size <= 4:
+            low[sel], high[sel] = _middle_pair([magnitude[starts + j] for j in range(size)])
+        else:
+            block = torch.sort(magnitude[starts[:, None] + torch.arange(size, device=starts.device)], dim=1).values
+            low[sel], high[sel] = block[:, (size - 1) // 2], block[:, size // 2]
     return 20.0 * torch.log10(torch.clamp(low, min=AMIN)), 20.0 * torch.log10(torch.clamp(high, min=AMIN))
 
 
-def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> np.ndarray:
+def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> torch.Tensor:
     """``(1/80)·amplitude_to_db(·, ref) + 1`` median-binned, from :func:`median_bin_db` output.
 
     ``ref_db`` is ``20·log10(max(AMIN, max |C|))`` over the whole recording and all harmonics.
     """
     floor = ref_db - TOP_DB
     med = 0.5 * (torch.clamp(low, min=floor) + torch.clamp(high, min=floor)) - ref_db
-    return (med / TOP_DB + 1.0).float().cpu().numpy()
+    return med / TOP_DB + 1.0
+
+
+def normalize_frames(hcqt: torch.Tensor) -> np.ndarray:
+    """Network input ``(T, 216, 6)`` from time-first ``(T, 6, 216)``: L2 over the bins per frame.
+
+    Equals ``librosa.util.normalize(·, norm=2, fill=True)`` over the bins (in float32, as
+    librosa on float32 input): an all-zero frame becomes the uniform vector of unit norm.
+    """
+    x = hcqt.float()
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    tiny = torch.finfo(torch.float32).tiny
+    out = torch.where(norm < tiny, x.new_tensor(x.shape[-1] ** -0.5), x / norm.clamp_min(tiny))
+    return out.transpose(1, 2).contiguous().cpu().numpy()
 
 
 def normalize_hcqt(hcqt: np.ndarray) -> np.ndarray:
-    """Network input ``(T, 216, 6)`` from ``hcqt`` ``(6, 216, T)``: L2 over the bins per frame.
-
-    Equals ``librosa.util.normalize(hcqt.T, norm=2, fill=True, axis=1)``: an all-zero
-    frame becomes the uniform vector of unit norm.
-    """
-    x = np.ascontiguousarray(hcqt.transpose(2, 1, 0), dtype=np.float32)
-    norm = np.sqrt(np.sum(x.astype(np.float64) ** 2, axis=1, keepdims=True))
-    tiny = np.finfo(np.float32).tiny
-    out = np.where(norm < tiny, 1.0 / np.sqrt(x.shape[1]), x / np.maximum(norm, tiny))
-    return out.astype(np.float32)
+    """:func:`normalize_frames` of an HCQT laid out as the reference, ``(6, 216, T)``."""
+    return normalize_frames(torch.from_numpy(np.asarray(hcqt, dtype=np.float32)).permute(2, 0, 1))

@@ -62,8 +62,8 @@ class _Projection:
     chain: int  # which resampling chain of the pyramid (the early downsampling count, or 0)
     level: int  # pyramid level: signal at SAMPLE_RATE / 2**level
     n_fft: int
-    basis: torch.Tensor  # (n_filters, bins) complex64, rows scaled by 1 / sqrt(filter length)
-    runs: tuple[tuple[int, int, int], ...]  # (basis row, output row, count): where rows belong
+    basis: torch.Tensor  # (bins, n_filters) complex64, filters scaled by 1 / sqrt(filter length)
+    runs: tuple[tuple[int, int, int], ...]  # (filter, output row, count): where filters belong
     window: torch.Tensor  # rectangular STFT window, as librosa's CQT uses
     bins: slice  # the STFT bins where the (sparsified) basis has non-zeros
 
@@ -127,7 +127,7 @@ class FastHCQT:
                     level=level,
                     n_fft=n_fft,
                     bins=bins,
-                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins])).to(self.device),
+                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins].T)).to(self.device),
                     runs=tuple((i * BINS_PER_OCTAVE, row, BINS_PER_OCTAVE) for i, (_, row) in enumerate(parts)),
                     window=torch.ones(n_fft, device=self.device),
                 )
@@ -158,7 +158,7 @@ class FastHCQT:
         return max(p.n_fft << p.level for p in self.projections)
 
     def frames(self, levels: dict[tuple[int, int], np.ndarray], start: int, stop: int) -> torch.Tensor:
-        """``|HCQT|`` hop frames ``start:stop`` ``(6, 216, stop - start)`` from a :meth:`pyramid`.
+        """``|HCQT|`` hop frames ``start:stop``, time first ``(stop - start, 6, 216)``, from a :meth:`pyramid`.
 
         Only the part of each level around those frames is transformed, so a long signal can
         be processed chunk by chunk from one pyramid, with results equal to the whole-signal
@@ -169,16 +169,16 @@ class FastHCQT:
             raise ValueError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
         a = max(0, start * HOP_LENGTH - self.context)  # a multiple of every level's decimation
         b = min(n, stop * HOP_LENGTH + self.context)
-        out = torch.empty(len(HARMONICS) * N_BINS, stop - start, dtype=torch.float32, device=self.device)
+        out = torch.empty(stop - start, len(HARMONICS) * N_BINS, dtype=torch.float32, device=self.device)
         first = start - a // HOP_LENGTH
         for proj in self.projections:
             x = levels[(proj.chain, proj.level)]
             seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
             spec = self._stft(seg, proj, first, stop - start)
-            resp = proj.basis @ spec
+            resp = spec @ proj.basis
             for src, dst, count in proj.runs:
-                torch.abs(resp[src : src + count], out=out[dst : dst + count])
-        return out.reshape(len(HARMONICS), N_BINS, stop - start)
+                torch.abs(resp[:, src : src + count], out=out[:, dst : dst + count])
+        return out.reshape(stop - start, len(HARMONICS), N_BINS)
 
     def _stft(self, seg: np.ndarray, proj: _Projection, first: int, count: int) -> torch.Tensor:
         """Bins ``proj.bins`` of frames ``first:first + count`` of the centred, zero-padded,
@@ -199,14 +199,14 @@ class FastHCQT:
                 return_complex=True,
                 window=proj.window,
             )
-            return spec[proj.bins, first : first + count]
+            return spec[proj.bins, first : first + count].T
         lo, hi = first * hop - half, (first + count - 1) * hop + half  # samples of seg needed
         body = seg[max(lo, 0) : min(hi, len(seg))]
         padded = np.pad(body, (max(0, -lo), max(0, hi - len(seg))))
         frames = np.lib.stride_tricks.sliding_window_view(padded, proj.n_fft)[::hop]
         spec = scipy.fft.rfft(frames, axis=-1, workers=torch.get_num_threads())[:, proj.bins]
-        return torch.from_numpy(spec).T
+        return torch.from_numpy(spec)
 
     def __call__(self, y: np.ndarray) -> torch.Tensor:
         """``|HCQT|`` of the whole signal as a float32 tensor ``(6, 216, n_frames)``."""
-        return self.frames(self.pyramid(y), 0, n_hcqt_frames(len(y)))
+        return self.frames(self.pyramid(y), 0, n_hcqt_frames(len(y))).permute(1, 2, 0)

@@ -20,10 +20,22 @@ def test_order_statistic_binning_equals_librosa_sync_median():
     expected = librosa.util.sync(
         librosa.amplitude_to_db(mag, ref=np.max) / 80 + 1, list(bounds), aggregate=np.median, pad=False, axis=-1
     )
-    low, high = median_bin_db(torch.from_numpy(mag), bounds)
-    got = finish_hcqt(low, high, 20 * np.log10(max(AMIN, mag.max())))
+    low, high = median_bin_db(torch.from_numpy(mag).permute(2, 0, 1), bounds)  # time first
+    got = finish_hcqt(low, high, 20 * np.log10(max(AMIN, mag.max()))).permute(1, 2, 0).numpy()
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-5
+
+
+def test_order_statistics_for_every_group_size():
+    rng = np.random.default_rng(4)
+    sizes = [1, 2, 3, 4, 5, 6, 4, 3, 2, 1, 7]
+    mag = rng.random((sum(sizes), 9)).astype(np.float32) + 0.01
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    low, high = median_bin_db(torch.from_numpy(mag), bounds)
+    for g, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        ordered = np.sort(mag[a:b], axis=0)
+        np.testing.assert_allclose(low[g].numpy(), 20 * np.log10(ordered[(b - a - 1) // 2]), rtol=1e-6)
+        np.testing.assert_allclose(high[g].numpy(), 20 * np.log10(ordered[(b - a) // 2]), rtol=1e-6)
 
 
 def test_grid_groups_hop_frames_at_25_hz():
