@@ -89,7 +89,7 @@ class ChromaExtractor:
     ----------
     model_id : one of :data:`models.registry.MODEL_IDS`.
     device : ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
-    chunk_seconds : audio per front-end chunk (memory ∝ this, plus the context).
+    chunk_seconds : audio per front-end chunk (working memory ∝ this).
     batch_frames : 25 Hz frames per network chunk; chunks are stacked ``batch_size`` at a time.
     """
 

@@ -22,11 +22,15 @@ import soxr
 import torch
 
 from models.frontend import BINS_PER_OCTAVE, FMIN, HARMONICS, HOP_LENGTH, N_BINS, N_OCTAVES, SAMPLE_RATE
+from models.polyphase import PolyphaseFilterBank
 
 __all__ = ["FastHCQT", "hcqt_reference", "n_hcqt_frames"]
 
 _SPARSITY = 0.01  # librosa.cqt default
 _FILTER_SCALE = 1.0
+#: Projections whose frames overlap this many times or more use :mod:`models.polyphase`
+#: (measured faster from here on; below it, one FFT per frame is).
+POLYPHASE_MIN_OVERLAP = 4
 
 
 def hcqt_reference(y: np.ndarray) -> np.ndarray:
@@ -64,7 +68,7 @@ class _Projection:
     n_fft: int
     basis: torch.Tensor  # (bins, n_filters) complex64, filters scaled by 1 / sqrt(filter length)
     runs: tuple[tuple[int, int, int], ...]  # (filter, output row, count): where filters belong
-    window: torch.Tensor  # rectangular STFT window, as librosa's CQT uses
+    polyphase: PolyphaseFilterBank | None  # for small hops: the same responses by FFT along time
     bins: slice  # the STFT bins where the (sparsified) basis has non-zeros
 
 
@@ -85,6 +89,18 @@ def _downsample(y: np.ndarray, factor: int) -> np.ndarray:
     out = soxr.resample(y, factor, 1, quality="soxr_hq")
     n = -(-len(y) // factor)
     return np.pad(out, (0, max(0, n - len(out))))[:n] * np.float32(np.sqrt(factor))
+
+
+def _frame_span(x: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
+    """The samples under frames ``first:first + count`` of ``x``'s centred STFT.
+
+    As ``torch.stft(..., center=True, pad_mode="constant")``: frame ``t`` covers
+    ``x[t · hop - n_fft / 2 : t · hop + n_fft / 2]``, zeros outside ``x``. The result holds
+    ``(count - 1) · hop + n_fft`` samples; frame ``i`` starts at ``i · hop``.
+    """
+    lo, hi = first * hop - n_fft // 2, (first + count - 1) * hop + n_fft // 2
+    body = x[max(lo, 0) : min(hi, len(x))]
+    return np.pad(body, (max(0, -lo), max(0, hi - len(x))))
 
 
 class FastHCQT:
@@ -118,18 +134,23 @@ class FastHCQT:
                 blocks.setdefault(key, []).append((fft_basis, hi * N_BINS + sl.start))
         self.projections = []
         for (chain, level, n_fft), parts in sorted(blocks.items()):
-            basis = np.concatenate([b for b, _ in parts]).astype(np.complex64)
+            basis = np.concatenate([b for b, _ in parts])
             used = np.flatnonzero(np.any(basis != 0, axis=0))
             bins = slice(int(used[0]), int(used[-1]) + 1)
+            hop = HOP_LENGTH >> level
+            polyphase = None
+            if n_fft >= POLYPHASE_MIN_OVERLAP * hop:
+                dft = np.exp(-2j * np.pi * np.outer(np.arange(n_fft), np.arange(bins.start, bins.stop)) / n_fft)
+                polyphase = PolyphaseFilterBank(dft @ basis[:, bins].T, hop, self.device)
             self.projections.append(
                 _Projection(
                     chain=chain,
                     level=level,
                     n_fft=n_fft,
                     bins=bins,
-                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins].T)).to(self.device),
+                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins].T, dtype=np.complex64)).to(self.device),
                     runs=tuple((i * BINS_PER_OCTAVE, row, BINS_PER_OCTAVE) for i, (_, row) in enumerate(parts)),
-                    window=torch.ones(n_fft, device=self.device),
+                    polyphase=polyphase,
                 )
             )
         self.n_levels = 1 + max(p.level for p in self.projections)
@@ -152,11 +173,6 @@ class FastHCQT:
                 prev = levels[(chain, level)] = _downsample(prev, 2)
         return levels
 
-    @property
-    def context(self) -> int:
-        """Samples (at 22050 Hz) on each side of a frame that can influence it: the longest window."""
-        return max(p.n_fft << p.level for p in self.projections)
-
     def frames(self, levels: dict[tuple[int, int], np.ndarray], start: int, stop: int) -> torch.Tensor:
         """``|HCQT|`` hop frames ``start:stop``, time first ``(stop - start, 6, 216)``, from a :meth:`pyramid`.
 
@@ -167,45 +183,34 @@ class FastHCQT:
         n = len(levels[(0, 0)])
         if not 0 <= start < stop <= n_hcqt_frames(n):
             raise ValueError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
-        a = max(0, start * HOP_LENGTH - self.context)  # a multiple of every level's decimation
-        b = min(n, stop * HOP_LENGTH + self.context)
-        out = torch.empty(stop - start, len(HARMONICS) * N_BINS, dtype=torch.float32, device=self.device)
-        first = start - a // HOP_LENGTH
+        count = stop - start
+        out = torch.empty(count, len(HARMONICS) * N_BINS, dtype=torch.float32, device=self.device)
         for proj in self.projections:
-            x = levels[(proj.chain, proj.level)]
-            seg = x[a >> proj.level : len(x) if b == n else -(-b >> proj.level)]
-            spec = self._stft(seg, proj, first, stop - start)
-            resp = spec @ proj.basis
-            for src, dst, count in proj.runs:
-                torch.abs(resp[:, src : src + count], out=out[:, dst : dst + count])
-        return out.reshape(stop - start, len(HARMONICS), N_BINS)
+            x, hop = levels[(proj.chain, proj.level)], HOP_LENGTH >> proj.level
+            if proj.polyphase is not None:
+                first, n_frames = proj.polyphase.aligned(start, count)
+                mag = proj.polyphase(_frame_span(x, proj.n_fft, hop, first, n_frames))[start - first :]
+                for src, dst, width in proj.runs:
+                    out[:, dst : dst + width] = mag[:count, src : src + width]
+            else:
+                resp = self._spectra(_frame_span(x, proj.n_fft, hop, start, count), proj) @ proj.basis
+                for src, dst, width in proj.runs:
+                    torch.abs(resp[:, src : src + width], out=out[:, dst : dst + width])
+        return out.reshape(count, len(HARMONICS), N_BINS)
 
-    def _stft(self, seg: np.ndarray, proj: _Projection, first: int, count: int) -> torch.Tensor:
-        """Bins ``proj.bins`` of frames ``first:first + count`` of the centred, zero-padded,
-        rectangular-window STFT of ``seg`` (``torch.stft(..., center=True, pad_mode="constant")``).
+    def _spectra(self, padded: np.ndarray, proj: _Projection) -> torch.Tensor:
+        """Bins ``proj.bins`` of the rectangular-window FFT of each frame of ``padded`` (time first).
 
         On the CPU, scipy's pocketfft transforms the strided frame view directly, in parallel
         over torch's thread count: several times faster than ``torch.stft``, which copies the
         frames and runs single-threaded.
         """
-        hop, half = HOP_LENGTH >> proj.level, proj.n_fft // 2
+        hop = HOP_LENGTH >> proj.level
         if self.device.type != "cpu":
-            spec = torch.stft(
-                torch.from_numpy(seg).to(self.device),
-                n_fft=proj.n_fft,
-                hop_length=hop,
-                center=True,
-                pad_mode="constant",
-                return_complex=True,
-                window=proj.window,
-            )
-            return spec[proj.bins, first : first + count].T
-        lo, hi = first * hop - half, (first + count - 1) * hop + half  # samples of seg needed
-        body = seg[max(lo, 0) : min(hi, len(seg))]
-        padded = np.pad(body, (max(0, -lo), max(0, hi - len(seg))))
+            frames = torch.from_numpy(padded).to(self.device).unfold(0, proj.n_fft, hop)
+            return torch.fft.rfft(frames, dim=-1)[:, proj.bins]
         frames = np.lib.stride_tricks.sliding_window_view(padded, proj.n_fft)[::hop]
-        spec = scipy.fft.rfft(frames, axis=-1, workers=torch.get_num_threads())[:, proj.bins]
-        return torch.from_numpy(spec)
+        return torch.from_numpy(scipy.fft.rfft(frames, axis=-1, workers=torch.get_num_threads())[:, proj.bins])
 
     def __call__(self, y: np.ndarray) -> torch.Tensor:
         """``|HCQT|`` of the whole signal as a float32 tensor ``(6, 216, n_frames)``."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.complex_matmul import real_matmul_form
 from models.network import N_BINS, ChromaNet, same_padding
 
 __all__ = ["PitchFFTConv", "with_pitch_fft"]
@@ -41,9 +42,7 @@ class PitchFFTConv(nn.Module):
         taps = (left - torch.arange(k_pitch)) % self.n_fft
         kernel[..., taps] = conv.weight.detach().double().cpu()
         k = torch.fft.rfft(kernel, dim=-1).permute(2, 3, 1, 0)  # (time tap, freq, in, out)
-        # complex products as real ones on interleaved (re, im) pairs: [xr xi] @ [[kr ki] [-ki kr]]
-        real = torch.stack([torch.stack([k.real, k.imag], -1), torch.stack([-k.imag, k.real], -1)], 3)
-        real = real.reshape(k_time, k.shape[1], 2 * in_ch, 2 * out_ch).float()
+        real = real_matmul_form(k).float()
         self.register_buffer("kernel", real.to(conv.weight.device))  # (time tap, freq, 2·in, 2·out)
         self.register_buffer("bias", conv.bias.detach().clone().view(1, -1, 1, 1))
 
