@@ -5,7 +5,9 @@ computes the same filter responses with librosa's own filters (``librosa.filters
 ``librosa.util.sparsify_rows``) and the same multi-rate scheme, but shares the work between
 the six harmonics: one halving pyramid of the signal (soxr, as librosa) instead of one per
 harmonic, and one STFT per (pyramid level, FFT size) whose frames are projected onto all
-harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). Like librosa,
+harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). Where the
+frames overlap four times or more (the upper levels, whose hop is a few samples), the same
+projections are computed by :class:`models.polyphase.PolyphaseFilterBank` instead. Like librosa,
 a harmonic whose filters allow ``e >= 2`` early downsamplings starts from one ``2**e``
 resampling (a second chain of the pyramid): halving twice treats the transition band
 differently, which shows where a bin is otherwise quiet.
@@ -66,7 +68,7 @@ class _Projection:
     chain: int  # which resampling chain of the pyramid (the early downsampling count, or 0)
     level: int  # pyramid level: signal at SAMPLE_RATE / 2**level
     n_fft: int
-    basis: torch.Tensor  # (bins, n_filters) complex64, filters scaled by 1 / sqrt(filter length)
+    basis: torch.Tensor | None  # (bins, n_filters) complex64, / sqrt(filter length); None: polyphase
     runs: tuple[tuple[int, int, int], ...]  # (filter, output row, count): where filters belong
     polyphase: PolyphaseFilterBank | None  # for small hops: the same responses by FFT along time
     bins: slice  # the STFT bins where the (sparsified) basis has non-zeros
@@ -138,17 +140,19 @@ class FastHCQT:
             used = np.flatnonzero(np.any(basis != 0, axis=0))
             bins = slice(int(used[0]), int(used[-1]) + 1)
             hop = HOP_LENGTH >> level
-            polyphase = None
+            polyphase, freq_basis = None, None
             if n_fft >= POLYPHASE_MIN_OVERLAP * hop:
                 dft = np.exp(-2j * np.pi * np.outer(np.arange(n_fft), np.arange(bins.start, bins.stop)) / n_fft)
                 polyphase = PolyphaseFilterBank(dft @ basis[:, bins].T, hop, self.device)
+            else:
+                freq_basis = torch.from_numpy(np.ascontiguousarray(basis[:, bins].T, dtype=np.complex64))
             self.projections.append(
                 _Projection(
                     chain=chain,
                     level=level,
                     n_fft=n_fft,
                     bins=bins,
-                    basis=torch.from_numpy(np.ascontiguousarray(basis[:, bins].T, dtype=np.complex64)).to(self.device),
+                    basis=None if freq_basis is None else freq_basis.to(self.device),
                     runs=tuple((i * BINS_PER_OCTAVE, row, BINS_PER_OCTAVE) for i, (_, row) in enumerate(parts)),
                     polyphase=polyphase,
                 )
@@ -178,7 +182,7 @@ class FastHCQT:
 
         Only the part of each level around those frames is transformed, so a long signal can
         be processed chunk by chunk from one pyramid, with results equal to the whole-signal
-        transform (the same samples enter every window).
+        transform up to float rounding (the same samples enter every window).
         """
         n = len(levels[(0, 0)])
         if not 0 <= start < stop <= n_hcqt_frames(n):
