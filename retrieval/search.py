@@ -3,8 +3,9 @@
 1. Every query variant (tempo scale × transposition, :mod:`retrieval.render`) is cut into
    shingles (hop 1) and searched in the FAISS index.
 2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
-   similarity among that shingle's hits in the recording (the shingle's k-th similarity when it has
-   none there); its score is the best over variants. The top ``candidates`` go on.
+   similarity among that shingle's hits in the recording that agree on where the theme starts
+   (the shingle's k-th similarity when it has none there); its score is the best over variants.
+   The top ``candidates`` go on.
 3. Re-ranking: subsequence DTW (:func:`retrieval.dtw.subsequence_align`) of the best variants
    against the stored features around the best ANN hits gives the final score (mean cosine
    similarity along the path) and the matched time span.
@@ -28,6 +29,11 @@ from retrieval.features import FeatureSettings, shingles
 from retrieval.render import QueryVariant
 
 __all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search"]
+
+ANCHOR_BIN = 6
+"""Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
+shingle hits must agree to add up in the ANN score (:func:`_ann_candidates`). Chosen on the
+benchmarks (docs/benchmarks.md): 4–10 give the same MRR, 16 a little less."""
 
 CONFIDENCE_MARGIN = 0.06
 """Lead of the best score over the runner-up's from which the best match is called confident.
@@ -87,12 +93,31 @@ class SearchTimings:
         return self.ann + self.rerank + sum(self.extra.values())
 
 
+Hypotheses = list[tuple[float, int, tuple[int, ...]]]
+"""A recording's ``(ann score, variant index, anchor frames)`` per variant, best first."""
+
+
+def _first_per_group(*keys: np.ndarray) -> np.ndarray:
+    """Mask of the first row of each run of equal ``keys`` (rows already sorted by them)."""
+    first = np.ones(len(keys[0]), bool)
+    if len(first) > 1:
+        first[1:] = np.logical_or.reduce([key[1:] != key[:-1] for key in keys])
+    return first
+
+
 def _ann_candidates(
     collection: Collection, variants: Sequence[QueryVariant], k: int, n_candidates: int
-) -> dict[int, list[tuple[float, int, int]]]:
-    """Candidate recordings → their ``(ann score, variant index, anchor frame)`` triples, best first.
+) -> dict[int, Hypotheses]:
+    """Candidate recordings → their ``(ann score, variant index, anchor frames)``, best variant first.
 
-    The anchor is where the theme would start in the recording according to the variant's best hit.
+    A hit of query shingle ``i`` at recording frame ``f`` implies that the theme starts at
+    ``f - offset_i`` (its anchor). The hits of a variant must agree on that start: for each
+    (variant, recording, anchor bin of :data:`ANCHOR_BIN` frames) the score is the mean, over the
+    variant's shingles, of the shingle's best hit there (its k-th similarity when it has none).
+    Two binnings half a bin apart keep agreeing hits from being split by a bin edge. A pair's score
+    is its best bin's, and its anchor that bin's best hit's; its best bin at least a theme length
+    away is kept too (a second occurrence: repeats). Scattered chance hits, and variants at the
+    wrong tempo (whose shingles' anchors drift apart), score low.
     """
     settings = collection.settings
     queries, owner, offset = [], [], []
@@ -103,54 +128,69 @@ def _ann_candidates(
         offset.append(starts)
     sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
     owner_a, offset_a = np.concatenate(owner), np.concatenate(offset)
-    n_q = len(sims)
     floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)  # a shingle's k-th similarity
     per_variant_floor = np.bincount(owner_a, weights=floors, minlength=len(variants))
     n_shingles = np.bincount(owner_a, minlength=len(variants))
 
-    # best hit per (query shingle, recording)
-    q_idx = np.repeat(np.arange(n_q), sims.shape[1])
+    q_idx = np.repeat(np.arange(len(sims)), sims.shape[1])
     sim, rid, frame = sims.ravel(), rids.ravel(), frames.ravel()
     keep = rid >= 0
-    q_idx, sim, rid, frame = q_idx[keep], sim[keep], rid[keep], frame[keep]
-    order = np.lexsort((-sim, rid, q_idx))
-    q_idx, sim, rid, frame = q_idx[order], sim[order], rid[order], frame[order]
-    first = np.ones(len(q_idx), bool)
-    first[1:] = (q_idx[1:] != q_idx[:-1]) | (rid[1:] != rid[:-1])
-    q_idx, sim, rid, frame = q_idx[first], sim[first], rid[first], frame[first]
+    if not keep.any():
+        return {}
+    q_idx, sim, rid = q_idx[keep], sim[keep], rid[keep]
+    anchor = frame[keep].astype(np.int64) - offset_a[q_idx]
 
-    # per (variant, recording): mean over the variant's shingles of max(best hit, floor)
-    variant = owner_a[q_idx]
-    anchor = frame.astype(np.int64) - offset_a[q_idx]
-    pairs, inverse = np.unique(np.stack([variant, rid]), axis=1, return_inverse=True)
-    inverse = inverse.ravel()
-    gain = np.bincount(inverse, weights=sim - floors[q_idx], minlength=pairs.shape[1])
-    score = (gain + per_variant_floor[pairs[0]]) / n_shingles[pairs[0]]
-    best_hit = np.full(pairs.shape[1], -1)
-    order = np.argsort(sim, kind="stable")
-    best_hit[inverse[order]] = order  # the last write per pair is its best hit
-    scored: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
-    for j in np.argsort(-score, kind="stable"):
-        scored[int(pairs[1, j])].append((float(score[j]), int(pairs[0, j]), int(anchor[best_hit[j]])))
-    ranked = sorted(scored, key=lambda r: scored[r][0][0], reverse=True)[:n_candidates]
-    return {r: scored[r] for r in ranked}
+    found = []  # (score, variant, recording, anchor) per (variant, recording, bin), both binnings
+    for shift in (0, ANCHOR_BIN // 2):
+        bin_ = (anchor + shift) // ANCHOR_BIN
+        # best hit per (query shingle, recording, bin)
+        order = np.lexsort((-sim, bin_, rid, q_idx))
+        order = order[_first_per_group(q_idx[order], rid[order], bin_[order])]
+        q, s_, r, b, a = q_idx[order], sim[order], rid[order], bin_[order], anchor[order]
+        v = owner_a[q]
+        keys, inverse = np.unique(np.stack([v, r, b]), axis=1, return_inverse=True)
+        inverse = inverse.ravel()
+        gain = np.bincount(inverse, weights=s_ - floors[q], minlength=keys.shape[1])
+        score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
+        best_hit = np.empty(keys.shape[1], np.int64)
+        by_sim = np.argsort(s_, kind="stable")
+        best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
+        found.append((score, keys[0], keys[1], a[best_hit]))
+    score, v, r, a = (np.concatenate(column) for column in zip(*found, strict=True))
+    # per (variant, recording): its best bin, and its best bin at least a theme length away (a
+    # second occurrence, as in a repeated section), then recordings by their best variant
+    order = np.lexsort((-score, r, v))
+    first = _first_per_group(v[order], r[order])
+    best_anchor = a[order][first][np.cumsum(first) - 1]
+    lengths = np.array([len(variant.features) for variant in variants])
+    elsewhere = order[np.abs(a[order] - best_anchor) >= lengths[v[order]]]
+    second = elsewhere[_first_per_group(v[elsewhere], r[elsewhere])]
+    other_anchor = {(int(v[j]), int(r[j])): int(a[j]) for j in second}
+    best = order[first]
+    scored: dict[int, Hypotheses] = defaultdict(list)
+    for j in best[np.argsort(-score[best], kind="stable")]:
+        key = (int(v[j]), int(r[j]))
+        anchors = (int(a[j]),) + ((other_anchor[key],) if key in other_anchor else ())
+        scored[key[1]].append((float(score[j]), key[0], anchors))
+    ranked = sorted(scored, key=lambda rec: scored[rec][0][0], reverse=True)[:n_candidates]
+    return {rec: scored[rec] for rec in ranked}
 
 
 def _rerank(
-    collection: Collection, variants: Sequence[QueryVariant], rid: int, triples: list[tuple[float, int, int]],
-    n_variants: int,
+    collection: Collection, variants: Sequence[QueryVariant], rid: int, triples: Hypotheses, n_variants: int
 ) -> tuple[float, int, int, int]:
     """Best ``(similarity, variant, start, end)`` of DTW around the anchors of the best variants."""
     target = collection.features(rid)
     best = (float("-inf"), triples[0][1], 0, 0)
-    for _, vi, anchor in triples[:n_variants]:
+    for _, vi, anchors in triples[:n_variants]:
         length = len(variants[vi].features)
-        lo, hi = max(0, anchor - length), min(len(target), anchor + 2 * length)
-        if hi <= lo:
-            continue
-        alignment = subsequence_align(variants[vi].features, target[lo:hi])
-        if alignment.similarity > best[0]:
-            best = (alignment.similarity, vi, lo + alignment.start, lo + alignment.end)
+        for anchor in anchors:
+            lo, hi = max(0, anchor - length), min(len(target), anchor + 2 * length)
+            if hi <= lo:
+                continue
+            alignment = subsequence_align(variants[vi].features, target[lo:hi])
+            if alignment.similarity > best[0]:
+                best = (alignment.similarity, vi, lo + alignment.start, lo + alignment.end)
     return best
 
 
