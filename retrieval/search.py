@@ -38,7 +38,7 @@ benchmarks (docs/benchmarks.md): 4–10 give the same MRR, 16 a little less."""
 CONFIDENCE_MARGIN = 0.06
 """Lead of the best score over the runner-up's from which the best match is called confident.
 
-Chosen on the bach_violin benchmark (docs/benchmarks.md): 95 % of wrong top-1 answers lead by
+Chosen on the bach_violin benchmark (docs/benchmarks.md, second session): 95 % of wrong top-1 answers lead by
 less, three quarters of right ones by more than 0.1. The raw score alone separates poorly (it
 depends on the theme's texture), the lead over the other recordings adapts to it.
 """
