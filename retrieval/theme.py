@@ -126,6 +126,7 @@ def theme_from_stream(
             score = score.expandRepeats()
         except Exception as error:  # music21's RepeatException and friends
             raise ThemeError(f"{name}: cannot expand repeats ({error})") from None
+    score = _at_sounding_pitch(score)
     tempo = _tempo_map(score, default_qpm)
     base = 0.0  # quarter-note offset of the selection in the whole score
     if part is not None:
@@ -139,7 +140,6 @@ def theme_from_stream(
             raise ThemeError(f"{name}: no measure {first} in the score")
         base = float(measure.getOffsetInHierarchy(score.parts[0]))
         score = score.measures(first, last)
-    score = score.toSoundingPitch()
     parts = list(score.parts) or [score]
     notes: list[NoteEvent] = []
     for index, p in enumerate(parts):
@@ -157,6 +157,23 @@ def theme_from_stream(
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
     return Theme(tuple(NoteEvent(n.onset - t0, n.duration, n.pitch, n.program, n.part) for n in notes), name, t0)
+
+
+def _at_sounding_pitch(score: music21.stream.Score) -> music21.stream.Score:
+    """``score.toSoundingPitch()``, part by part and before anything has flattened the score.
+
+    music21 deep-copies what it transposes, and the copy checks every element's sites against
+    its streams: on a large orchestral score (Beethoven 9/4, 36 parts, 80,000 notes) the
+    whole-score call, or a part's after the score was flattened once, takes many minutes; the
+    parts of a fresh score one by one take seconds.
+    """
+    if not score.parts:
+        return score.toSoundingPitch()
+    sounding = music21.stream.Score()
+    for element in score:
+        converted = element.toSoundingPitch() if isinstance(element, music21.stream.Part) else element
+        sounding.insert(score.elementOffset(element), converted)
+    return sounding
 
 
 def _wrap(stream: music21.stream.Stream) -> music21.stream.Score:
