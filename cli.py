@@ -274,10 +274,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
-    from music21 import corpus
-
     from indexer.build import index_collection
     from indexer.demo import DEMO_THEME, render_demo_collection
+    from retrieval.theme import parse_corpus_work
 
     work_dir = args.dir or Path(tempfile.mkdtemp(prefix="score_retrieval_demo_"))
     print(f"1/3 rendering {work_dir / 'audio'} from the music21 corpus with the GM SoundFont …", flush=True)
@@ -288,7 +287,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"    {len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     work, measures, part = DEMO_THEME
     theme = work_dir / "theme.musicxml"
-    corpus.parse(work).measures(*measures).parts[part].write("musicxml", fp=theme)
+    parse_corpus_work(work).measures(*measures).parts[part].write("musicxml", fp=theme)
     print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} → {theme}", flush=True)
     query_args = build_parser().parse_args(["query", str(theme), "--db", str(db), "--top", "3"]
                                            + (["--json"] if args.json else []))

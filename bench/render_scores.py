@@ -5,12 +5,15 @@
 Each score becomes ``OUT_DIR/<stem>.wav`` (22050 Hz mono): all parts, each with its own General
 MIDI instrument (or ``--program`` for all), at the score's tempo marks, re-timed by a smooth
 random tempo curve of about ±``--tempo-variation`` (seeded by the file name: reproducible).
+Beside it, ``<stem>.timing.json`` records how score time maps to the rendering's seconds (see
+:func:`models.training.pairs.rendered_seconds`), so every score note's time in the audio is known.
 Existing outputs are kept (re-runs resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -20,22 +23,35 @@ from pathlib import Path
 
 import soundfile as sf
 
-from retrieval.synth import render_notes, vary_tempo
+from retrieval.synth import render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import load_theme
 
 
 def render_one(score: Path, out_dir: Path, program: int | None, tempo_variation: float) -> tuple[str, float]:
-    target = out_dir / f"{score.stem}.wav"
-    if target.exists():
+    target, timing = out_dir / f"{score.stem}.wav", out_dir / f"{score.stem}.timing.json"
+    if target.exists() and timing.exists():
         return target.name, sf.info(target).duration
     theme = load_theme(score)
-    notes = vary_tempo(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode()))
-    audio = render_notes(notes, 22050, program=program)
+    warp = tempo_warp_for(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode()))
+    record = {"score": score.name, "start": theme.start, "tempo": theme.tempo.as_dict(), "warp": warp.as_dict()}
+    atomic_write_text(timing, json.dumps(record))
+    if target.exists():
+        return target.name, sf.info(target).duration
+    audio = render_notes(vary_tempo(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode())), 22050,
+                         program=program)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".wav.tmp")
     os.close(fd)
     sf.write(tmp, audio, 22050, format="WAV")
     os.replace(tmp, target)
     return target.name, len(audio) / 22050
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,9 @@ DEMO_THEME = ("haydn/opus74no1/movement3", (9, 12), 0)
 def render_demo_collection(folder: str | Path, names: list[str] | None = None) -> list[Path]:
     """Render :data:`DEMO_PIECES` (or ``names`` of them) to ``folder/<name>.wav``; existing files are kept."""
     import soundfile as sf
-    from music21 import corpus
 
     from retrieval.synth import render_notes
-    from retrieval.theme import theme_from_stream
+    from retrieval.theme import parse_corpus_work, theme_from_stream
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,7 +36,7 @@ def render_demo_collection(folder: str | Path, names: list[str] | None = None) -
         path = folder / f"{name}.wav"
         if not path.exists():
             work, measures = DEMO_PIECES[name]
-            theme = theme_from_stream(corpus.parse(work), measures=measures, name=work)
+            theme = theme_from_stream(parse_corpus_work(work), measures=measures, name=work)
             sf.write(path, render_notes(theme.notes, 22050), 22050)
         written.append(path)
     return written

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.theme import NoteEvent
 
-__all__ = ["SynthError", "default_soundfont", "render_notes"]
+__all__ = ["SynthError", "TempoWarp", "default_soundfont", "render_notes", "tempo_warp_for", "vary_tempo"]
 
 
 class SynthError(RuntimeError):
@@ -98,24 +100,52 @@ def _generate(synth, n: int) -> np.ndarray:
     return stereo.mean(axis=1)
 
 
-def vary_tempo(notes: Sequence[NoteEvent], depth: float = 0.1, period: float = 10.0, seed: int = 0) -> list[NoteEvent]:
-    """Notes re-timed by a smooth random tempo curve (a performance is never metronomic).
+@dataclass(frozen=True)
+class TempoWarp:
+    """A smooth random tempo curve: nominal seconds → performed seconds (a performance is never
+    metronomic).
 
     The local tempo factor is ``exp(depth · s(t))`` with ``s`` a sum of three slow sinusoids of
-    random phase (periods around ``period`` seconds), so tempo drifts by about ±``depth``.
+    random phase (periods around ``period`` seconds), so tempo drifts by about ±``depth``. The
+    curve is defined on ``[0, end]`` (linear beyond) and fully determined by its fields, so the
+    time of any score event in a rendering can be recomputed from them (training labels).
     """
-    if depth == 0:
-        return list(notes)
-    rng = np.random.default_rng(seed)
-    end = max(n.onset + n.duration for n in notes) + 1.0
-    grid = np.arange(0.0, end + 0.01, 0.01)
-    periods = period * rng.uniform(0.5, 2.0, 3)
-    phases = rng.uniform(0, 2 * np.pi, 3)
-    curve = sum(np.sin(2 * np.pi * grid / p + ph) for p, ph in zip(periods, phases, strict=True)) / np.sqrt(1.5)
-    warped = np.concatenate([[0.0], np.cumsum(np.exp(-depth * curve[:-1]) * 0.01)])
 
-    def warp(t: float) -> float:
+    depth: float
+    end: float
+    period: float = 10.0
+    seed: int = 0
+
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        grid = np.arange(0.0, self.end + 0.01, 0.01)
+        periods = self.period * rng.uniform(0.5, 2.0, 3)
+        phases = rng.uniform(0, 2 * np.pi, 3)
+        curve = sum(np.sin(2 * np.pi * grid / p + ph) for p, ph in zip(periods, phases, strict=True)) / np.sqrt(1.5)
+        warped = np.concatenate([[0.0], np.cumsum(np.exp(-self.depth * curve[:-1]) * 0.01)])
+        return grid, warped
+
+    def __call__(self, t: float) -> float:
+        """Performed time of nominal time ``t`` (seconds)."""
+        if self.depth == 0:
+            return float(t)
+        grid, warped = self._table
         return float(np.interp(t, grid, warped))
 
+    def as_dict(self) -> dict[str, float]:
+        return {"depth": self.depth, "end": self.end, "period": self.period, "seed": self.seed}
+
+
+def tempo_warp_for(notes: Sequence[NoteEvent], depth: float = 0.1, period: float = 10.0, seed: int = 0) -> TempoWarp:
+    """The :class:`TempoWarp` :func:`vary_tempo` applies to ``notes``."""
+    return TempoWarp(depth, max(n.onset + n.duration for n in notes) + 1.0, period, seed)
+
+
+def vary_tempo(notes: Sequence[NoteEvent], depth: float = 0.1, period: float = 10.0, seed: int = 0) -> list[NoteEvent]:
+    """Notes re-timed by the :class:`TempoWarp` of :func:`tempo_warp_for`."""
+    if depth == 0:
+        return list(notes)
+    warp = tempo_warp_for(notes, depth, period, seed)
     return [NoteEvent(warp(n.onset), warp(n.onset + n.duration) - warp(n.onset), n.pitch, n.program, n.part)
             for n in notes]

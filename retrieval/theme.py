@@ -14,7 +14,10 @@ from pathlib import Path
 
 import music21
 
-__all__ = ["DEFAULT_QPM", "NoteEvent", "Theme", "ThemeError", "load_theme", "theme_from_stream"]
+__all__ = [
+    "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "load_theme", "parse_corpus_work", "parse_score",
+    "theme_from_stream",
+]
 
 DEFAULT_QPM = 120.0
 """Quarter notes per minute for a score without tempo marks (MIDI's and music21's default)."""
@@ -36,12 +39,39 @@ class NoteEvent:
 
 
 @dataclass(frozen=True)
+class TempoMap:
+    """Score time (quarter notes from the start) → seconds at the score's marked tempi.
+
+    Piecewise linear: from ``offsets[i]`` on, a quarter note lasts ``seconds_per_quarter[i]``
+    seconds; ``seconds_at[i]`` is the time of ``offsets[i]``. Lists, so it round-trips JSON.
+    """
+
+    offsets: tuple[float, ...]
+    seconds_at: tuple[float, ...]
+    seconds_per_quarter: tuple[float, ...]
+
+    def seconds(self, offset: float) -> float:
+        """Seconds of quarter-note offset ``offset`` (before the first mark: the first tempo)."""
+        i = max(0, bisect.bisect_right(self.offsets, offset) - 1)
+        return self.seconds_at[i] + (offset - self.offsets[i]) * self.seconds_per_quarter[i]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {"offsets": list(self.offsets), "seconds_at": list(self.seconds_at),
+                "seconds_per_quarter": list(self.seconds_per_quarter)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> TempoMap:
+        return cls(tuple(data["offsets"]), tuple(data["seconds_at"]), tuple(data["seconds_per_quarter"]))
+
+
+@dataclass(frozen=True)
 class Theme:
     """The notes of a theme, sorted by onset, the first starting at 0."""
 
     notes: tuple[NoteEvent, ...]
     source: str = ""
     start: float = 0.0  # seconds of the first note in the whole score's timeline (nominal tempo)
+    tempo: TempoMap | None = None  # the whole score's tempo map (its seconds are before ``start`` is removed)
 
     @property
     def duration(self) -> float:
@@ -49,14 +79,27 @@ class Theme:
 
     def transposed(self, semitones: int) -> Theme:
         notes = tuple(NoteEvent(n.onset, n.duration, n.pitch + semitones, n.program, n.part) for n in self.notes)
-        return Theme(notes, self.source, self.start)
+        return Theme(notes, self.source, self.start, self.tempo)
 
 
-def _parse(path: Path) -> music21.stream.Score:
+def parse_score(path: str | Path) -> music21.stream.Score:
+    """Parse a score file with music21, never through its pickle cache.
+
+    music21 by default writes every parsed file as a pickle into a shared temporary folder,
+    named by a hash of the path, and loads it back on the next parse of that path: a pickle
+    planted there would run code, and an edited file with an older mtime would be answered from
+    the stale copy. Here the source is always parsed and nothing is written; a file music21
+    would read as a pickle is refused.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ThemeError(f"{path}: is a folder, not a score file")
     if not path.is_file():
         raise ThemeError(f"{path}: no such file")
+    if music21.common.findFormatFile(path) == "pickle":
+        raise ThemeError(f"{path}: pickled music21 streams are not read (they can run code); give the score file")
     try:
-        parsed = music21.converter.parse(str(path))
+        parsed = music21.converter.parseFile(path, forceSource=True, storePickle=False)
     except Exception as error:  # music21 raises many kinds for a file it cannot read
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         raise ThemeError(f"{path}: not a readable score ({reason})") from None
@@ -67,6 +110,11 @@ def _parse(path: Path) -> music21.stream.Score:
         score.insert(0, parsed)
         parsed = score
     return parsed
+
+
+def parse_corpus_work(work: str) -> music21.stream.Score:
+    """A work of music21's bundled corpus (e.g. ``"bach/bwv66.6"``), parsed as :func:`parse_score`."""
+    return parse_score(music21.corpus.getWork(work))
 
 
 def _select_part(score: music21.stream.Score, part: str | int, name: str) -> music21.stream.Score:
@@ -87,11 +135,11 @@ def _select_part(score: music21.stream.Score, part: str | int, name: str) -> mus
     return selected
 
 
-def _tempo_map(score: music21.stream.Score, default_qpm: float) -> tuple[list[float], list[float], list[float]]:
-    """Breakpoints ``(offsets_ql, seconds_at, seconds_per_ql)`` of the score's tempo marks."""
+def _tempo_map(score: music21.stream.Score, default_qpm: float) -> TempoMap:
+    """The :class:`TempoMap` of the score's metronome marks."""
     marks = list(score.recurse().getElementsByClass(music21.tempo.MetronomeMark))
     if not marks:
-        return [0.0], [0.0], [60.0 / default_qpm]
+        return TempoMap((0.0,), (0.0,), (60.0 / default_qpm,))
     offsets, secs, rates = [0.0], [0.0], [60.0 / default_qpm]
     for start, _, mark in score.metronomeMarkBoundaries():
         qpm = mark.getQuarterBPM() or default_qpm
@@ -101,13 +149,7 @@ def _tempo_map(score: music21.stream.Score, default_qpm: float) -> tuple[list[fl
             secs.append(secs[-1] + (start - offsets[-1]) * rates[-1])
             offsets.append(float(start))
             rates.append(60.0 / qpm)
-    return offsets, secs, rates
-
-
-def _seconds(offset: float, tempo: tuple[list[float], list[float], list[float]]) -> float:
-    offsets, secs, rates = tempo
-    i = bisect.bisect_right(offsets, offset) - 1
-    return secs[i] + (offset - offsets[i]) * rates[i]
+    return TempoMap(tuple(offsets), tuple(secs), tuple(rates))
 
 
 def theme_from_stream(
@@ -149,14 +191,14 @@ def theme_from_stream(
             if element.duration.isGrace or element.quarterLength <= 0:
                 continue
             start = base + float(element.getOffsetInHierarchy(p))
-            on, off = _seconds(start, tempo), _seconds(start + float(element.quarterLength), tempo)
+            on, off = tempo.seconds(start), tempo.seconds(start + float(element.quarterLength))
             for pitch in element.pitches:
                 notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index))
     if not notes:
         raise ThemeError(f"{name}: no notes in the selected score")
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
-    return Theme(tuple(NoteEvent(n.onset - t0, n.duration, n.pitch, n.program, n.part) for n in notes), name, t0)
+    return Theme(tuple(NoteEvent(n.onset - t0, n.duration, n.pitch, n.program, n.part) for n in notes), name, t0, tempo)
 
 
 def _at_sounding_pitch(score: music21.stream.Score) -> music21.stream.Score:
@@ -198,7 +240,7 @@ def load_theme(
 ) -> Theme:
     """Read a score file and return its :class:`Theme` (errors: :class:`ThemeError`, one line)."""
     path = Path(path)
-    score = _parse(path)
+    score = parse_score(path)
     return theme_from_stream(
         score, part=part, measures=measures, expand_repeats=expand_repeats, default_qpm=default_qpm, name=str(path)
     )

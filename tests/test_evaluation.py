@@ -78,13 +78,13 @@ def test_ground_truth_reading(tmp_path):
 def test_evaluate_cli_on_the_generated_collection(indexed, tmp_path, capsys):
     import json
 
-    from music21 import corpus
-
     from cli import main
+    from retrieval.theme import parse_corpus_work
 
     (tmp_path / "q").mkdir()
-    corpus.parse("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=tmp_path / "q/h.musicxml")
-    corpus.parse("joplin/maple_leaf_rag").measures(5, 8).write("musicxml", fp=tmp_path / "q/j.musicxml")
+    haydn = parse_corpus_work("haydn/opus74no1/movement3")
+    haydn.measures(9, 12).parts[0].write("musicxml", fp=tmp_path / "q/h.musicxml")
+    parse_corpus_work("joplin/maple_leaf_rag").measures(5, 8).write("musicxml", fp=tmp_path / "q/j.musicxml")
     (tmp_path / "gt.csv").write_text(
         "query_id,query,recording,start_s,end_s\n"
         "h,q/h.musicxml,haydn_op74,12.0,18.0\nj,q/j.musicxml,joplin_maple_leaf,,\nx,q/j.musicxml,not_indexed,,\n"

@@ -19,6 +19,7 @@ from db.store import IndexStore
 from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, VectorIndex, auto_factory
 from indexer.build import index_collection
 from retrieval.features import FeatureSettings, SettingsMismatchError, shingle_starts
+from retrieval.theme import parse_corpus_work
 
 from .conftest import PIECES
 
@@ -117,9 +118,7 @@ def test_corrupted_file_is_reported_and_the_rest_still_answers(rendered_dir, tmp
 
 
 def _corpus(work: str):
-    from music21 import corpus
-
-    return corpus.parse(work)
+    return parse_corpus_work(work)
 
 
 def test_sigkill_mid_run_leaves_a_consistent_database_that_resumes(rendered_dir, tmp_path):

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from music21 import corpus
 
 from cli import main
 from db.store import IndexStore
 from retrieval.query import query
 from retrieval.search import CONFIDENCE_THRESHOLD
-from retrieval.theme import ThemeError, load_theme
+from retrieval.theme import ThemeError, load_theme, parse_corpus_work
 
 from .conftest import PIECES
 
@@ -34,7 +33,7 @@ def store(indexed):
 
 @pytest.mark.parametrize("name, work, measures, part", THEMES)
 def test_theme_is_found_first_at_the_right_time(store, name, work, measures, part):
-    score = corpus.parse(work)
+    score = parse_corpus_work(work)
     result = query(store, score, measures=measures, part=part, top=3)
     best = result.matches[0]
     assert Path(best.path).stem == name
@@ -47,7 +46,7 @@ def test_theme_is_found_first_at_the_right_time(store, name, work, measures, par
 
 
 def test_synthesised_rendering_finds_the_theme(store):
-    result = query(store, corpus.parse("haydn/opus74no1/movement3"), measures=(9, 12), rendering="synthesised",
+    result = query(store, parse_corpus_work("haydn/opus74no1/movement3"), measures=(9, 12), rendering="synthesised",
                    top=2)
     assert Path(result.matches[0].path).stem == "haydn_op74"
     assert abs(result.matches[0].start - result.theme.start) < 2.0
@@ -55,7 +54,7 @@ def test_synthesised_rendering_finds_the_theme(store):
 
 def test_transposed_theme_needs_transpose(store, tmp_path, capsys):
     theme = tmp_path / "haydn_up3.musicxml"
-    corpus.parse("haydn/opus74no1/movement3").measures(9, 12).parts[0].transpose(3).write("musicxml", fp=theme)
+    parse_corpus_work("haydn/opus74no1/movement3").measures(9, 12).parts[0].transpose(3).write("musicxml", fp=theme)
     assert main(["query", str(theme), "--db", str(store.path), "--json", "--top", "5"]) == 0
     plain = json.loads(capsys.readouterr().out)["matches"][0]
     # in the wrong key nothing matches well: the best (whichever it is) is weak and not confident
@@ -70,7 +69,7 @@ def test_transposed_theme_needs_transpose(store, tmp_path, capsys):
 
 def test_cli_table_and_plot(store, tmp_path, capsys):
     theme = tmp_path / "theme.mid"
-    corpus.parse("joplin/maple_leaf_rag").measures(5, 8).write("midi", fp=theme)
+    parse_corpus_work("joplin/maple_leaf_rag").measures(5, 8).write("midi", fp=theme)
     png = tmp_path / "match.png"
     assert main(["query", str(theme), "--db", str(store.path), "--top", "3", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
@@ -80,8 +79,8 @@ def test_cli_table_and_plot(store, tmp_path, capsys):
 
 
 def test_confidence_flag_separates_a_foreign_theme(store):
-    found = query(store, corpus.parse("haydn/opus74no1/movement3"), measures=(9, 12), part=0, top=1)
-    foreign = query(store, corpus.parse("bach/bwv66.6"), measures=(1, 3), part=0, top=1)
+    found = query(store, parse_corpus_work("haydn/opus74no1/movement3"), measures=(9, 12), part=0, top=1)
+    foreign = query(store, parse_corpus_work("bach/bwv66.6"), measures=(1, 3), part=0, top=1)
     assert found.confident and found.matches[0].margin >= 0.06
     assert not foreign.confident and foreign.matches[0].score < 0.7
 
@@ -108,7 +107,7 @@ def test_bad_themes_give_one_line_errors(store, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
     theme = tmp_path / "t.musicxml"
-    corpus.parse("haydn/opus74no1/movement3").measures(1, 4).write("musicxml", fp=theme)
+    parse_corpus_work("haydn/opus74no1/movement3").measures(1, 4).write("musicxml", fp=theme)
     for args, expected in ((["--part", "7"], "part index 7 out of range"), (["--part", "Tuba"], "no part named"),
                            (["--measures", "x-y"], "--measures must look like"),
                            (["--measures", "400-401"], "no measure 400")):
