@@ -33,7 +33,8 @@ def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"deep chroma model id (default {DEFAULT_MODEL}; `python cli.py models` lists all)",
+        help=f"deep chroma model: id (default {DEFAULT_MODEL}; `python cli.py models` lists all) "
+        "or a trained model's folder",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
@@ -86,14 +87,27 @@ def _settings_from_args(args: argparse.Namespace):
         for k in ("model_id", "downsample", "smoothing", "shingle_length", "shingle_hop", "index_factory")
         if getattr(args, k, None) is not None
     }
+    if "model_id" in given:
+        given.update(_model_settings(given["model_id"]))
     return replace(FeatureSettings(), **given) if given else None
+
+
+def _model_settings(model: str) -> dict[str, str]:
+    """``model_id`` and ``model_digest`` of a model id, baseline or trained model (checked before any write)."""
+    from models.baselines import BASELINE_IDS
+    from models.registry import model_digest, resolve_model
+
+    if model in BASELINE_IDS:
+        return {"model_id": model, "model_digest": ""}
+    return {"model_id": resolve_model(model), "model_digest": model_digest(model)}
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
 
     g = parser.add_argument_group("feature settings (fixed when an index is created; must match later)")
-    g.add_argument("--model", dest="model_id", default=None, help=f"deep chroma model id (default {DEFAULT_MODEL})")
+    g.add_argument("--model", dest="model_id", default=None,
+                   help=f"deep chroma model: id (default {DEFAULT_MODEL}) or a trained model's folder")
     g.add_argument("--downsample", type=int, default=None, help="25 Hz chroma frames per retrieval frame (2)")
     g.add_argument("--smoothing", type=int, default=None, help="Hann smoothing window in 25 Hz frames (5)")
     g.add_argument("--shingle-length", type=int, default=None, help="retrieval frames per shingle (16)")
@@ -272,6 +286,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shared_dir() -> Path:
+    """``$SCORE_RETRIEVAL_SHARED``, else ``../shared`` beside the checkout (benchmark data and scores)."""
+    import os
+
+    return Path(os.environ.get("SCORE_RETRIEVAL_SHARED", Path(__file__).resolve().parent.parent / "shared"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a chroma model on score–audio pairs (see :mod:`models.training`)."""
+    import torch
+
+    from models.registry import resolve_model
+    from models.training.cache import HCQTCache
+    from models.training.data import load_training_data
+    from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, train
+    from models.training.validation import RetrievalValidation
+
+    if args.init != SCRATCH:
+        resolve_model(args.init)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    config = TrainConfig(
+        init=args.init, loss=args.loss, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        excerpt_seconds=args.excerpt_seconds, steps_per_epoch=args.steps_per_epoch, patience=args.patience,
+        pitch_shift=args.pitch_shift, device=args.device,
+    )
+    cache_dir = args.cache or args.out / "cache"
+    data = load_training_data(args.data, args.shared or _shared_dir(), cache_dir, args.validation)
+    cache = HCQTCache(cache_dir / "hcqt", device=args.device)
+    cache.fill([r.audio for r in data.train + data.selection], progress=not args.quiet)
+    validation = None
+    if data.selection and data.queries:
+        validation = RetrievalValidation(data.selection, data.queries, cache, device=args.device)
+    try:
+        result = train(config, data.train, args.out, cache, validation=validation, data_card=data.card(),
+                       progress=not args.quiet)
+    except TrainingInterrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return 130
+    summary = {"out": str(result.out), "best_epoch": result.best_epoch, "best_validation_mrr": result.best_mrr,
+               "stopped_early": result.stopped_early, "history": result.history}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        best = "n/a" if result.best_mrr is None else f"{result.best_mrr:.3f}"
+        print(f"{result.out}: best epoch {result.best_epoch} (validation MRR {best}); "
+              f"use it with --model {result.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
     from indexer.build import index_collection
@@ -335,6 +399,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="metrics and per-query rows as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train or fine-tune a chroma model on score-audio pairs")
+    p.add_argument("--data", action="append", required=True,
+                   help="hauptstimme=AUDIO_DIR, bach_violin[=DIR] or a pairs CSV (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: weights, model card, checkpoint")
+    p.add_argument("--init", default="v2_ctc_train123valid4",
+                   help="model id or trained model to fine-tune, or scratch (default v2_ctc_train123valid4)")
+    p.add_argument("--loss", choices=["ctc", "linear", "strong"], default="ctc", help="labels and loss (default ctc)")
+    p.add_argument("--epochs", type=int, default=10, help="at most this many epochs (default 10)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--batch-size", type=int, default=8, help="excerpts per step (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="data order and augmentation seed (default 0)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    p.add_argument("--excerpt-seconds", type=float, default=10.0, help="longest excerpt (default 10 s)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: all excerpts)")
+    p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (3)")
+    p.add_argument("--pitch-shift", type=int, default=0, help="largest random transposition, semitones (default 0)")
+    p.add_argument("--validation", type=Path, default=None, help="ground-truth CSV of validation queries")
+    p.add_argument("--cache", type=Path, default=None, help="front-end cache folder (default OUT/cache)")
+    p.add_argument("--shared", type=Path, default=None, help="data folder ($SCORE_RETRIEVAL_SHARED or ../shared)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")
     _add_db_option(p)

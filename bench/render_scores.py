@@ -23,6 +23,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from models.training.files import atomic_write_text
 from retrieval.synth import render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import load_theme
 
@@ -45,13 +46,6 @@ def render_one(score: Path, out_dir: Path, program: int | None, tempo_variation:
     os.replace(tmp, target)
     return target.name, len(audio) / 22050
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

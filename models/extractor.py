@@ -10,6 +10,7 @@ network's receptive fields, so the result equals whole-signal processing.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -91,6 +92,7 @@ class ChromaExtractor:
     device : ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
     chunk_seconds : audio per front-end chunk (working memory ∝ this).
     batch_frames : 25 Hz frames per network chunk; chunks are stacked ``batch_size`` at a time.
+    net : a network to use instead of ``model_id``'s (e.g. one being trained; it is copied).
     """
 
     def __init__(
@@ -100,12 +102,14 @@ class ChromaExtractor:
         chunk_seconds: float = 120.0,
         batch_frames: int = 400,
         batch_size: int = 1,
+        net: ChromaNet | None = None,
     ) -> None:
         if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
             raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
         self.model_id = model_id
         self.device = torch.device(device)
-        self.net = with_pitch_fft(load(model_id, self.device))
+        base = copy.deepcopy(net).eval().to(self.device) if net is not None else load(model_id, self.device)
+        self.net = with_pitch_fft(base)
         self.hcqt = _fast_hcqt(self.device)
         self.chunk_groups = max(1, int(chunk_seconds * FEATURE_RATE))
         self.batch_frames = batch_frames

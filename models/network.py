@@ -72,11 +72,14 @@ class ChromaNet(nn.Module):
             x = torch.sigmoid(x) if i == last else F.leaky_relu(x, LEAKY_SLOPE, inplace=True)
         return x[:, 0]
 
+    def logits(self, hcqt: torch.Tensor) -> torch.Tensor:
+        """Unnormalised class scores ``(batch, time, 13)`` (training takes their log-softmax)."""
+        sal = self.salience(hcqt)
+        return torch.cat([sal @ self.chroma_pool, self.blank(sal)], dim=-1)
+
     def forward(self, hcqt: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(batch, time, 13)`` from HCQT ``(batch, 6, time, 216)``."""
-        sal = self.salience(hcqt)
-        logits = torch.cat([sal @ self.chroma_pool, self.blank(sal)], dim=-1)
-        return torch.softmax(logits, dim=-1)
+        return torch.softmax(self.logits(hcqt), dim=-1)
 
 
 def chroma_from_probabilities(probabilities: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -1,21 +1,28 @@
-"""The 25 pretrained CTC chroma variants: their ids, weight files and loading.
+"""The chroma models: the 25 pretrained CTC variants by id, and trained models by path.
 
 Weights were converted once from the TensorFlow checkpoints of ``ctc-chroma==2.1`` (PyPI,
 MIT licence, see ``models/weights/LICENSE``) by ``python -m models.convert_weights`` and are
-stored as safetensors (no pickle) next to this module.
+stored as safetensors (no pickle) next to this module. A model trained by ``cli.py train`` is
+named by its folder (holding ``weights.safetensors`` and ``model.json``) or its weights file;
+indexes record such a model by path and content digest (:func:`model_digest`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from models.network import ChromaNet
 
-__all__ = ["DEFAULT_MODEL", "MODEL_IDS", "UnknownModelError", "load", "weights_path"]
+__all__ = [
+    "DEFAULT_MODEL", "MODEL_IDS", "WEIGHTS_FILE", "ModelError", "UnknownModelError", "load", "model_digest",
+    "resolve_model", "weights_path",
+]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -39,29 +46,83 @@ MODEL_IDS: tuple[str, ...] = tuple(
     + [f"v2_{kind}_train{f}" for kind in ("ctc", "linear", "strong") for f in _FOLDS_V2]
 )
 DEFAULT_MODEL = "v2_ctc_train123valid4"
+WEIGHTS_FILE = "weights.safetensors"
+"""File name of a trained model's weights inside its folder (beside ``model.json``)."""
 
 
-class UnknownModelError(ValueError):
-    """A model id that is not one of :data:`MODEL_IDS`."""
+class ModelError(ValueError):
+    """A model that cannot be used: unknown id, missing file, or weights that are not a chroma model."""
+
+
+class UnknownModelError(ModelError):
+    """A model id that is not one of :data:`MODEL_IDS` nor a path to a model."""
 
     def __init__(self, model_id: str) -> None:
-        super().__init__(f"unknown model id {model_id!r}; valid ids: {', '.join(MODEL_IDS)}")
+        super().__init__(
+            f"unknown model {model_id!r}: neither a model id ({', '.join(MODEL_IDS[:2])}, …; `cli.py models` lists "
+            "them) nor a trained model's folder or .safetensors file"
+        )
 
 
-def weights_path(model_id: str) -> Path:
-    """Path of the safetensors file of ``model_id``."""
-    if model_id not in MODEL_IDS:
-        raise UnknownModelError(model_id)
-    return WEIGHTS_DIR / f"{model_id}.safetensors"
+def _is_path(model: str) -> bool:
+    return model not in MODEL_IDS and ("/" in model or model.endswith(".safetensors") or Path(model).exists())
+
+
+def resolve_model(model: str) -> str:
+    """A pretrained id as it is, a trained model as the absolute path of its weights file.
+
+    Raises :class:`UnknownModelError` for a name that is neither, :class:`ModelError` for a path
+    without weights.
+    """
+    if model in MODEL_IDS:
+        return model
+    if not _is_path(model):
+        raise UnknownModelError(model)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file (a trained model is a folder with {WEIGHTS_FILE})")
+    return str(path.resolve())
+
+
+def weights_path(model: str) -> Path:
+    """Path of the safetensors file of a model id or trained model."""
+    resolved = resolve_model(model)
+    return Path(resolved) if resolved not in MODEL_IDS else WEIGHTS_DIR / f"{resolved}.safetensors"
+
+
+def model_digest(model: str) -> str:
+    """``""`` for a pretrained id (immutable), else the first 16 hex digits of the weights' SHA-256."""
+    resolved = resolve_model(model)
+    if resolved in MODEL_IDS:
+        return ""
+    return hashlib.sha256(Path(resolved).read_bytes()).hexdigest()[:16]
+
+
+def _check_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
+    expected = ChromaNet().state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ModelError(f"{path}: not a chroma model (missing tensors {', '.join(missing[:3])})")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ModelError(f"{path}: not a chroma model ({name} has shape {tuple(state[name].shape)})")
 
 
 @cache
-def _state_dict(model_id: str) -> dict[str, torch.Tensor]:
-    return load_file(weights_path(model_id))
+def _state_dict(path: Path, mtime_ns: int) -> dict[str, torch.Tensor]:
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelError(f"{path}: not a safetensors model file ({str(error).splitlines()[0][:100]})") from None
+    _check_state_dict(path, state)
+    return state
 
 
-def load(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaNet:
-    """Return the pretrained network ``model_id`` in eval mode on ``device``."""
+def load(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaNet:
+    """Return the network of a model id or trained model (see :func:`resolve_model`) in eval mode."""
+    path = weights_path(model)
     net = ChromaNet()
-    net.load_state_dict(_state_dict(model_id))
+    net.load_state_dict(_state_dict(path, path.stat().st_mtime_ns))
     return net.eval().to(device)

@@ -44,7 +44,8 @@ class FeatureSettings:
     one by collection size (see :func:`db.vectors.auto_factory`).
     """
 
-    model_id: str = DEFAULT_MODEL
+    model_id: str = DEFAULT_MODEL  # a pretrained id, a baseline (cens, *_mean) or a trained model's weights path
+    model_digest: str = ""  # SHA-256 prefix of a trained model's weights ("" for ids): another model is refused
     downsample: int = 2  # 25 Hz → 12.5 Hz
     smoothing: int = 5  # Hann window length in 25 Hz frames
     shingle_length: int = 16  # frames of the retrieval rate: 1.28 s

@@ -9,7 +9,7 @@ timed at :data:`DEFAULT_QPM` (the query side varies tempo anyway).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import music21
@@ -29,13 +29,19 @@ class ThemeError(ValueError):
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """One sounding note: onset and duration in seconds, MIDI pitch, GM program of its part."""
+    """One sounding note: onset and duration in seconds, MIDI pitch, GM program of its part.
+
+    ``score_onset`` and ``score_duration`` are its place in the whole score in quarter notes
+    (training labels map them through a rendering's timing); 0 where unknown.
+    """
 
     onset: float
     duration: float
     pitch: int
     program: int = 0
     part: int = 0
+    score_onset: float = 0.0
+    score_duration: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class Theme:
         return max(n.onset + n.duration for n in self.notes)
 
     def transposed(self, semitones: int) -> Theme:
-        notes = tuple(NoteEvent(n.onset, n.duration, n.pitch + semitones, n.program, n.part) for n in self.notes)
+        notes = tuple(replace(n, pitch=n.pitch + semitones) for n in self.notes)
         return Theme(notes, self.source, self.start, self.tempo)
 
 
@@ -190,15 +196,16 @@ def theme_from_stream(
         for element in p.flatten().stripTies().notes:
             if element.duration.isGrace or element.quarterLength <= 0:
                 continue
-            start = base + float(element.getOffsetInHierarchy(p))
-            on, off = tempo.seconds(start), tempo.seconds(start + float(element.quarterLength))
+            start, length = base + float(element.getOffsetInHierarchy(p)), float(element.quarterLength)
+            on, off = tempo.seconds(start), tempo.seconds(start + length)
             for pitch in element.pitches:
-                notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index))
+                notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index, start, length))
     if not notes:
         raise ThemeError(f"{name}: no notes in the selected score")
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
-    return Theme(tuple(NoteEvent(n.onset - t0, n.duration, n.pitch, n.program, n.part) for n in notes), name, t0, tempo)
+    shifted = tuple(replace(n, onset=n.onset - t0) for n in notes)
+    return Theme(shifted, name, t0, tempo)
 
 
 def _at_sounding_pitch(score: music21.stream.Score) -> music21.stream.Score:

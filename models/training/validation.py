@@ -1,0 +1,71 @@
+"""Validation by retrieval: the engine's own search over held-out recordings, as the report measures.
+
+Each epoch the network being trained extracts the validation recordings' chroma (from the cached
+front end), a small index is built from them in a temporary folder, and the held-out works'
+theme queries are searched (ANN + DTW re-ranking, symbolic rendering): MRR, top-1 and top-10.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from models.network import ChromaNet
+from models.training.cache import HCQTCache
+from models.training.pairs import PairRecording
+
+__all__ = ["RetrievalValidation"]
+
+
+class RetrievalValidation:
+    """``net → {"mrr", "top1", "top10"}`` on ``rows`` of a ground-truth CSV over ``recordings``.
+
+    Themes are parsed once; rows whose recording is not among ``recordings`` are dropped.
+    """
+
+    def __init__(self, recordings: list[PairRecording], rows: list[dict], cache: HCQTCache,
+                 device: str = "cpu") -> None:
+        from retrieval.theme import load_theme
+
+        names = {r.name for r in recordings}
+        self.rows = [{**row, "query": load_theme(row["query"])} for row in rows if row["recording"] in names]
+        if not self.rows:
+            raise ValueError("no validation queries: none of the ground truth's recordings is a validation recording")
+        self.recordings, self.cache, self.device = recordings, cache, device
+
+    def features(self, net: ChromaNet) -> list[np.ndarray]:
+        """Retrieval features ``(T', 12)`` of every validation recording with ``net``."""
+        from models.extractor import ChromaExtractor
+        from models.network import chroma_from_probabilities
+        from retrieval.features import FeatureSettings, retrieval_features
+
+        settings = FeatureSettings()
+        extractor = ChromaExtractor(device=self.device, net=net)
+        out = []
+        for rec in self.recordings:
+            x = np.asarray(self.cache.get(rec.audio), dtype=np.float32)
+            chroma = chroma_from_probabilities(extractor.network(x)).T.cpu().numpy()
+            out.append(retrieval_features(chroma, settings.downsample, settings.smoothing))
+        return out
+
+    def __call__(self, net: ChromaNet) -> dict[str, float]:
+        from db.store import IndexStore
+        from retrieval.benchmark import run_benchmark
+        from retrieval.features import FeatureSettings
+
+        features = self.features(net)
+        with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
+            store = IndexStore.create(Path(folder) / "validation.db", FeatureSettings())
+            try:
+                for rec, feats in zip(self.recordings, features, strict=True):
+                    stat = rec.audio.stat()
+                    store.put_indexed({"path": str(rec.audio), "size": stat.st_size, "mtime": stat.st_mtime,
+                                       "hash": "", "duration": len(feats) / store.settings.rate, "sample_rate": None,
+                                       "channels": None, "model_id": "training"}, feats)
+                store.checkpoint()
+                metrics, _ = run_benchmark(store, self.rows, top=10)
+            finally:
+                store.close()
+        return {"mrr": metrics["mrr"], "top1": metrics["top1"], "top10": metrics["top10"]}

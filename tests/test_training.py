@@ -1,0 +1,303 @@
+"""Learning chroma (issue 10): targets, losses, the training loop, resumption, models by path, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import music21
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cli import main
+from models.registry import ModelError, load, model_digest
+from models.synth import harmonic_tones
+from models.training.cache import HCQTCache
+from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, _loss, train
+from models.training.pairs import Excerpt, LabelledNote, PairError, csv_pairs, cut_excerpts, melody_line
+from models.training.targets import BLANK, ctc_target, linear_target, strong_target
+
+NOTE_S, LEAD_IN = 0.5, 0.5
+
+
+def _note(on: float, off: float, pitch: int, q0: float, q1: float) -> LabelledNote:
+    return LabelledNote(on, off, pitch, q0, q1)
+
+
+# -- targets -------------------------------------------------------------------------------------------
+
+
+def test_melody_line_keeps_the_top_note_of_a_chord_and_repeated_notes():
+    notes = [_note(0, 1, 60, 0, 1), _note(0, 1, 64, 0, 1), _note(1, 2, 62, 1, 2), _note(2, 3, 62, 2, 3)]
+    line = melody_line(notes)
+    assert [n.pitch for n in line] == [64, 62, 62]
+
+
+def test_ctc_target_keeps_repeated_notes_as_separate_symbols():
+    e = Excerpt(0, 0, 50, (_note(0, 0.5, 62, 0, 1), _note(0.5, 1, 62, 1, 2), _note(1.2, 2, 73, 2.5, 4)))
+    assert ctc_target(e).tolist() == [2, 2, 1]
+
+
+def test_strong_target_follows_the_times_with_blank_in_rests():
+    # 25 Hz: note 1 frames 0-12, rest 13-19, note 2 frames 20-39, rest to 49
+    e = Excerpt(0, 0, 50, (_note(0.0, 0.52, 60, 0, 1), _note(0.8, 1.6, 67, 2, 4)))
+    t = strong_target(e)
+    assert t[:13].tolist() == [0] * 13
+    assert t[13:20].tolist() == [BLANK] * 7
+    assert t[20:40].tolist() == [7] * 20
+    assert t[40:].tolist() == [BLANK] * 10
+
+
+def test_strong_target_is_relative_to_the_excerpt_start():
+    e = Excerpt(0, 100, 125, (_note(4.0, 5.0, 65, 0, 1),))
+    assert strong_target(e).tolist() == [5] * 25
+
+
+def test_linear_target_stretches_the_score_over_the_excerpt():
+    # score: quarter C, quarter rest, half E — 4 quarters over 40 frames, whatever the audio times say
+    e = Excerpt(0, 0, 40, (_note(0.0, 0.1, 60, 0, 1), _note(1.5, 1.6, 64, 2, 4)))
+    t = linear_target(e)
+    assert t[:10].tolist() == [0] * 10
+    assert t[10:20].tolist() == [BLANK] * 10
+    assert t[20:].tolist() == [4] * 20
+
+
+def test_cut_excerpts_holds_whole_notes_within_the_length():
+    notes = tuple(_note(i * 0.5, i * 0.5 + 0.5, 60 + i % 12, i, i + 1) for i in range(40))
+    excerpts = cut_excerpts(0, notes, n_frames=500, seconds=4.0)
+    assert len(excerpts) > 4
+    for e in excerpts:
+        assert e.notes[-1].offset - e.notes[0].onset <= 4.0 + 1e-9
+        assert e.start == int(e.notes[0].onset * 25)
+    assert excerpts[1].notes[0].onset == pytest.approx(2.0)  # half overlap
+    assert cut_excerpts(0, notes, n_frames=30, seconds=4.0)[-1].stop <= 30  # notes past the audio dropped
+
+
+# -- a small generated set: harmonic-tone melodies with their scores and alignments -------------------
+
+
+def _write_pair(folder: Path, name: str, pitches: list[int]) -> dict:
+    sf.write(folder / f"{name}.wav", harmonic_tones(pitches, note_seconds=NOTE_S, lead_in=LEAD_IN), 22050)
+    part = music21.stream.Part([music21.tempo.MetronomeMark(number=120)])
+    for p in pitches:
+        part.append(music21.note.Note(p, quarterLength=1))
+    part.write("musicxml", fp=folder / f"{name}.musicxml")
+    with open(folder / f"{name}_align.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["start", "end"])
+        for i in range(len(pitches)):
+            w.writerow([LEAD_IN + i * NOTE_S, LEAD_IN + (i + 1) * NOTE_S])
+    return {"audio": f"{name}.wav", "score": f"{name}.musicxml", "alignment": f"{name}_align.csv"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(7)
+    rows = [_write_pair(folder, f"r{i}", [int(p) for p in rng.integers(60, 72, 12)]) for i in range(4)]
+    with open(folder / "pairs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["audio", "score", "alignment", "split"])
+        w.writeheader()
+        for i, row in enumerate(rows):
+            w.writerow({**row, "split": "selection" if i == 3 else "train"})
+    return folder
+
+
+def test_csv_pairs_read_scores_and_alignments(generated):
+    pairs = csv_pairs(generated / "pairs.csv")
+    assert len(pairs) == 4 and all(p.aligned for p in pairs)
+    assert len(pairs[0].notes) == 12
+    assert pairs[0].notes[3].onset == pytest.approx(LEAD_IN + 3 * NOTE_S)
+    assert pairs[0].notes[3].score_onset == pytest.approx(3.0)
+
+
+def test_pairs_without_alignment_are_stretched_over_the_audio(generated, tmp_path):
+    (tmp_path / "p.csv").write_text(f"audio,score\n{generated / 'r0.wav'},{generated / 'r0.musicxml'}\n")
+    (pair,) = csv_pairs(tmp_path / "p.csv")
+    assert not pair.aligned
+    assert pair.notes[-1].offset == pytest.approx(LEAD_IN + 12 * NOTE_S, abs=0.01)
+
+
+def _batches(generated, loss: str, tmp_path) -> _Batches:
+    pairs = csv_pairs(generated / "pairs.csv")[:3]
+    config = TrainConfig(init=SCRATCH, loss=loss, excerpt_seconds=3.0, batch_size=4)
+    return _Batches(pairs, HCQTCache(tmp_path / "hcqt"), config, context=5)
+
+
+def _fit(data: _Batches, shuffle: bool, steps: int = 12) -> tuple[float, float]:
+    torch.manual_seed(0)
+    net = load()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    x, targets, lengths = data.batch(np.arange(len(data.excerpts)), np.random.default_rng(0))
+
+    def relabel(perm):
+        return [np.where(t == BLANK, BLANK, perm[np.minimum(t, 11)]) for t in targets]
+
+    first = last = None
+    for _ in range(steps):
+        labels = relabel(rng.permutation(12)) if shuffle else targets
+        loss = _loss(net, x, labels, lengths, data.config.loss, 5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = float(loss.detach()) if first is None else first
+    with torch.no_grad():
+        labels = relabel(rng.permutation(12)) if shuffle else targets
+        last = float(_loss(net, x, labels, lengths, data.config.loss, 5))
+    return first, last
+
+
+@pytest.mark.parametrize("loss", ["ctc", "strong"])
+def test_steps_lower_the_loss_and_shuffled_labels_do_not(generated, tmp_path, loss):
+    data = _batches(generated, loss, tmp_path)
+    first, last = _fit(data, shuffle=False)
+    assert last < 0.7 * first
+    # labels whose pitch-class mapping changes every step: only what they share (timing) can be learnt
+    _, last_shuffled = _fit(data, shuffle=True)
+    assert last < 0.5 * last_shuffled
+
+
+def test_strong_loss_refuses_unaligned_pairs(generated, tmp_path):
+    (tmp_path / "p.csv").write_text(f"audio,score\n{generated / 'r0.wav'},{generated / 'r0.musicxml'}\n")
+    config = TrainConfig(init=SCRATCH, loss="strong", excerpt_seconds=3.0)
+    with pytest.raises(ValueError, match="strong labels need aligned pairs"):
+        _Batches(csv_pairs(tmp_path / "p.csv"), HCQTCache(tmp_path / "hcqt"), config, context=5)
+
+
+# -- the loop: save/load, resumption --------------------------------------------------------------------
+
+
+def _config(**changes) -> TrainConfig:
+    base = dict(init="v2_ctc_train123valid4", loss="ctc", epochs=2, batch_size=2, excerpt_seconds=3.0,
+                steps_per_epoch=3, lr=1e-3)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_saved_model_loads_with_identical_outputs(generated, tmp_path):
+    pairs = csv_pairs(generated / "pairs.csv")[:3]
+    cache = HCQTCache(tmp_path / "hcqt")
+    result = train(_config(epochs=1), pairs, tmp_path / "m", cache, progress=False)
+    assert result.best_epoch == 1
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert card["loss"] == "ctc" and card["init"] == "v2_ctc_train123valid4" and len(card["validation_history"]) == 1
+    trained, pretrained = load(str(tmp_path / "m")), load("v2_ctc_train123valid4")
+    x = torch.from_numpy(np.asarray(cache.get(pairs[0].audio), dtype=np.float32)).permute(2, 0, 1)[None, :, :100]
+    with torch.no_grad():
+        ours, theirs = trained(x), pretrained(x)
+    checkpoint = {k[4:]: v for k, v in __import__("safetensors.torch").torch.load_file(
+        tmp_path / "m" / "checkpoint.safetensors").items() if k.startswith("net.")}
+    again = load(str(tmp_path / "m" / "weights.safetensors"))
+    assert torch.equal(again(x), ours)
+    assert all(torch.equal(checkpoint[k], v) for k, v in trained.state_dict().items())
+    assert (ours - theirs).abs().max() > 1e-4  # it did learn something
+    assert model_digest(str(tmp_path / "m")) != ""
+
+
+def test_an_interrupted_run_resumes_at_its_step(generated, tmp_path, monkeypatch):
+    pairs = csv_pairs(generated / "pairs.csv")[:3]
+    cache = HCQTCache(tmp_path / "hcqt")
+    train(_config(), pairs, tmp_path / "whole", cache, progress=False)
+
+    calls = {"n": 0}
+    original = _Batches.batch
+
+    def interrupting(self, indices, rng):
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2, step 2
+            raise KeyboardInterrupt
+        return original(self, indices, rng)
+
+    monkeypatch.setattr(_Batches, "batch", interrupting)
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 1"):
+        train(_config(), pairs, tmp_path / "split", cache, progress=False)
+    monkeypatch.setattr(_Batches, "batch", original)
+    state = json.loads((tmp_path / "split" / "checkpoint.json").read_text())["state"]
+    assert (state["epoch"], state["step"]) == (1, 1)
+    train(_config(), pairs, tmp_path / "split", cache, progress=False)
+    whole, split = load(str(tmp_path / "whole")), load(str(tmp_path / "split"))
+    for (name, a), b in zip(whole.state_dict().items(), split.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(generated, tmp_path):
+    pairs = csv_pairs(generated / "pairs.csv")[:3]
+    cache = HCQTCache(tmp_path / "hcqt")
+    train(_config(epochs=1), pairs, tmp_path / "m", cache, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        train(_config(epochs=1, loss="linear"), pairs, tmp_path / "m", cache, progress=False)
+
+
+# -- the CLI: train, then use the model by path everywhere ------------------------------------------------
+
+
+def test_cli_train_then_index_and_query_with_the_model(generated, tmp_path, capsys):
+    out = tmp_path / "model"
+    code = main(["train", "--data", str(generated / "pairs.csv"), "--out", str(out), "--epochs", "1", "--batch-size",
+                 "2", "--excerpt-seconds", "3", "--steps-per-epoch", "2", "--quiet", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["best_epoch"] == 1 and (out / "weights.safetensors").is_file()
+    db = tmp_path / "index.db"
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(3):
+        (audio / f"r{i}.wav").symlink_to(generated / f"r{i}.wav")
+    assert main(["index", str(audio), "--db", str(db), "--model", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(generated / "r1.musicxml"), "--db", str(db), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["matches"][0]
+    assert Path(best["path"]).stem == "r1"
+    # the same query naming another model is refused, naming the difference
+    assert main(["query", str(generated / "r1.musicxml"), "--db", str(db), "--model", "v2_ctc_train123valid4"]) == 2
+    assert "model_id" in capsys.readouterr().err
+
+
+# -- bad data and bad models: one line naming the file ------------------------------------------------------
+
+
+def test_bad_pairs_name_the_file(generated, tmp_path):
+    (tmp_path / "a.csv").write_text("audio,score\nmissing.wav,x.musicxml\n")
+    with pytest.raises(PairError, match="missing.wav: no such audio file"):
+        csv_pairs(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text(f"audio,score\n{generated / 'r0.wav'},{tmp_path / 'none.musicxml'}\n")
+    with pytest.raises(PairError, match="none.musicxml: no such file"):
+        csv_pairs(tmp_path / "b.csv")
+    long_align = tmp_path / "long.csv"
+    long_align.write_text("start,end\n" + "".join(f"{i * 2},{i * 2 + 2}\n" for i in range(12)))
+    (tmp_path / "c.csv").write_text(f"audio,score,alignment\n{generated / 'r0.wav'},{generated / 'r0.musicxml'},"
+                                    f"{long_align}\n")
+    with pytest.raises(PairError, match="long.csv: alignment ends at 24.0 s, after the end of"):
+        csv_pairs(tmp_path / "c.csv")
+    (tmp_path / "d.csv").write_text("audio\nx.wav\n")
+    with pytest.raises(PairError, match="d.csv: not a pairs CSV"):
+        csv_pairs(tmp_path / "d.csv")
+
+
+def test_an_excerpt_free_set_is_refused(generated, tmp_path):
+    (tmp_path / "short.csv").write_text("start,end\n" + "".join(f"{40 + i},{40.5 + i}\n" for i in range(12)))
+    pairs = csv_pairs(generated / "pairs.csv")[:1]
+    silent = [type(pairs[0])(pairs[0].audio, (), "w", "n", True)]
+    with pytest.raises(ValueError, match="no training excerpts"):
+        _Batches(silent, HCQTCache(tmp_path / "hcqt"), _config(), context=5)
+
+
+def test_bad_models_name_the_file(tmp_path, capsys):
+    with pytest.raises(ModelError, match="no such model file"):
+        load(str(tmp_path / "nothing" / "weights.safetensors"))
+    foreign = tmp_path / "foreign.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelError, match="foreign.safetensors: not a chroma model"):
+        load(str(foreign))
+    text = tmp_path / "text.safetensors"
+    text.write_text("hello")
+    with pytest.raises(ModelError, match="text.safetensors: not a safetensors model file"):
+        load(str(text))
+    assert main(["index", str(tmp_path), "--db", str(tmp_path / "i.db"), "--model", "nope", "--quiet"]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "i.db").exists()
