@@ -160,6 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"failed      {len(stats['failed'])}")
     for f in stats["failed"]:
         print(f"  {f['error']}")
+    if stats["warnings"]:
+        print(f"warnings    {len(stats['warnings'])}")
+        for w in stats["warnings"]:
+            print(f"  {w['warning']}")
     return 0
 
 

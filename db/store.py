@@ -173,10 +173,12 @@ class IndexStore:
     def put_indexed(self, row: dict, features: np.ndarray) -> int:
         """Insert or replace a recording with its features in one transaction; returns its id.
 
+        ``row["error"]``, if given, is a warning kept with an indexed recording (a damaged file).
+
         The row starts with ``in_index = 0``: its vectors count only once the FAISS file is saved.
         """
         features = np.ascontiguousarray(features, dtype=np.float32)
-        row = {**row, "status": "indexed", "error": None, "n_frames": len(features), "in_index": 0}
+        row = {"error": None, **row, "status": "indexed", "n_frames": len(features), "in_index": 0}
         with self.db.conn:
             rid = self._upsert(row)
             self.db["features"].upsert({"recording_id": rid, "data": features.tobytes()}, pk="recording_id")
@@ -316,6 +318,7 @@ class IndexStore:
             "FROM recordings WHERE status = 'indexed'"
         ).fetchone()
         failed = [{"path": r.path, "error": r.error} for r in self.recordings("failed")]
+        warnings = [{"path": r.path, "warning": r.error} for r in self.recordings("indexed") if r.error]
         return {
             "db": str(self.path),
             "recordings": q[0],
@@ -327,4 +330,5 @@ class IndexStore:
             "db_bytes": self.path.stat().st_size,
             "settings": asdict(self.settings),
             "failed": failed,
+            "warnings": warnings,
         }

@@ -229,6 +229,9 @@ def _store_result(store: IndexStore, result: Extracted, old: Recording | None, r
         report.failed.append((result.path, result.error))
         tqdm.write(f"error: {result.error}", file=sys.stderr)
     else:
+        if result.warning:
+            row["error"] = result.warning
+            tqdm.write(f"warning: {result.warning}", file=sys.stderr)
         store.put_indexed(row, result.features)
         report.audio_seconds += result.duration or 0.0
         (report.updated if old is not None else report.added).append(result.path)

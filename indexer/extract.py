@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.walk import check_readable
+from models.audio import decode_audio
 from retrieval.features import FeatureSettings, retrieval_features
 
 __all__ = ["Extracted", "WorkerContext", "content_hash", "extract_one"]
@@ -36,6 +37,7 @@ class Extracted:
     channels: int | None = None
     features: np.ndarray | None = None  # (n_frames, 12)
     error: str | None = None
+    warning: str | None = None  # indexed, but worth telling (a damaged file: see DecodedAudio.damage)
     unchanged: bool = False  # same content as ``known_hash``: nothing extracted
 
 
@@ -86,8 +88,12 @@ def extract_one(context: WorkerContext, path: str, known_hash: str | None = None
         result.unchanged = True
         return result
     try:
-        result.duration, result.sample_rate, result.channels = check_readable(file)
-        chroma = context.extractor().from_file(file).chroma
+        check_readable(file)
+        decoded = decode_audio(file)
+        result.duration, result.sample_rate, result.channels = decoded.seconds, decoded.native_rate, decoded.channels
+        if decoded.damage:
+            result.warning = f"{path}: {decoded.damage}"
+        chroma = context.extractor().from_signal(decoded.samples).chroma
         result.features = retrieval_features(chroma, context.settings.downsample, context.settings.smoothing)
     except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -8,6 +8,12 @@ so memory stays at the size of the output signal rather than of the decoded orig
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +22,7 @@ import soxr
 
 from models.frontend import SAMPLE_RATE
 
-__all__ = ["AudioError", "audio_info", "load_audio"]
+__all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio"]
 
 # libsndfile 1.2 misplaces the Opus pre-skip (312 samples appear mid-stream) when one read asks
 # for 2**18 frames or more, as librosa.load's single whole-file read does; reads of 2**16
@@ -45,40 +51,101 @@ def _open(path: Path) -> sf.SoundFile:
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
-    """``(duration in seconds, sample rate, channels)`` of an audio file, without decoding it."""
+    """``(duration in seconds, sample rate, channels)`` the file's header announces, without decoding it."""
     with _open(Path(path)) as f:
         return f.frames / f.samplerate, f.samplerate, f.channels
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
-    """Return ``(y, orig_sr)``: the file as mono float32 at ``sr`` Hz, and its native rate.
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded file: mono float32 ``samples`` ``(n,)`` at ``sample_rate``, and what its header said."""
+
+    samples: np.ndarray
+    sample_rate: int
+    native_rate: int
+    channels: int
+    header_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the audio really decoded."""
+        return len(self.samples) / self.sample_rate
+
+    @property
+    def damage(self) -> str | None:
+        """Why the file looks damaged (decoded well short of its header: truncated), or ``None``."""
+        if self.seconds < DAMAGED_SHARE * self.header_seconds - 1.0:
+            return (f"damaged (truncated?): decoded {self.seconds:.1f} s of the {self.header_seconds:.1f} s "
+                    "its header announces; only the decoded audio is indexed")
+        return None
+
+
+DAMAGED_SHARE = 0.9
+"""A file that decodes to less than this share of its header's duration (minus a second) is reported
+as damaged. Headers of intact files agree with their decoded length to within a frame or two."""
+
+
+def decode_audio(path: str | Path, sr: int = SAMPLE_RATE) -> DecodedAudio:
+    """Decode a file to mono float32 at ``sr`` Hz, as ``librosa.load``, trusting only what is read.
 
     Equal to ``librosa.load(path, sr=sr)`` (channel mean, ``soxr_hq``, length
     ``ceil(n · sr / orig_sr)``), except for Ogg Opus where it avoids a libsndfile misdecode.
-    Raises :class:`AudioError` for missing, empty, undecodable or zero-length files.
+    The header's frame count is not trusted: reading stops at the first short read, and a
+    decoder that hands back the same non-silent buffer again past the real end of a truncated
+    file is caught (libsndfile's MP3 decoder does), so no invented audio is returned.
+    Raises :class:`AudioError` for missing, empty, undecodable or zero-length files; decoder
+    warnings are printed with the file's name.
     """
     path = Path(path)
-    with _open(path) as f:
-        orig_sr, n_in = f.samplerate, f.frames
-        n_out = int(np.ceil(n_in * sr / orig_sr))
-        out = np.zeros(n_out, dtype=np.float32)
+    with _named_decoder_messages(path), _open(path) as f:
+        orig_sr, channels, header_frames = f.samplerate, f.channels, f.frames
         stream = None if orig_sr == sr else soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality="HQ")
-        pos = 0
+        chunks, n_in, previous = [], 0, None
         try:
-            for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            while True:
+                block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if len(block) == 0 or (previous is not None and np.array_equal(block, previous) and block.any()):
+                    break
                 mono = block.mean(axis=1, dtype=np.float32)
-                chunk = mono if stream is None else stream.resample_chunk(mono, last=False)
-                take = min(len(chunk), n_out - pos)
-                out[pos : pos + take] = chunk[:take]
-                pos += take
+                chunks.append(mono if stream is None else stream.resample_chunk(mono, last=False))
+                n_in += len(block)
+                if len(block) < _BLOCK_FRAMES:
+                    break
+                previous = block
             if stream is not None:
-                tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-                take = min(len(tail), n_out - pos)
-                out[pos : pos + take] = tail[:take]
-                pos += take
+                chunks.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         except (sf.LibsndfileError, RuntimeError) as exc:
             reason = str(exc).replace("Error :", "").strip().rstrip(".")
             raise AudioError(f"{path}: corrupt audio data ({reason})") from exc
-    if pos == 0:
+    if n_in == 0:
         raise AudioError(f"{path}: contains no audio samples")
-    return out, orig_sr
+    n_out = int(np.ceil(n_in * sr / orig_sr))
+    samples = np.concatenate(chunks)[:n_out]
+    if len(samples) < n_out:
+        samples = np.concatenate([samples, np.zeros(n_out - len(samples), np.float32)])
+    return DecodedAudio(samples, sr, orig_sr, channels, header_frames / orig_sr)
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """``(y, orig_sr)``: the file as mono float32 at ``sr`` Hz (see :func:`decode_audio`), and its native rate."""
+    decoded = decode_audio(path, sr)
+    return decoded.samples, decoded.native_rate
+
+
+@contextmanager
+def _named_decoder_messages(path: Path) -> Iterator[None]:
+    """Messages the C decoders print to the process's stderr (mpg123's "Xing stream size off"…),
+    re-printed with the file's name: without it a warning in a long run names no file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = {line.strip() for line in capture.read().decode("utf-8", "replace").splitlines() if line.strip()}
+            for line in sorted(lines):
+                print(f"warning: {path}: decoder: {line}", file=sys.stderr)

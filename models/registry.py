@@ -59,8 +59,8 @@ class UnknownModelError(ModelError):
 
     def __init__(self, model_id: str) -> None:
         super().__init__(
-            f"unknown model {model_id!r}: neither a model id ({', '.join(MODEL_IDS[:2])}, …; `cli.py models` lists "
-            "them) nor a trained model's folder or .safetensors file"
+            f"unknown model {model_id!r}: neither a trained model's folder or .safetensors file nor a model id "
+            f"(valid ids: {', '.join(MODEL_IDS)})"
         )
 
 

@@ -96,4 +96,4 @@ def test_folder_mode_reports_bad_files_and_extracts_the_rest(collection, tmp_pat
 def test_cli_unknown_model_is_a_one_line_error(collection, tmp_path):
     result = _cli("features", str(collection / "good_stereo.flac"), "-o", str(tmp_path), "--model", "nope")
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "unknown model id 'nope'" in result.stderr
+    assert result.stderr.count("\n") == 1 and "unknown model 'nope'" in result.stderr

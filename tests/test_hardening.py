@@ -1,0 +1,60 @@
+"""Hardening (issue 15): what damaged files, damaged indexes and hostile input must not do."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cli import main
+from db.store import IndexStore
+from models.audio import decode_audio
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def truncated_mp3(tmp_path_factory):
+    """A constant-bitrate MP3 of 60 s cut to its first quarter: 15 s of real audio, a header saying 60 s."""
+    folder = tmp_path_factory.mktemp("mp3")
+    t = np.arange(SR * 60) / SR
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
+    whole = folder / "whole.mp3"
+    sf.write(whole, y, SR, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    data = whole.read_bytes()
+    (folder / "audio").mkdir()
+    (folder / "audio" / "truncated.mp3").write_bytes(data[: len(data) // 4])
+    (folder / "audio" / "stub.mp3").write_bytes(data[:2000])
+    return folder / "audio"
+
+
+def test_a_truncated_mp3_decodes_to_its_real_length(truncated_mp3):
+    decoded = decode_audio(truncated_mp3 / "truncated.mp3")
+    assert decoded.header_seconds == pytest.approx(60.0, abs=0.1)
+    assert abs(decoded.seconds - 15.0) < 1.0
+    assert "damaged" in decoded.damage
+    assert decode_audio(truncated_mp3 / "stub.mp3").seconds < 1.0
+
+
+def test_a_truncated_mp3_is_indexed_with_its_true_duration_and_a_warning(truncated_mp3, tmp_path, capsys):
+    db = tmp_path / "index.db"
+    main(["index", str(truncated_mp3), "--db", str(db), "--quiet"])
+    assert "damaged" in capsys.readouterr().err
+    store = IndexStore.open(db)
+    by_name = {r.name: r for r in store.recordings()}
+    store.close()
+    assert abs(by_name["truncated"].duration - 15.0) < 1.0
+    assert "damaged" in by_name["truncated"].error
+    assert (by_name["stub"].duration or 0.0) < 1.0
+    assert main(["status", "--db", str(db), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert {w["path"].rsplit("/", 1)[1] for w in warnings} >= {"truncated.mp3"}
+
+
+def test_decoder_warnings_name_the_file(truncated_mp3, capfd):
+    decode_audio(truncated_mp3 / "truncated.mp3")
+    err = capfd.readouterr().err
+    assert err, "the truncated file makes the MP3 decoder complain"
+    assert all("truncated.mp3" in line for line in err.splitlines() if line.strip())
