@@ -28,10 +28,13 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from db.vectors import VectorIndex, auto_factory
+from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from retrieval.features import FeatureSettings, shingles
 
 __all__ = ["IndexStore", "Recording", "StoreError"]
+
+
+REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vectors from the stored features"
 
 
 class StoreError(RuntimeError):
@@ -221,7 +224,13 @@ class IndexStore:
         if self._vectors is None:
             factory = self.factory
             if factory and self.faiss_path.is_file():
-                self._vectors = VectorIndex.load(self.faiss_path, factory)
+                problem = self.vector_file_problem()
+                if problem:
+                    raise StoreError(problem)
+                try:
+                    self._vectors = VectorIndex.load(self.faiss_path, factory)
+                except VectorFileError as error:
+                    raise StoreError(f"{error}; {REPAIR_HINT}") from None
                 if self._vectors.dim != self.settings.dim:
                     raise StoreError(
                         f"{self.faiss_path}: vectors of dimension {self._vectors.dim}, settings say "
@@ -231,6 +240,29 @@ class IndexStore:
                 self._vectors = self._new_vectors(self._planned_factory())
                 self._rebuild_all = True
         return self._vectors
+
+    def vector_file_problem(self) -> str | None:
+        """Why the FAISS file does not match the fingerprint saved with it (truncated, overwritten), or ``None``."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = 'faiss_fingerprint'").fetchone()
+        if row is None or not self.faiss_path.is_file():
+            return None
+        if file_fingerprint(self.faiss_path) != row[0]:
+            return f"{self.faiss_path}: damaged vector file (it does not match its saved fingerprint); {REPAIR_HINT}"
+        return None
+
+    def discard_damaged_vectors(self) -> str | None:
+        """Delete a FAISS file that is damaged (the next checkpoint rebuilds it from the stored
+        features, as for a missing one); returns the problem, or ``None`` if it was sound."""
+        problem = self.vector_file_problem()
+        if problem is None and self.faiss_path.is_file() and self.factory:
+            try:
+                VectorIndex.load(self.faiss_path, self.factory)
+            except VectorFileError as error:
+                problem = str(error)
+        if problem is not None:
+            self.faiss_path.unlink()
+            self._vectors = None
+        return problem
 
     def _planned_factory(self) -> str:
         if self.settings.index_factory != "auto":
@@ -281,8 +313,10 @@ class IndexStore:
         vectors = self.vectors()
         pending, todo = self._unsaved
         vectors.save(self.faiss_path)
+        fingerprint = file_fingerprint(self.faiss_path)
         with self.db.conn:
             self.db["settings"].upsert({"key": "faiss_factory", "value": vectors.factory}, pk="key")
+            self.db["settings"].upsert({"key": "faiss_fingerprint", "value": fingerprint}, pk="key")
             for rid in pending:
                 self.db.execute("DELETE FROM pending_removals WHERE recording_id = ?", [rid])
             for rid in todo:

@@ -8,6 +8,7 @@ metric is the inner product: scores are cosine similarities.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -16,7 +17,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-__all__ = ["FRAME_BITS", "FLAT_LIMIT", "IVF_FLAT_LIMIT", "VectorIndex", "auto_factory"]
+__all__ = [
+    "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint",
+]
 
 FRAME_BITS = 32
 """Bits of a vector id for the frame: recordings of up to 2**32 frames."""
@@ -42,6 +45,29 @@ def auto_factory(n_vectors: int, dim: int) -> str:
     if n_vectors <= IVF_FLAT_LIMIT:
         return f"IVF{n_lists},Flat"
     return f"IVF{n_lists},PQ{dim // 4}"
+
+
+class VectorFileError(RuntimeError):
+    """A FAISS file that cannot be read or does not match the fingerprint saved with it."""
+
+
+FINGERPRINT_BLOCKS = 64
+"""Blocks of 64 KiB (plus the first and last MiB) read to fingerprint a FAISS file: a few MB at
+most whatever its size, so opening an index of thousands of hours stays fast."""
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """``"<size>:<blake2b>"`` of a file's size, first and last MiB and :data:`FINGERPRINT_BLOCKS`
+    evenly spread 64 KiB blocks: catches truncation, overwrites and most partial damage."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        offsets = [0, max(0, size - (1 << 20))] + [size * i // FINGERPRINT_BLOCKS for i in range(FINGERPRINT_BLOCKS)]
+        for offset in offsets:
+            f.seek(offset)
+            digest.update(f.read(1 << 20 if offset in offsets[:2] else 1 << 16))
+    return f"{size}:{digest.hexdigest()}"
 
 
 class VectorIndex:
@@ -73,7 +99,12 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | Path, factory: str) -> VectorIndex:
-        return cls(faiss.read_index(str(path)), factory)
+        """Read a FAISS file; :class:`VectorFileError` (one line, naming it) if FAISS cannot."""
+        try:
+            return cls(faiss.read_index(str(path)), factory)
+        except Exception as error:  # FAISS raises RuntimeError with a C++ message of many lines
+            reason = str(error).strip().splitlines()[-1][:160] if str(error).strip() else type(error).__name__
+            raise VectorFileError(f"{path}: damaged vector file ({reason})") from None
 
     def save(self, path: str | Path) -> None:
         """Write to a temporary file beside ``path`` and rename: readers never see half a file."""

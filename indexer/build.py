@@ -171,6 +171,9 @@ def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missin
         store = IndexStore.open(db_path)
         if settings is not None:
             settings.check_matches(store.settings)
+        damage = store.discard_damaged_vectors()
+        if damage:
+            tqdm.write(f"warning: {damage.split(';')[0]}: rebuilding it from the stored features", file=sys.stderr)
     else:
         store = IndexStore.create(db_path, settings or FeatureSettings())
     report, started = IndexReport(), time.monotonic()

@@ -58,3 +58,38 @@ def test_decoder_warnings_name_the_file(truncated_mp3, capfd):
     err = capfd.readouterr().err
     assert err, "the truncated file makes the MP3 decoder complain"
     assert all("truncated.mp3" in line for line in err.splitlines() if line.strip())
+
+
+# -- a damaged vector file: a one-line error for readers, rebuilt by the next index run ---------------------
+
+
+def _copy_index(indexed, tmp_path):
+    import shutil
+
+    for suffix in ("", ".faiss"):
+        shutil.copy(f"{indexed}{suffix}", tmp_path / f"index.db{suffix}")
+    return tmp_path / "index.db"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite"])
+def test_a_damaged_vector_file_is_reported_then_rebuilt(indexed, rendered_dir, tmp_path, capsys, damage):
+    db = _copy_index(indexed, tmp_path)
+    faiss_file = tmp_path / "index.db.faiss"
+    data = faiss_file.read_bytes()
+    if damage == "truncate":
+        faiss_file.write_bytes(data[: len(data) // 2])
+    else:  # same size, other bytes
+        faiss_file.write_bytes(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes())
+    theme = rendered_dir.parent / "theme.musicxml"
+    from retrieval.theme import parse_corpus_work
+
+    parse_corpus_work("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=theme)
+    for command in (["status", "--db", str(db)], ["query", str(theme), "--db", str(db)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "index.db.faiss: damaged vector file" in err, err
+    assert main(["index", str(rendered_dir), "--db", str(db), "--quiet"]) == 0
+    assert "rebuilding it from the stored features" in capsys.readouterr().err
+    assert main(["query", str(theme), "--db", str(db), "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["matches"][0]
+    assert best["path"].endswith("haydn_op74.wav")
