@@ -143,7 +143,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from db.store import IndexStore
 
-    store = IndexStore.open(args.db or _default_db())
+    store = IndexStore.open(args.db or _default_db(), readonly=True)
     stats = store.stats()
     store.close()
     if args.json:
@@ -172,7 +172,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from db.store import IndexStore
 
-    store = IndexStore.open(args.db or _default_db())
+    store = IndexStore.open(args.db or _default_db(), readonly=True)
     recordings = store.recordings()
     store.close()
     if args.json:
@@ -205,7 +205,7 @@ def _query_kwargs(args: argparse.Namespace) -> dict:
 def _open_for_query(args: argparse.Namespace):
     from db.store import IndexStore
 
-    store = IndexStore.open(args.db or _default_db())
+    store = IndexStore.open(args.db or _default_db(), readonly=True)
     asked = _settings_from_args(args)
     if asked is not None:
         asked.check_matches(store.settings)

@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import soundfile as sf
 
-from models.training.files import atomic_write_text
+from models.files import atomic_write, atomic_write_text
 from retrieval.synth import render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import load_theme
 
@@ -40,10 +39,7 @@ def render_one(score: Path, out_dir: Path, program: int | None, tempo_variation:
         return target.name, sf.info(target).duration
     audio = render_notes(vary_tempo(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode())), 22050,
                          program=program)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".wav.tmp")
-    os.close(fd)
-    sf.write(tmp, audio, 22050, format="WAV")
-    os.replace(tmp, target)
+    atomic_write(target, lambda tmp: sf.write(tmp, audio, 22050, format="WAV"))
     return target.name, len(audio) / 22050
 
 

@@ -20,10 +20,13 @@ recording's vectors first removes its id range, so replaying an interrupted step
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
@@ -35,6 +38,20 @@ __all__ = ["IndexStore", "Recording", "StoreError"]
 
 
 REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vectors from the stored features"
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection: ``mode=ro`` where SQLite may create its ``-shm`` file, else ``immutable``."""
+    uri = f"file:{quote(str(path.resolve()))}"
+    can_write = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    if can_write:
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            pass
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
 class StoreError(RuntimeError):
@@ -116,19 +133,27 @@ class IndexStore:
         return cls(path, db, settings)
 
     @classmethod
-    def open(cls, path: str | Path) -> IndexStore:
-        """An existing index; a clear :class:`StoreError` if there is none or it is not ours."""
+    def open(cls, path: str | Path, *, readonly: bool = False) -> IndexStore:
+        """An existing index; a clear :class:`StoreError` if there is none or it is not ours.
+
+        ``readonly`` (status, list, query) writes nothing and needs no write permission: the
+        database is opened ``mode=ro``, or ``immutable`` where even SQLite's shared-memory file
+        cannot be made (a read-only folder or mount, another user's index).
+        """
         path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path}: is a folder; give the index database file (e.g. {path / 'music_index.db'})")
         if not path.is_file():
             raise StoreError(f"{path}: no index here (build one with: python cli.py index AUDIO_DIR --db {path})")
         try:
-            db = sqlite_utils.Database(path)
+            db = sqlite_utils.Database(_connect_readonly(path)) if readonly else sqlite_utils.Database(path)
             row = db.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()
         except Exception as error:  # sqlite3.DatabaseError and friends: a foreign or broken file
             raise StoreError(f"{path}: not an index database ({error})") from None
         if row is None:
             raise StoreError(f"{path}: not an index database (no feature settings)")
-        db.execute("PRAGMA journal_mode=WAL")
+        if not readonly:
+            db.execute("PRAGMA journal_mode=WAL")
         return cls(path, db, FeatureSettings.from_json(row[0]))
 
     @property
@@ -312,7 +337,7 @@ class IndexStore:
         """Save the FAISS file atomically, then mark what it holds in the tables."""
         vectors = self.vectors()
         pending, todo = self._unsaved
-        vectors.save(self.faiss_path)
+        vectors.save(self.faiss_path, mode=self.path.stat().st_mode & 0o777)  # readable by the database's readers
         fingerprint = file_fingerprint(self.faiss_path)
         with self.db.conn:
             self.db["settings"].upsert({"key": "faiss_factory", "value": vectors.factory}, pk="key")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from models.files import atomic_write
 
 __all__ = [
     "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint",
@@ -106,17 +106,9 @@ class VectorIndex:
             reason = str(error).strip().splitlines()[-1][:160] if str(error).strip() else type(error).__name__
             raise VectorFileError(f"{path}: damaged vector file ({reason})") from None
 
-    def save(self, path: str | Path) -> None:
-        """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    def save(self, path: str | Path, mode: int | None = None) -> None:
+        """Write atomically (readers never see half a file), with file mode ``mode`` if given."""
+        atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp), mode)
 
     @property
     def dim(self) -> int:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ from tqdm import tqdm
 from indexer.walk import check_readable, find_audio
 from models.audio import AudioError
 from models.extractor import ChromaExtractor, ChromaFeatures
+from models.files import atomic_write
 
 __all__ = ["ExtractionReport", "extract_to_folder", "output_path"]
 
@@ -39,16 +38,13 @@ def output_path(audio: Path, root: Path | None, out_dir: Path) -> Path:
 
 
 def _save_atomic(features: ChromaFeatures, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: no half-written output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Write the ``.npz`` through :func:`models.files.atomic_write`: no half-written output."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             features.save(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def extract_to_folder(

@@ -93,3 +93,52 @@ def test_a_damaged_vector_file_is_reported_then_rebuilt(indexed, rendered_dir, t
     assert main(["query", str(theme), "--db", str(db), "--json"]) == 0
     best = json.loads(capsys.readouterr().out)["matches"][0]
     assert best["path"].endswith("haydn_op74.wav")
+
+
+# -- read-only indexes: status, list and query answer from a read-only mount ------------------------------
+
+
+def _read_only_mount_works() -> bool:
+    import subprocess
+
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind -o ro / /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def test_a_read_only_index_answers_status_list_and_query(indexed, rendered_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not _read_only_mount_works():
+        pytest.skip("cannot make a read-only bind mount here (unshare -m / mount refused): read-only index unchecked")
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    db = _copy_index(indexed, src)
+    theme = tmp_path / "theme.musicxml"
+    from retrieval.theme import parse_corpus_work
+
+    parse_corpus_work("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=theme)
+    before = sorted(p.name for p in src.iterdir())
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    rodb = ro / db.name
+    script = (f"mount --bind -o ro {src} {ro} && "
+              f"{sys.executable} {cli} status --db {rodb} --json >{tmp_path}/status.json && "
+              f"{sys.executable} {cli} list --db {rodb} >{tmp_path}/list.txt && "
+              f"{sys.executable} {cli} query {theme} --db {rodb} --json >{tmp_path}/query.json")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "status.json").read_text())["recordings"] == 5
+    assert "haydn_op74.wav" in (tmp_path / "list.txt").read_text()
+    assert json.loads((tmp_path / "query.json").read_text())["matches"][0]["path"].endswith("haydn_op74.wav")
+    assert sorted(p.name for p in src.iterdir()) == before  # nothing written: no lock, no -shm, no -wal
+
+
+def test_the_vector_file_has_the_database_permissions(indexed):
+    import os
+
+    db_mode = os.stat(indexed).st_mode & 0o777
+    assert os.stat(f"{indexed}.faiss").st_mode & 0o777 == db_mode

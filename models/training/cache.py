@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.training.files import atomic_write
+from models.files import atomic_write
 
 __all__ = ["FRONT_END_VERSION", "HCQTCache"]
 

@@ -27,10 +27,10 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from models.files import atomic_write, atomic_write_text
 from models.network import ChromaNet
 from models.registry import WEIGHTS_FILE, load
 from models.training.cache import HCQTCache
-from models.training.files import atomic_write, atomic_write_text
 from models.training.pairs import Excerpt, PairRecording, cut_excerpts
 from models.training.targets import BLANK, LOSSES, ctc_target, linear_target, strong_target
 

@@ -190,7 +190,7 @@ def _melody_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float
     theme = theme_from_stream(parse_score(score), name=str(score))
     rows = [(n.score_onset, n.score_onset + n.score_duration, n.pitch) for n in theme.notes]
     if cached is not None:
-        from models.training.files import atomic_write_text
+        from models.files import atomic_write_text
 
         atomic_write_text(cached, json.dumps(rows))
     return rows

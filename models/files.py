@@ -1,4 +1,10 @@
-"""Atomic writes: a file is either its old content or its new one, never half-written."""
+"""Atomic writes: a file is either its old content or its new one, never half-written.
+
+The one write-then-rename helper of the project (vector files, feature exports, renderings, training
+checkpoints). The new file gets the permissions an ordinary ``open`` would give it (``0666`` less
+the umask), or ``mode``, not the ``0600`` of a temporary file, so an index or export stays readable
+by whoever could read the folder.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,13 @@ from pathlib import Path
 __all__ = ["atomic_write", "atomic_write_text"]
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None], mode: int | None = None) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -18,6 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
