@@ -236,7 +236,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         flag = "  (confident)" if m.confident else ""
         lead = f"{m.margin:+6.3f}" if m.rank == 1 and m.margin == m.margin else ""
         print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {m.path}{extra}{flag}")
-    print(f"{result.timings.total * 1000:.0f} ms (render {result.timings.extra.get('render', 0) * 1000:.0f}, "
+    print(f"{result.timings.total * 1000:.0f} ms (reading the theme {result.timings.extra.get('parse', 0) * 1000:.0f}, "
+          f"render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
     return 0
 

@@ -23,7 +23,7 @@ import music21
 from retrieval.features import FeatureSettings
 from retrieval.render import TEMPO_SCALES, query_variants
 from retrieval.search import CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
-from retrieval.theme import Theme, load_theme, theme_from_stream
+from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
 
 __all__ = ["QueryResult", "query"]
 
@@ -45,7 +45,8 @@ class QueryResult:
         return {
             "theme": self.theme.source,
             "confident_match": self.confident,
-            "timings": {"render": self.timings.extra.get("render", 0.0), "ann": self.timings.ann,
+            "timings": {"parse": self.timings.extra.get("parse", 0.0),
+                        "render": self.timings.extra.get("render", 0.0), "ann": self.timings.ann,
                         "rerank": self.timings.rerank, "total": self.timings.total},
             "matches": [m.as_dict() for m in self.matches],
         }
@@ -55,6 +56,18 @@ def _extractor_for(settings: FeatureSettings, device: str):
     from models.extractor import make_extractor
 
     return make_extractor(settings.model_id, device=device)
+
+
+def _check_fits(theme: Theme, collection: Collection, fastest: float) -> None:
+    """Refuse a theme that, even at the fastest tempo tried, lasts longer than every recording."""
+    longest = max((r.duration or 0.0 for r in collection.recordings("indexed")), default=0.0)
+    if longest and theme.duration / fastest > longest:
+        raise ThemeError(
+            f"{theme.source}: the theme lasts {theme.duration:.0f} s at its marked tempo "
+            f"({theme.duration / fastest:.0f} s at the fastest tempo tried), longer than every recording "
+            f"(the longest is {longest:.0f} s); "
+            "choose a passage with --measures A-B and/or one part with --part"
+        )
 
 
 def query(
@@ -76,13 +89,21 @@ def query(
     extractor=None,
     device: str = "cpu",
 ) -> QueryResult:
-    """Search ``collection`` for ``theme`` (see :func:`retrieval.search.search` for the stages)."""
+    """Search ``collection`` for ``theme`` (see :func:`retrieval.search.search` for the stages).
+
+    A theme longer than every recording, or with more than
+    :data:`retrieval.theme.MAX_THEME_NOTES` notes, is refused with a :class:`ThemeError`.
+    ``result.timings`` includes reading the theme (``extra["parse"]``).
+    """
+    timings = SearchTimings()
+    t0 = time.perf_counter()
     if not isinstance(theme, Theme):
         if isinstance(theme, music21.stream.Stream):
             theme = theme_from_stream(theme, part=part, measures=measures, expand_repeats=expand_repeats)
         else:
             theme = load_theme(theme, part=part, measures=measures, expand_repeats=expand_repeats)
-    timings = SearchTimings()
+    timings.extra["parse"] = time.perf_counter() - t0
+    _check_fits(theme, collection, max(tempo_scales))
     t0 = time.perf_counter()
     if rendering == "synthesised" and extractor is None:
         extractor = _extractor_for(collection.settings, device)

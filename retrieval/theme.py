@@ -9,6 +9,10 @@ timed at :data:`DEFAULT_QPM` (the query side varies tempo anyway).
 from __future__ import annotations
 
 import bisect
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +25,17 @@ __all__ = [
 
 DEFAULT_QPM = 120.0
 """Quarter notes per minute for a score without tempo marks (MIDI's and music21's default)."""
+
+MAX_THEME_NOTES = 5000
+"""Most notes a theme may have. Themes are seconds to a minute of music (the benchmarks' have
+10–100 notes; 20 bars of a full orchestral score about 1,500); a whole symphony movement
+(Beethoven 9/4: 45,758 notes) took minutes and gigabytes to prepare and matches nothing."""
+
+PARSE_SECONDS = 60.0
+"""Longest time music21 may take to parse a theme file (in the main thread; elsewhere the note
+limit alone applies). The benchmarks' themes parse in well under a second."""
+
+_TOO_LONG = "choose a passage with --measures A-B and/or one part with --part"
 
 
 class ThemeError(ValueError):
@@ -105,7 +120,10 @@ def parse_score(path: str | Path) -> music21.stream.Score:
     if music21.common.findFormatFile(path) == "pickle":
         raise ThemeError(f"{path}: pickled music21 streams are not read (they can run code); give the score file")
     try:
-        parsed = music21.converter.parseFile(path, forceSource=True, storePickle=False)
+        with _time_limit(PARSE_SECONDS, f"{path}: parsing took longer than {PARSE_SECONDS:.0f} s; {_TOO_LONG}"):
+            parsed = music21.converter.parseFile(path, forceSource=True, storePickle=False)
+    except ThemeError:
+        raise
     except Exception as error:  # music21 raises many kinds for a file it cannot read
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
         raise ThemeError(f"{path}: not a readable score ({reason})") from None
@@ -116,6 +134,35 @@ def parse_score(path: str | Path) -> music21.stream.Score:
         score.insert(0, parsed)
         parsed = score
     return parsed
+
+
+@contextmanager
+def _time_limit(seconds: float, message: str) -> Iterator[None]:
+    """Raise :class:`ThemeError` with ``message`` if the block runs longer (main thread only: SIGALRM)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    class Expired(BaseException):  # not an Exception: music21's own handlers must not swallow it
+        pass
+
+    def expire(signum, frame):
+        raise Expired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except Expired:
+        raise ThemeError(message) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _check_size(n_notes: int, name: str) -> None:
+    if n_notes > MAX_THEME_NOTES:
+        raise ThemeError(f"{name}: {n_notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); {_TOO_LONG}")
 
 
 def parse_corpus_work(work: str) -> music21.stream.Score:
@@ -133,12 +180,19 @@ def _select_part(score: music21.stream.Score, part: str | int, name: str) -> mus
     else:
         matches = [p for p in parts if str(part).lower() in {str(p.partName).lower(), str(p.id).lower()}]
         if not matches:
-            names = ", ".join(f"{i}: {p.partName or p.id}" for i, p in enumerate(parts))
+            names = ", ".join(f"{i}: {_part_label(p)}" for i, p in enumerate(parts))
             raise ThemeError(f"{name}: no part named {part!r} (parts are {names})")
         chosen = matches[0]
     selected = music21.stream.Score()
     selected.insert(0, chosen)
     return selected
+
+
+def _part_label(part: music21.stream.Part) -> str:
+    """What a reader calls a part: its name, abbreviation or instrument (music21's ``id`` may be an object id)."""
+    instrument = part.getInstrument(returnDefault=False)
+    label = part.partName or part.partAbbreviation or (instrument.instrumentName if instrument else None)
+    return str(label) if label else "(unnamed)"
 
 
 def _tempo_map(score: music21.stream.Score, default_qpm: float) -> TempoMap:
@@ -169,6 +223,8 @@ def theme_from_stream(
 ) -> Theme:
     """The :class:`Theme` of a music21 stream (a score, a part or a bare stream of notes)."""
     score = stream if isinstance(stream, music21.stream.Score) else _wrap(stream)
+    if part is None and measures is None:
+        _check_size(sum(1 for _ in score.recurse().notes), name)
     if expand_repeats:
         try:
             score = score.expandRepeats()
@@ -202,6 +258,7 @@ def theme_from_stream(
                 notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index, start, length))
     if not notes:
         raise ThemeError(f"{name}: no notes in the selected score")
+    _check_size(len(notes), name)
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
     shifted = tuple(replace(n, onset=n.onset - t0) for n in notes)

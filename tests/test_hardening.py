@@ -142,3 +142,69 @@ def test_the_vector_file_has_the_database_permissions(indexed):
 
     db_mode = os.stat(indexed).st_mode & 0o777
     assert os.stat(f"{indexed}.faiss").st_mode & 0o777 == db_mode
+
+
+# -- huge themes are bounded -------------------------------------------------------------------------------
+
+
+def _long_score(path, n_notes: int, parts: int = 1) -> None:
+    import music21
+
+    score = music21.stream.Score()
+    for p in range(parts):
+        part = music21.stream.Part()
+        part.partName = f"Voice {p + 1}"
+        part.append(music21.tempo.MetronomeMark(number=240))
+        for i in range(n_notes):
+            part.append(music21.note.Note(60 + (i * 7 + p) % 12, quarterLength=0.25))
+        score.insert(0, part)
+    score.write("musicxml", fp=path)
+
+
+def test_a_theme_with_too_many_notes_is_refused_in_one_line(indexed, tmp_path, capsys, monkeypatch):
+    import retrieval.theme
+
+    monkeypatch.setattr(retrieval.theme, "MAX_THEME_NOTES", 300)
+    theme = tmp_path / "huge.musicxml"
+    _long_score(theme, 200, parts=2)
+    assert main(["query", str(theme), "--db", str(indexed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "400 notes, too many for a theme" in err and "--measures" in err
+    assert main(["query", str(theme), "--db", str(indexed), "--part", "Voice 2", "--json"]) == 0  # one part fits
+    capsys.readouterr()
+
+
+def test_a_theme_longer_than_every_recording_is_refused(indexed, tmp_path, capsys):
+    theme = tmp_path / "long.musicxml"
+    _long_score(theme, 2000)  # 2000 sixteenths at 240 bpm: 125 s, 62 s at the fastest tempo; recordings ≤ 50 s
+    assert main(["query", str(theme), "--db", str(indexed)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "longer than every recording" in err
+
+
+def test_parsing_is_bounded_in_time(tmp_path, monkeypatch):
+    import retrieval.theme
+    from retrieval.theme import ThemeError, load_theme
+
+    theme = tmp_path / "slow.musicxml"
+    _long_score(theme, 3000)
+    monkeypatch.setattr(retrieval.theme, "PARSE_SECONDS", 0.05)
+    with pytest.raises(ThemeError, match="parsing took longer than"):
+        load_theme(theme)
+
+
+def test_the_timing_line_includes_reading_the_theme(indexed, tmp_path, capsys):
+    theme = tmp_path / "t.musicxml"
+    _long_score(theme, 16)
+    assert main(["query", str(theme), "--db", str(indexed), "--json"]) == 0
+    timings = json.loads(capsys.readouterr().out)["timings"]
+    assert timings["parse"] > 0
+    assert timings["total"] >= timings["parse"] + timings["ann"] + timings["rerank"]
+
+
+def test_an_unknown_part_lists_the_part_names(indexed, tmp_path, capsys):
+    theme = tmp_path / "t.musicxml"
+    _long_score(theme, 16, parts=2)
+    assert main(["query", str(theme), "--db", str(indexed), "--part", "nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "parts are 0: Voice 1, 1: Voice 2" in err
