@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -125,6 +126,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     report = index_collection(
         args.audio_dir, db, _settings_from_args(args), workers=workers, device=args.device,
         rebuild=args.rebuild, keep_missing=args.keep_missing, progress=not args.quiet,
+        follow_symlinks=not args.no_follow_symlinks,
     )
     if args.json:
         print(json.dumps({"db": str(db), **report.as_dict()}, indent=2))
@@ -215,6 +217,12 @@ def _open_for_query(args: argparse.Namespace):
 def cmd_query(args: argparse.Namespace) -> int:
     from retrieval.query import query
 
+    if args.plot is not None:
+        folder = args.plot.resolve().parent
+        if not folder.is_dir():
+            raise ValueError(f"--plot {args.plot}: no such folder {folder}")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"--plot {args.plot}: cannot write into {folder}")
     store = _open_for_query(args)
     try:
         result = query(store, args.theme, **_query_kwargs(args))
@@ -343,11 +351,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
+    if args.dir is None:
+        with tempfile.TemporaryDirectory(prefix="score_retrieval_demo_") as folder:  # removed afterwards
+            return _demo(Path(folder), args)
+    return _demo(args.dir, args)
+
+
+def _demo(work_dir: Path, args: argparse.Namespace) -> int:
     from indexer.build import index_collection
     from indexer.demo import DEMO_THEME, render_demo_collection
     from retrieval.theme import parse_corpus_work
 
-    work_dir = args.dir or Path(tempfile.mkdtemp(prefix="score_retrieval_demo_"))
     print(f"1/3 rendering {work_dir / 'audio'} from the music21 corpus with the GM SoundFont …", flush=True)
     render_demo_collection(work_dir / "audio")
     print("2/3 indexing (deep chroma, shingles, FAISS) …", flush=True)
@@ -383,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model (default cpu)")
     p.add_argument("--rebuild", action="store_true", help="delete the index and start over")
     p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")
+    p.add_argument("--no-follow-symlinks", action="store_true",
+                   help="leave out symbolic links to files (by default they are followed, wherever they point)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
@@ -454,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (`cli.py list --json | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

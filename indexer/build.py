@@ -129,12 +129,14 @@ def index_collection(
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
     on_result: Callable[[Extracted], None] | None = None,
+    follow_symlinks: bool = True,
 ) -> IndexReport:
     """Index every audio file under ``root`` into the index at ``db_path``.
 
     ``settings`` of ``None`` keeps an existing index's settings (defaults for a new one); given
     settings that differ from an existing index's raise
     :class:`retrieval.features.SettingsMismatchError` (``rebuild=True`` starts over instead).
+    ``follow_symlinks=False`` leaves out symbolic links to files (see :func:`indexer.walk.find_audio`).
     """
     root = Path(root).resolve()
     if not root.is_dir():
@@ -143,7 +145,7 @@ def index_collection(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(db_path):
         return _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress,
-                             checkpoint_seconds, on_result)
+                             checkpoint_seconds, on_result, follow_symlinks)
 
 
 @contextmanager
@@ -161,7 +163,7 @@ def _exclusive(db_path: Path) -> Iterator[None]:
 
 
 def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress, checkpoint_seconds,
-                  on_result) -> IndexReport:
+                  on_result, follow_symlinks) -> IndexReport:
     if rebuild:
         for p in (db_path, db_path.with_name(db_path.name + ".faiss")):
             p.unlink(missing_ok=True)
@@ -178,15 +180,17 @@ def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missin
         store = IndexStore.create(db_path, settings or FeatureSettings())
     report, started = IndexReport(), time.monotonic()
     try:
-        _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result)
+        _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result,
+             follow_symlinks)
     finally:
         report.seconds = time.monotonic() - started
         store.close()
     return report
 
 
-def _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result) -> None:
-    files = [Path(os.path.abspath(f)) for f in find_audio([root])]
+def _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result,
+         follow_symlinks) -> None:
+    files = [Path(os.path.abspath(f)) for f in find_audio([root], follow_symlinks)]
     jobs, report.unchanged = _plan(store, files, root)
     if not keep_missing:
         gone = _missing(store, files, root)

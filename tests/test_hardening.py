@@ -208,3 +208,52 @@ def test_an_unknown_part_lists_the_part_names(indexed, tmp_path, capsys):
     assert main(["query", str(theme), "--db", str(indexed), "--part", "nonexistent"]) == 2
     err = capsys.readouterr().err
     assert "parts are 0: Voice 1, 1: Voice 2" in err
+
+
+# -- smaller edges ----------------------------------------------------------------------------------------
+
+
+def test_symlink_loops_are_reported_and_outside_links_can_be_left_out(rendered_dir, tmp_path, capsys):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "haydn.wav").symlink_to(rendered_dir / "haydn_op74.wav")  # points outside the collection
+    (audio / "a.wav").symlink_to(audio / "b.wav")
+    (audio / "b.wav").symlink_to(audio / "a.wav")  # a loop
+    db = tmp_path / "index.db"
+    assert main(["index", str(audio), "--db", str(db), "--quiet", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    failed = {f["path"].rsplit("/", 1)[1]: f["error"] for f in report["failures"]}
+    assert set(failed) == {"a.wav", "b.wav"} and all("symbolic links" in e for e in failed.values())
+    assert report["added"] == 1
+    other = tmp_path / "other.db"
+    assert main(["index", str(audio), "--db", str(other), "--quiet", "--json", "--no-follow-symlinks"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 0
+
+
+def test_plot_into_a_missing_folder_fails_before_searching(indexed, tmp_path, capsys):
+    theme = tmp_path / "t.musicxml"
+    _long_score(theme, 16)
+    assert main(["query", str(theme), "--db", str(indexed), "--plot", str(tmp_path / "nope" / "m.png")]) == 2
+    captured = capsys.readouterr()
+    assert "no such folder" in captured.err and captured.out == ""
+
+
+def test_a_folder_is_neither_a_theme_nor_an_index(indexed, tmp_path, capsys):
+    assert main(["query", str(tmp_path), "--db", str(indexed)]) == 2
+    assert "is a folder, not a score file" in capsys.readouterr().err
+    assert main(["status", "--db", str(tmp_path)]) == 2
+    assert "is a folder; give the index database file" in capsys.readouterr().err
+
+
+def test_list_into_a_closed_pipe_ends_quietly(indexed):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    proc = subprocess.Popen([sys.executable, str(cli), "list", "--db", str(indexed), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line is written (as `| head` after its lines)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    assert "Broken pipe" not in err and "Traceback" not in err, err
