@@ -349,6 +349,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the web page and HTTP API over an index (read-only) with uvicorn."""
+    import uvicorn
+
+    from db.store import IndexStore
+    from retrieval.web.app import create_app
+
+    db = args.db or _default_db()
+    IndexStore.open(db, readonly=True).close()  # a clear error now rather than on the first request
+
+    def version() -> tuple[int, int]:
+        faiss = Path(f"{db}.faiss")
+        return (db.stat().st_mtime_ns, faiss.stat().st_mtime_ns if faiss.exists() else 0)
+
+    app = create_app(lambda: IndexStore.open(db, readonly=True), version=version,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers)
+    print(f"serving {db} on http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
     if args.dir is None:
@@ -443,6 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="web page and HTTP API for searching an index (read-only)")
+    _add_db_option(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=2, help="queries answered at once (default 2)")
+    p.add_argument("--max-upload-mb", type=float, default=5.0, help="largest theme upload in MB (default 5)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")
     _add_db_option(p)

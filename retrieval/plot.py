@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -14,14 +15,15 @@ __all__ = ["plot_match"]
 _PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 
-def plot_match(result, collection, path: str | Path) -> None:
-    """Save a PNG: theme (symbolic, at the matched tempo and transposition) | best excerpt."""
+def plot_match(result, collection, path: str | Path | BinaryIO, rank: int = 1) -> None:
+    """Save a PNG to a path or binary file: theme (symbolic, at the matched tempo and transposition) |
+    the excerpt of the match of ``rank`` (1: the best)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    best = result.matches[0]
+    best = result.matches[rank - 1]
     settings = collection.settings
     notes = [type(n)(n.onset / best.tempo_scale, n.duration / best.tempo_scale, n.pitch + best.transposition,
                      n.program, n.part) for n in result.theme.notes]

@@ -20,7 +20,7 @@ import music21
 
 __all__ = [
     "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "load_theme", "parse_corpus_work", "parse_score",
-    "theme_from_stream",
+    "select_part", "theme_from_stream",
 ]
 
 DEFAULT_QPM = 120.0
@@ -170,7 +170,7 @@ def parse_corpus_work(work: str) -> music21.stream.Score:
     return parse_score(music21.corpus.getWork(work))
 
 
-def _select_part(score: music21.stream.Score, part: str | int, name: str) -> music21.stream.Score:
+def select_part(score: music21.stream.Score, part: str | int, name: str) -> music21.stream.Score:
     parts = list(score.parts)
     if isinstance(part, int) or str(part).isdigit():
         index = int(part)
@@ -234,7 +234,7 @@ def theme_from_stream(
     tempo = _tempo_map(score, default_qpm)
     base = 0.0  # quarter-note offset of the selection in the whole score
     if part is not None:
-        score = _select_part(score, part, name)
+        score = select_part(score, part, name)
     if measures is not None:
         first, last = measures
         if first < 0 or last < first:

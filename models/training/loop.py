@@ -196,6 +196,9 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
     steps = min(per_epoch, config.steps_per_epoch or per_epoch)
     card = {"data": data_card or {}, "excerpts": len(data.excerpts)}
     last_save = time.monotonic()
+    if validation is not None and not state.history:  # epoch 0: the starting model, the mark to beat
+        _record_validation(out, config, net, state, [], validation, card, progress, epoch=0)
+        _save_checkpoint(out, config, net, optimiser, state)
     try:
         while state.epoch < config.epochs and state.bad_epochs < config.patience:
             order = data.order(state.epoch)
@@ -231,24 +234,30 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
 
 def _finish_epoch(out: Path, config: TrainConfig, net: ChromaNet, state: _State, losses: list[float], validation,
                   card: dict, progress: bool) -> None:
+    _record_validation(out, config, net, state, losses, validation, card, progress, epoch=state.epoch + 1)
+    state.epoch, state.step = state.epoch + 1, 0
+    if state.best_epoch is not None:  # the card's history is always the whole run so far
+        _write_card(out, config, state, card)
+
+
+def _record_validation(out: Path, config: TrainConfig, net: ChromaNet, state: _State, losses: list[float],
+                       validation, card: dict, progress: bool, epoch: int) -> None:
+    """Validate, append to the history, and keep the weights if they are the best so far (epoch 0: the init)."""
     net.eval()
     scores = validation(net) if validation is not None else {}
     net.train()
-    entry = {"epoch": state.epoch + 1, "loss": float(np.mean(losses)) if losses else None, **scores}
+    entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, **scores}
     state.history.append(entry)
     mrr = scores.get("mrr")
     improved = mrr is None or state.best_mrr is None or mrr > state.best_mrr
     if improved:
-        state.best_mrr, state.best_epoch, state.bad_epochs = mrr, state.epoch + 1, 0
+        state.best_mrr, state.best_epoch, state.bad_epochs = mrr, epoch, 0
         _save_model(out, config, net, state, card)
-    else:
+    elif epoch > 0:
         state.bad_epochs += 1
     if progress:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in entry.items() if isinstance(v, float))
-        tqdm.write(f"epoch {state.epoch + 1}: {shown}" + ("  (best so far)" if improved else ""))
-    state.epoch, state.step = state.epoch + 1, 0
-    if state.best_epoch is not None:  # the card's history is always the whole run so far
-        _write_card(out, config, state, card)
+        tqdm.write(f"epoch {epoch}: {shown}" + ("  (best so far)" if improved else ""))
 
 
 def _save_model(out: Path, config: TrainConfig, net: ChromaNet, state: _State, card: dict) -> None:

@@ -1,0 +1,51 @@
+"""A theme's score as notation: music21 selects the part and measures, verovio engraves SVG.
+
+Any format the engine reads (MusicXML, MIDI, kern, ABC, MEI) is parsed by
+:func:`retrieval.theme.parse_score` (never through a cache), cut to the chosen part and
+measures, written as MusicXML and engraved by verovio (PyPI wheel; runs offline).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+__all__ = ["notation_svg"]
+
+_ENGRAVER = ThreadPoolExecutor(1, thread_name_prefix="verovio")
+"""verovio's fonts work only in the thread that first loaded them (toolkits made in other threads
+fail: "Bravura font could not be loaded"), so all engraving runs in this one thread (milliseconds each)."""
+
+
+def _engrave(xml: Path, width: int) -> str | None:
+    import verovio
+
+    verovio.enableLog(verovio.LOG_OFF)
+    toolkit = verovio.toolkit()
+    toolkit.setOptions({"pageWidth": width, "adjustPageHeight": True, "scale": 35, "footer": "none",
+                        "header": "none", "breaks": "auto"})
+    return toolkit.renderToSVG(1) if toolkit.loadFile(str(xml)) else None
+
+
+def notation_svg(path: str | Path, part: str | int | None = None, measures: tuple[int, int] | None = None,
+                 width: int = 1400) -> str:
+    """SVG of the first page of the selected score (raises :class:`retrieval.theme.ThemeError`)."""
+    from retrieval.theme import ThemeError, parse_score, select_part
+
+    score = parse_score(path)
+    name = str(path)
+    if part is not None:
+        score = select_part(score, part, name)
+    if measures is not None:
+        score = score.measures(*measures)
+    with tempfile.TemporaryDirectory(prefix="notation_") as folder:
+        xml = Path(folder) / "theme.musicxml"
+        try:
+            score.write("musicxml", fp=xml)
+        except Exception as error:  # music21 cannot write every stream it reads (e.g. odd MIDI)
+            raise ThemeError(f"{name}: cannot be shown as notation ({str(error).splitlines()[0][:100]})") from None
+        svg = _ENGRAVER.submit(_engrave, xml, width).result()
+    if svg is None:
+        raise ThemeError(f"{name}: cannot be shown as notation (verovio could not read it)")
+    return svg
