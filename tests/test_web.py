@@ -42,7 +42,7 @@ def _upload(client, path: Path, **options):
 
 
 def test_query_by_upload_answers_the_cli_fields(client, haydn_theme):
-    response = _upload(client, haydn_theme, top=3)
+    response = _upload(client, haydn_theme, top=3, notation="true")
     assert response.status_code == 200
     answer = response.json()
     assert {"theme", "confident_match", "timings", "matches", "query_id", "notation"} <= set(answer)
@@ -215,6 +215,8 @@ def test_the_page_finds_a_theme_in_a_real_browser(served, haydn_theme, tmp_path)
             "async (src) => (await fetch(src.split('#')[0], {headers: {Range: 'bytes=0-1023'}})).status", src)
         assert status == 206
         page.wait_for_selector("#plot-figure:not([hidden])")
+        page.wait_for_function("() => { const img = document.getElementById('plot'); "
+                               "return img.complete && img.naturalWidth > 0; }", timeout=60_000)
         if os.environ.get("SCREENSHOT"):
             page.screenshot(path=os.environ["SCREENSHOT"], full_page=True)
         page.goto(served + "/#collection")

@@ -4,7 +4,7 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 
 - ``POST /api/query``: a theme as a multipart upload (field ``theme``) or JSON ``{"text", "format"}``
   (ABC or kern text), with the options of ``cli.py query``; answers the fields of ``query --json``
-  plus ``query_id`` (for the plot) and ``notation`` (SVG).
+  plus ``query_id`` (for the plot), and ``notation`` (SVG) when asked with ``notation=true``.
 - ``POST /api/notation``: the same input; the theme engraved as SVG (before searching).
 - ``GET /api/recordings``, ``GET /api/status``: as ``cli.py list --json`` and ``status --json``.
 - ``GET /api/recordings/{id}/audio``: the recording's file, by id only (HTTP ranges: 206).
@@ -151,7 +151,8 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
         if rendering not in ("symbolic", "synthesised"):
             raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering!r}")
         return {"top": max(1, min(top, 100)), "part": raw.get("part") or None, "measures": measures,
-                "transpose": flag("transpose"), "rendering": rendering, "exhaustive": flag("exhaustive")}
+                "transpose": flag("transpose"), "rendering": rendering, "exhaustive": flag("exhaustive"),
+                "notation": flag("notation")}
 
     def run_with_file(data: bytes, name: str, work: Callable[[Path], object]):
         extension = THEME_FORMATS.get(Path(name).suffix.lower().lstrip("."))
@@ -180,6 +181,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     async def api_query(request: Request) -> dict:
         data, name, raw = await theme_input(request)
         options = options_of(raw)
+        with_notation = options.pop("notation")
 
         def work(path: Path) -> dict:
             from retrieval.web.notation import notation_svg
@@ -193,10 +195,11 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             results[answer["query_id"]] = result
             while len(results) > _RESULTS_KEPT:
                 results.popitem(last=False)
-            try:
-                answer["notation"] = notation_svg(path, options["part"], options["measures"])
-            except ThemeError:
-                answer["notation"] = None
+            if with_notation:
+                try:
+                    answer["notation"] = notation_svg(path, options["part"], options["measures"])
+                except ThemeError:
+                    answer["notation"] = None
             return answer
 
         return await in_pool(run_with_file, data, name, work)

@@ -72,7 +72,6 @@ function showPlot(match) {
 
 function showResults(answer) {
   lastQuery = answer.query_id;
-  if (answer.notation) $("notation").innerHTML = answer.notation;
   const rows = $("result-rows");
   rows.innerHTML = "";
   const verdict = $("verdict");
@@ -114,8 +113,9 @@ $("query-form").addEventListener("submit", async (event) => {
   $("message").textContent = "";
   $("busy").hidden = false;
   $("search-button").disabled = true;
+  showNotation();  // engraved in parallel with the search
   try {
-    showResults(await post("/api/query", request));
+    showResults(await post("/api/query", themeRequest()));
   } catch (error) {
     $("results").hidden = true;
     $("message").textContent = error.message;
