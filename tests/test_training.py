@@ -106,6 +106,12 @@ def generated(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> HCQTCache:
+    """One front-end cache for the module's tests (the front end of a recording is computed once)."""
+    return HCQTCache(tmp_path_factory.mktemp("hcqt"))
+
+
 def test_csv_pairs_read_scores_and_alignments(generated):
     pairs = csv_pairs(generated / "pairs.csv")
     assert len(pairs) == 4 and all(p.aligned for p in pairs)
@@ -121,18 +127,18 @@ def test_pairs_without_alignment_are_stretched_over_the_audio(generated, tmp_pat
     assert pair.notes[-1].offset == pytest.approx(LEAD_IN + 12 * NOTE_S, abs=0.01)
 
 
-def _batches(generated, loss: str, tmp_path) -> _Batches:
-    pairs = csv_pairs(generated / "pairs.csv")[:3]
-    config = TrainConfig(init=SCRATCH, loss=loss, excerpt_seconds=3.0, batch_size=4)
-    return _Batches(pairs, HCQTCache(tmp_path / "hcqt"), config, context=5)
+def _batches(generated, loss: str, cache: HCQTCache) -> _Batches:
+    pairs = csv_pairs(generated / "pairs.csv")[:2]
+    config = TrainConfig(init=SCRATCH, loss=loss, excerpt_seconds=2.0, batch_size=4)
+    return _Batches(pairs, cache, config, context=5)
 
 
-def _fit(data: _Batches, shuffle: bool, steps: int = 12) -> tuple[float, float]:
+def _fit(data: _Batches, shuffle: bool, steps: int = 8) -> tuple[float, float]:
     torch.manual_seed(0)
     net = load()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
-    x, targets, lengths = data.batch(np.arange(len(data.excerpts)), np.random.default_rng(0))
+    x, targets, lengths = data.batch(np.arange(4), np.random.default_rng(0))
 
     def relabel(perm):
         return [np.where(t == BLANK, BLANK, perm[np.minimum(t, 11)]) for t in targets]
@@ -152,8 +158,8 @@ def _fit(data: _Batches, shuffle: bool, steps: int = 12) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("loss", ["ctc", "strong"])
-def test_steps_lower_the_loss_and_shuffled_labels_do_not(generated, tmp_path, loss):
-    data = _batches(generated, loss, tmp_path)
+def test_steps_lower_the_loss_and_shuffled_labels_do_not(generated, cache, loss):
+    data = _batches(generated, loss, cache)
     first, last = _fit(data, shuffle=False)
     assert last < 0.7 * first
     # labels whose pitch-class mapping changes every step: only what they share (timing) can be learnt
@@ -161,25 +167,24 @@ def test_steps_lower_the_loss_and_shuffled_labels_do_not(generated, tmp_path, lo
     assert last < 0.5 * last_shuffled
 
 
-def test_strong_loss_refuses_unaligned_pairs(generated, tmp_path):
+def test_strong_loss_refuses_unaligned_pairs(generated, tmp_path, cache):
     (tmp_path / "p.csv").write_text(f"audio,score\n{generated / 'r0.wav'},{generated / 'r0.musicxml'}\n")
     config = TrainConfig(init=SCRATCH, loss="strong", excerpt_seconds=3.0)
     with pytest.raises(ValueError, match="strong labels need aligned pairs"):
-        _Batches(csv_pairs(tmp_path / "p.csv"), HCQTCache(tmp_path / "hcqt"), config, context=5)
+        _Batches(csv_pairs(tmp_path / "p.csv"), cache, config, context=5)
 
 
 # -- the loop: save/load, resumption --------------------------------------------------------------------
 
 
 def _config(**changes) -> TrainConfig:
-    base = dict(init="v2_ctc_train123valid4", loss="ctc", epochs=2, batch_size=2, excerpt_seconds=3.0,
+    base = dict(init="v2_ctc_train123valid4", loss="ctc", epochs=2, batch_size=2, excerpt_seconds=1.5,
                 steps_per_epoch=3, lr=1e-3)
     return TrainConfig(**{**base, **changes})
 
 
-def test_saved_model_loads_with_identical_outputs(generated, tmp_path):
-    pairs = csv_pairs(generated / "pairs.csv")[:3]
-    cache = HCQTCache(tmp_path / "hcqt")
+def test_saved_model_loads_with_identical_outputs(generated, tmp_path, cache):
+    pairs = csv_pairs(generated / "pairs.csv")[:2]
     result = train(_config(epochs=1), pairs, tmp_path / "m", cache, progress=False)
     assert result.best_epoch == 1
     card = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -197,9 +202,8 @@ def test_saved_model_loads_with_identical_outputs(generated, tmp_path):
     assert model_digest(str(tmp_path / "m")) != ""
 
 
-def test_an_interrupted_run_resumes_at_its_step(generated, tmp_path, monkeypatch):
-    pairs = csv_pairs(generated / "pairs.csv")[:3]
-    cache = HCQTCache(tmp_path / "hcqt")
+def test_an_interrupted_run_resumes_at_its_step(generated, tmp_path, monkeypatch, cache):
+    pairs = csv_pairs(generated / "pairs.csv")[:2]
     train(_config(), pairs, tmp_path / "whole", cache, progress=False)
 
     calls = {"n": 0}
@@ -223,12 +227,11 @@ def test_an_interrupted_run_resumes_at_its_step(generated, tmp_path, monkeypatch
         assert torch.allclose(a, b, atol=1e-6), name
 
 
-def test_a_checkpoint_of_other_settings_is_not_resumed(generated, tmp_path):
-    pairs = csv_pairs(generated / "pairs.csv")[:3]
-    cache = HCQTCache(tmp_path / "hcqt")
-    train(_config(epochs=1), pairs, tmp_path / "m", cache, progress=False)
+def test_a_checkpoint_of_other_settings_is_not_resumed(generated, tmp_path, cache):
+    pairs = csv_pairs(generated / "pairs.csv")[:2]
+    train(_config(epochs=1, steps_per_epoch=1), pairs, tmp_path / "m", cache, progress=False)
     with pytest.raises(ValueError, match="other settings"):
-        train(_config(epochs=1, loss="linear"), pairs, tmp_path / "m", cache, progress=False)
+        train(_config(epochs=1, steps_per_epoch=1, loss="linear"), pairs, tmp_path / "m", cache, progress=False)
 
 
 # -- the CLI: train, then use the model by path everywhere ------------------------------------------------
@@ -237,7 +240,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(generated, tmp_path):
 def test_cli_train_then_index_and_query_with_the_model(generated, tmp_path, capsys):
     out = tmp_path / "model"
     code = main(["train", "--data", str(generated / "pairs.csv"), "--out", str(out), "--epochs", "1", "--batch-size",
-                 "2", "--excerpt-seconds", "3", "--steps-per-epoch", "2", "--quiet", "--json"])
+                 "2", "--excerpt-seconds", "1.5", "--steps-per-epoch", "1", "--quiet", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["best_epoch"] == 1 and (out / "weights.safetensors").is_file()
@@ -277,12 +280,11 @@ def test_bad_pairs_name_the_file(generated, tmp_path):
         csv_pairs(tmp_path / "d.csv")
 
 
-def test_an_excerpt_free_set_is_refused(generated, tmp_path):
-    (tmp_path / "short.csv").write_text("start,end\n" + "".join(f"{40 + i},{40.5 + i}\n" for i in range(12)))
+def test_an_excerpt_free_set_is_refused(generated, cache):
     pairs = csv_pairs(generated / "pairs.csv")[:1]
     silent = [type(pairs[0])(pairs[0].audio, (), "w", "n", True)]
     with pytest.raises(ValueError, match="no training excerpts"):
-        _Batches(silent, HCQTCache(tmp_path / "hcqt"), _config(), context=5)
+        _Batches(silent, cache, _config(), context=5)
 
 
 def test_bad_models_name_the_file(tmp_path, capsys):
