@@ -252,7 +252,7 @@ def _record_validation(out: Path, config: TrainConfig, net: ChromaNet, state: _S
     improved = mrr is None or state.best_mrr is None or mrr > state.best_mrr
     if improved:
         state.best_mrr, state.best_epoch, state.bad_epochs = mrr, epoch, 0
-        _save_model(out, config, net, state, card)
+        _save_model(out, net)
     elif epoch > 0:
         state.bad_epochs += 1
     if progress:
@@ -260,7 +260,7 @@ def _record_validation(out: Path, config: TrainConfig, net: ChromaNet, state: _S
         tqdm.write(f"epoch {epoch}: {shown}" + ("  (best so far)" if improved else ""))
 
 
-def _save_model(out: Path, config: TrainConfig, net: ChromaNet, state: _State, card: dict) -> None:
+def _save_model(out: Path, net: ChromaNet) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(weights, tmp, metadata={"format": CARD_FORMAT}))
 
