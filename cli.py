@@ -67,13 +67,17 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from models.baselines import BASELINE_IDS
     from models.registry import DEFAULT_MODEL, MODEL_IDS
 
     if args.json:
-        print(json.dumps({"default": DEFAULT_MODEL, "models": list(MODEL_IDS)}))
+        print(json.dumps({"default": DEFAULT_MODEL, "models": list(MODEL_IDS), "baselines": list(BASELINE_IDS)}))
     else:
         for model_id in MODEL_IDS:
             print(model_id + ("  (default)" if model_id == DEFAULT_MODEL else ""))
+        for baseline in BASELINE_IDS:
+            print(f"{baseline}  (baseline: {'classical CENS chroma' if baseline == 'cens' else 'mean of the family'})")
+        print("a trained model's folder (cli.py train --out DIR) is accepted wherever an id is")
     return 0
 
 
@@ -399,7 +403,8 @@ def _demo(work_dir: Path, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cli.py", description="Cross-modal (score-to-audio) music retrieval.")
+    parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name,
+                                     description="Cross-modal (score-to-audio) music retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("features", help="extract deep chroma of audio files or folders into .npz files")
@@ -510,5 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def cli_entry() -> None:
+    """The ``score-retrieval`` console script (the same commands as ``python cli.py``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli_entry()
