@@ -7,7 +7,10 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+
+from models.errors import ParameterError, RetrievalError
 
 __all__ = ["main"]
 
@@ -48,10 +51,10 @@ def _extractor(args: argparse.Namespace):
 
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+            raise ParameterError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise ParameterError("--device cuda: no CUDA device is available")
     return ChromaExtractor(args.model, device=args.device)
 
 
@@ -125,7 +128,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+        raise ParameterError(f"--workers must be at least 1, got {workers}")
     db = args.db or _default_db()
     report = index_collection(
         args.audio_dir, db, _settings_from_args(args), workers=workers, device=args.device,
@@ -197,7 +200,7 @@ def _measures(text: str | None) -> tuple[int, int] | None:
     try:
         return int(first), int(last or first)
     except ValueError:
-        raise ValueError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
+        raise ParameterError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
 
 
 def _query_kwargs(args: argparse.Namespace) -> dict:
@@ -224,9 +227,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.plot is not None:
         folder = args.plot.resolve().parent
         if not folder.is_dir():
-            raise ValueError(f"--plot {args.plot}: no such folder {folder}")
+            raise ParameterError(f"--plot {args.plot}: no such folder {folder}")
         if not os.access(folder, os.W_OK):
-            raise ValueError(f"--plot {args.plot}: cannot write into {folder}")
+            raise ParameterError(f"--plot {args.plot}: cannot write into {folder}")
     store = _open_for_query(args)
     try:
         result = query(store, args.theme, **_query_kwargs(args))
@@ -323,7 +326,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.init != SCRATCH:
         resolve_model(args.init)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise ParameterError("--device cuda: no CUDA device is available")
     config = TrainConfig(
         init=args.init, loss=args.loss, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
         excerpt_seconds=args.excerpt_seconds, steps_per_epoch=args.steps_per_epoch, patience=args.patience,
@@ -510,9 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (RetrievalError, OSError) as exc:  # caused by input or the file system: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # a bug: show where, and ask for a report
+        traceback.print_exc()
+        print("error: this is a bug in the retrieval engine, not in your input; please report it with the "
+              "command line and the traceback above", file=sys.stderr)
+        return 3
 
 
 def cli_entry() -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import sqlite_utils
 
 from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerprint
+from models.errors import RetrievalError
 from retrieval.features import FeatureSettings, shingles
 
 __all__ = ["IndexStore", "Recording", "StoreError"]
@@ -54,7 +55,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
-class StoreError(RuntimeError):
+class StoreError(RetrievalError, RuntimeError):
     """The index file is missing, unreadable or inconsistent with what was asked."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from models.errors import ParameterError, RetrievalError
 from models.files import atomic_write
 
 __all__ = [
@@ -47,7 +48,7 @@ def auto_factory(n_vectors: int, dim: int) -> str:
     return f"IVF{n_lists},PQ{dim // 4}"
 
 
-class VectorFileError(RuntimeError):
+class VectorFileError(RetrievalError, RuntimeError):
     """A FAISS file that cannot be read or does not match the fingerprint saved with it."""
 
 
@@ -83,10 +84,10 @@ class VectorIndex:
         try:
             index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
-            raise ValueError(f"invalid FAISS index factory string {factory!r}: {error}") from None
+            raise ParameterError(f"invalid FAISS index factory string {factory!r}: {error}") from None
         if not index.is_trained:
             if training is None or len(training) < 1:
-                raise ValueError(f"FAISS index {factory!r} needs training vectors")
+                raise ParameterError(f"FAISS index {factory!r} needs training vectors")
             index.train(np.ascontiguousarray(training, dtype=np.float32))
         if isinstance(index, faiss.IndexFlat):
             index = faiss.IndexIDMap2(index)

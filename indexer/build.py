@@ -24,6 +24,7 @@ from tqdm import tqdm
 from db.store import IndexStore, Recording, StoreError
 from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
 from indexer.walk import find_audio
+from models.errors import ParameterError
 from retrieval.features import FeatureSettings
 
 __all__ = ["IndexReport", "default_workers", "index_collection"]
@@ -140,7 +141,7 @@ def index_collection(
     """
     root = Path(root).resolve()
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise ParameterError(f"{root}: no such folder")
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(db_path):

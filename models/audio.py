@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from models.errors import RetrievalError
 from models.frontend import SAMPLE_RATE
 
 __all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio"]
@@ -30,7 +31,7 @@ __all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_
 _BLOCK_FRAMES = 1 << 16
 
 
-class AudioError(ValueError):
+class AudioError(RetrievalError, ValueError):
     """An audio file that cannot be read; the message names the file and the problem."""
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from models.audio import load_audio
+from models.errors import ParameterError
 from models.extractor import ChromaExtractor, ChromaFeatures, _features
 from models.frontend import FEATURE_RATE, HOP_LENGTH, SAMPLE_RATE, grid_boundaries
 from models.registry import MODEL_IDS
@@ -50,7 +51,7 @@ class FoldMeanExtractor(_FromFile):
         folds = [m for m in MODEL_IDS if m.startswith(family + "_train") and m.count("train") == 1]
         folds = [m for m in folds if len(m.split("_train")[1].split("valid")[0]) == 3] or folds
         if not folds:
-            raise ValueError(f"no model family {family!r}")
+            raise ParameterError(f"no model family {family!r}")
         self.model_id = f"{family}_mean"
         self.members = [ChromaExtractor(m, device=device) for m in folds]
 

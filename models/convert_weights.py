@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from models.errors import ParameterError
 from models.network import CONV_SPECS
 from models.registry import MODEL_IDS, WEIGHTS_DIR
 from models.tf_checkpoint import read_checkpoint
@@ -43,7 +44,7 @@ def convert_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
     for i, (out_ch, k_time, k_pitch) in enumerate(CONV_SPECS):
         kernel = var(f"layer_with_weights-{i}/kernel")
         if kernel.shape[0] != k_time or kernel.shape[1] != k_pitch or kernel.shape[3] != out_ch:
-            raise ValueError(f"{prefix}: conv {i} kernel has shape {kernel.shape}")
+            raise ParameterError(f"{prefix}: conv {i} kernel has shape {kernel.shape}")
         state[f"convs.{i}.weight"] = kernel.transpose(3, 2, 0, 1)
         state[f"convs.{i}.bias"] = var(f"layer_with_weights-{i}/bias")
     state["chroma_pool"] = var("layer_with_weights-6/layer/kernel")

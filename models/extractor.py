@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from models.audio import load_audio
+from models.errors import ParameterError
 from models.frontend import (
     AMIN,
     FEATURE_RATE,
@@ -117,7 +118,7 @@ class ChromaExtractor:
         net: ChromaNet | None = None,
     ) -> None:
         if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
-            raise ValueError("chunk_seconds, batch_frames and batch_size must be positive")
+            raise ParameterError("chunk_seconds, batch_frames and batch_size must be positive")
         self.model_id = model_id
         self.device = torch.device(device)
         if self.device.type == "cuda":
@@ -132,7 +133,7 @@ class ChromaExtractor:
     def front_end(self, y: np.ndarray) -> np.ndarray:
         """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, chunk by chunk."""
         if len(y) == 0:
-            raise ValueError("empty signal")
+            raise ParameterError("empty signal")
         levels = self.hcqt.pyramid(y)
         bounds = grid_boundaries(n_hcqt_frames(len(y)))
         lows, highs, peak = [], [], 0.0

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from models.errors import ParameterError
+
 __all__ = [
     "AMIN",
     "BINS_PER_OCTAVE",
@@ -58,7 +60,7 @@ def grid_boundaries(n_frames: int) -> np.ndarray:
     ``bounds[i]:bounds[i+1]``.
     """
     if n_frames < 1:
-        raise ValueError("need at least one CQT frame")
+        raise ParameterError("need at least one CQT frame")
     times = frame_times(n_frames)
     grid = np.arange(times[0], times[-1] + np.finfo(float).eps, 1.0 / FEATURE_RATE)
     bounds = np.append(np.searchsorted(times, grid), n_frames)

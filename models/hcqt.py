@@ -23,6 +23,7 @@ import scipy.fft
 import soxr
 import torch
 
+from models.errors import ParameterError
 from models.frontend import BINS_PER_OCTAVE, FMIN, HARMONICS, HOP_LENGTH, N_BINS, N_OCTAVES, SAMPLE_RATE
 from models.polyphase import PolyphaseFilterBank
 
@@ -167,7 +168,7 @@ class FastHCQT:
         ``librosa.resample(..., scale=True)`` semantics (length ``ceil(n / r)``, gain ``sqrt(r)``).
         """
         if len(y) < 2**self.n_levels:
-            raise ValueError(f"signal of {len(y)} samples is too short for the HCQT")
+            raise ParameterError(f"signal of {len(y)} samples is too short for the HCQT")
         y = np.ascontiguousarray(y, dtype=np.float32)
         levels: dict[tuple[int, int], np.ndarray] = {(0, 0): y}
         for chain in self.chains:
@@ -186,7 +187,7 @@ class FastHCQT:
         """
         n = len(levels[(0, 0)])
         if not 0 <= start < stop <= n_hcqt_frames(n):
-            raise ValueError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
+            raise ParameterError(f"frames {start}:{stop} outside the signal's {n_hcqt_frames(n)}")
         count = stop - start
         out = torch.empty(count, len(HARMONICS) * N_BINS, dtype=torch.float32, device=self.device)
         for proj in self.projections:

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.complex_matmul import real_matmul_form
+from models.errors import ParameterError
 from models.network import N_BINS, ChromaNet, same_padding
 
 __all__ = ["PitchFFTConv", "with_pitch_fft"]
@@ -50,7 +51,7 @@ class PitchFFTConv(nn.Module):
         """``(batch, in, time, n_pitch)`` → ``(batch, out, time, n_pitch)``."""
         batch, in_ch, n_time, n_pitch = x.shape
         if n_pitch != self.n_pitch:
-            raise ValueError(f"expected {self.n_pitch} pitch bins, got {n_pitch}")
+            raise ParameterError(f"expected {self.n_pitch} pitch bins, got {n_pitch}")
         k_time, n_freq, _, out2 = self.kernel.shape
         spec = torch.fft.rfft(F.pad(x, (0, 0, self.top, self.bottom)), n=self.n_fft, dim=-1)
         padded = n_time + k_time - 1

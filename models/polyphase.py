@@ -18,6 +18,7 @@ import scipy.fft
 import torch
 
 from models.complex_matmul import real_matmul_form
+from models.errors import ParameterError
 
 __all__ = ["PolyphaseFilterBank"]
 
@@ -35,7 +36,7 @@ class PolyphaseFilterBank:
     def __init__(self, kernels: np.ndarray, hop: int, device: torch.device) -> None:
         n_fft, n_filters = kernels.shape
         if n_fft % hop:
-            raise ValueError(f"n_fft {n_fft} is not a multiple of the hop {hop}")
+            raise ParameterError(f"n_fft {n_fft} is not a multiple of the hop {hop}")
         self.hop, self.taps, self.n_filters = hop, n_fft // hop, n_filters
         self.block = scipy.fft.next_fast_len(max(4 * self.taps, 128), real=True)  # fastest here
         self.step = self.block - self.taps + 1  # valid outputs per block
@@ -65,7 +66,7 @@ class PolyphaseFilterBank:
         rows, rem = divmod(len(padded), self.hop)
         n_blocks, partial = divmod(rows - self.taps + 1, self.step)
         if rem or partial or n_blocks < 1:
-            raise ValueError(f"{len(padded)} samples are not whole blocks of {self.step} frames of hop {self.hop}")
+            raise ParameterError(f"{len(padded)} samples are not whole blocks of {self.step} frames of hop {self.hop}")
         u = torch.from_numpy(padded).to(self.device).view(rows, self.hop)
         blocks = u.unfold(0, self.block, self.step)  # (blocks, hop, block)
         spec = torch.fft.rfft(blocks, dim=-1)  # (blocks, hop, freq)

@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from models.errors import RetrievalError
 from models.network import ChromaNet
 
 __all__ = [
@@ -50,7 +51,7 @@ WEIGHTS_FILE = "weights.safetensors"
 """File name of a trained model's weights inside its folder (beside ``model.json``)."""
 
 
-class ModelError(ValueError):
+class ModelError(RetrievalError, ValueError):
     """A model that cannot be used: unknown id, missing file, or weights that are not a chroma model."""
 
 

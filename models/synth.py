@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.errors import ParameterError
 from models.frontend import SAMPLE_RATE
 
 __all__ = ["harmonic_tones"]
@@ -28,7 +29,7 @@ def harmonic_tones(
     A little noise keeps silent frames non-degenerate.
     """
     if note_seconds <= 0 or n_partials < 1:
-        raise ValueError("note_seconds must be positive and n_partials at least 1")
+        raise ParameterError("note_seconds must be positive and n_partials at least 1")
     t = np.arange(int(note_seconds * sr)) / sr
     envelope = np.exp(-3.0 * t) * np.minimum(1.0, t / 0.01)
     notes = []

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import RetrievalError
+
 __all__ = ["CheckpointError", "TensorEntry", "read_checkpoint", "read_index"]
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
@@ -35,7 +37,7 @@ _DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RetrievalError, ValueError):
     """The files are not a tensor-bundle checkpoint this reader understands."""
 
 

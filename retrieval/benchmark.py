@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from models.errors import ParameterError
 from retrieval.evaluation import QueryOutcome, summarize
 from retrieval.query import query
 
@@ -21,12 +22,12 @@ def read_ground_truth(path: str | Path) -> list[dict]:
     """Rows of a ground-truth CSV with ``query`` resolved against the CSV's folder."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ground-truth file")
+        raise ParameterError(f"{path}: no such ground-truth file")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = {"query_id", "query", "recording"} - set(rows[0] if rows else {})
     if missing:
-        raise ValueError(f"{path}: not a ground-truth CSV (missing columns {sorted(missing)})")
+        raise ParameterError(f"{path}: not a ground-truth CSV (missing columns {sorted(missing)})")
     for row in rows:
         row["query"] = str(path.parent / row["query"])
     return rows

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.errors import ParameterError
+
 __all__ = [
     "QueryOutcome",
     "hit_rate",
@@ -47,7 +49,7 @@ def mean_reciprocal_rank(rankings: Sequence[Sequence[str]], relevant: Sequence[s
 def hit_rate(rankings: Sequence[Sequence[str]], relevant: Sequence[str], k: int) -> float:
     """Share of queries whose relevant recording is among the first ``k``."""
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise ParameterError(f"k must be at least 1, got {k}")
     _check_lengths(rankings, relevant)
     if not rankings:
         return 0.0
@@ -57,7 +59,7 @@ def hit_rate(rankings: Sequence[Sequence[str]], relevant: Sequence[str], k: int)
 def spans_overlap(found: tuple[float, float], truth: tuple[float, float]) -> bool:
     """Whether two time spans ``(start, end)`` in seconds share any time."""
     if found[1] < found[0] or truth[1] < truth[0]:
-        raise ValueError(f"a span must not end before it starts: {found}, {truth}")
+        raise ParameterError(f"a span must not end before it starts: {found}, {truth}")
     return found[0] < truth[1] and truth[0] < found[1]
 
 
@@ -69,7 +71,7 @@ def span_overlap_rate(found: Sequence[tuple[float, float]], truth: Sequence[tupl
 
 def _check_lengths(a: Sequence, b: Sequence) -> None:
     if len(a) != len(b):
-        raise ValueError(f"got {len(a)} rankings but {len(b)} ground-truth entries")
+        raise ParameterError(f"got {len(a)} rankings but {len(b)} ground-truth entries")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.signal
 
+from models.errors import ParameterError, RetrievalError
 from models.frontend import FEATURE_RATE
 from models.registry import DEFAULT_MODEL
 
@@ -32,7 +33,7 @@ FEATURE_VERSION = 1
 """Bumped whenever the computation of retrieval features changes: older indexes are refused."""
 
 
-class SettingsMismatchError(ValueError):
+class SettingsMismatchError(RetrievalError, ValueError):
     """An index was built with other feature settings than a query or an update asks for."""
 
 
@@ -56,7 +57,7 @@ class FeatureSettings:
     def __post_init__(self) -> None:
         for name in ("downsample", "smoothing", "shingle_length", "shingle_hop"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise ParameterError(f"{name} must be a positive integer, got {getattr(self, name)}")
 
     @property
     def rate(self) -> float:
@@ -98,7 +99,7 @@ def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int =
     """
     chroma = np.asarray(chroma, dtype=np.float32)
     if chroma.ndim != 2 or chroma.shape[0] != 12:
-        raise ValueError(f"chroma must have shape (12, T), got {chroma.shape}")
+        raise ParameterError(f"chroma must have shape (12, T), got {chroma.shape}")
     if smoothing > 1:
         window = scipy.signal.get_window("hann", smoothing + 2)[1:-1].astype(np.float32)
         chroma = scipy.ndimage.convolve1d(chroma, window / window.sum(), axis=1, mode="constant")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from retrieval.features import FeatureSettings, retrieval_features
 from retrieval.theme import NoteEvent, Theme
@@ -80,11 +81,11 @@ def query_variants(
     score's own). Transpositions rotate the chroma (pitch-class shifts of the theme).
     """
     if rendering not in RENDERINGS:
-        raise ValueError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
+        raise ParameterError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
     if rendering == "synthesised" and extractor is None:
-        raise ValueError("synthesised rendering needs the index's chroma extractor")
+        raise ParameterError("synthesised rendering needs the index's chroma extractor")
     if any(s <= 0 for s in tempo_scales):
-        raise ValueError(f"tempo scales must be positive, got {tempo_scales}")
+        raise ParameterError(f"tempo scales must be positive, got {tempo_scales}")
     variants = []
     for scale in tempo_scales:
         chroma = _chroma(_scaled(theme.notes, scale), rendering, extractor, program)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.errors import ParameterError
 from retrieval.dtw import subsequence_align
 from retrieval.features import FeatureSettings, shingles
 from retrieval.render import QueryVariant
@@ -222,9 +223,9 @@ def search(
 ) -> list[Match]:
     """Rank the recordings of ``collection`` for a theme given as query ``variants``."""
     if not variants:
-        raise ValueError("no query variants")
+        raise ParameterError("no query variants")
     if top < 1 or k < 1 or candidates < 1:
-        raise ValueError("top, k and candidates must be positive")
+        raise ParameterError("top, k and candidates must be positive")
     timings = timings if timings is not None else SearchTimings()
     ann_scores: dict[int, float] = {}
     t0 = time.perf_counter()
@@ -232,7 +233,7 @@ def search(
         aligned = _exhaustive(collection, variants)
     else:
         if len(collection.vectors()) == 0:
-            raise ValueError("the index holds no searchable shingles yet (empty, or interrupted before its "
+            raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
         found = _ann_candidates(collection, variants, k, max(candidates, top))
         timings.ann = time.perf_counter() - t0

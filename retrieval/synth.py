@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import ParameterError, RetrievalError
 from retrieval.theme import NoteEvent
 
 __all__ = ["SynthError", "TempoWarp", "default_soundfont", "render_notes", "tempo_warp_for", "vary_tempo"]
 
 
-class SynthError(RuntimeError):
+class SynthError(RetrievalError, RuntimeError):
     """The synthesiser or its SoundFont is not available."""
 
 
@@ -61,7 +62,7 @@ def render_notes(
     follow the last note-off. Loud mixtures are scaled to a peak of 0.9 (no clipping in a file).
     """
     if not notes:
-        raise ValueError("no notes to render")
+        raise ParameterError("no notes to render")
     synth, sfid = _synth(sample_rate, soundfont)
     channels: dict[tuple[int, int], int] = {}
     events: list[tuple[float, int, int, int]] = []  # (time, 0=off/1=on, channel, pitch)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import music21
 
+from models.errors import RetrievalError
+
 __all__ = [
     "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "load_theme", "parse_corpus_work", "parse_score",
     "select_part", "theme_from_stream",
@@ -38,7 +40,7 @@ limit alone applies). The benchmarks' themes parse in well under a second."""
 _TOO_LONG = "choose a passage with --measures A-B and/or one part with --part"
 
 
-class ThemeError(ValueError):
+class ThemeError(RetrievalError, ValueError):
     """A score that cannot serve as a theme: unreadable, no notes, or a bad selection."""
 
 

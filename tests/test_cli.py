@@ -23,3 +23,23 @@ def test_console_script_runs_the_same_commands():
     assert script, "pip install -e . installs the score-retrieval console script"
     done = subprocess.run([script, "models", "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["models"] == list(MODEL_IDS)
+
+
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    import cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["models"].set_defaults(func=broken)
+    assert main(["models"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "please report it" in err
+
+
+def test_an_input_error_is_one_line(tmp_path, capsys):
+    assert main(["status", "--db", str(tmp_path / "none.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "none.db" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.errors import RetrievalError
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import (
     QueryOutcome,
@@ -71,7 +72,7 @@ def test_ground_truth_reading(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_ground_truth(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(RetrievalError, match="no such ground-truth file"):
         read_ground_truth(tmp_path / "none.csv")
 
 

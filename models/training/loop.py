@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from models.errors import ParameterError
 from models.files import atomic_write, atomic_write_text
 from models.network import ChromaNet
 from models.registry import WEIGHTS_FILE, load
@@ -70,12 +71,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            raise ParameterError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ParameterError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.excerpt_seconds <= 0:
-            raise ValueError("lr and excerpt_seconds must be positive")
+            raise ParameterError("lr and excerpt_seconds must be positive")
 
     def resumable_with(self, other: TrainConfig) -> bool:
         keep = ("epochs", "patience", "device")
@@ -112,9 +113,9 @@ class _Batches:
         for i, (rec, x) in enumerate(zip(recordings, self.inputs, strict=True)):
             self.excerpts += cut_excerpts(i, rec.notes, len(x), config.excerpt_seconds)
         if not self.excerpts:
-            raise ValueError("no training excerpts: the pairs hold no melody notes inside their audio")
+            raise ParameterError("no training excerpts: the pairs hold no melody notes inside their audio")
         if config.loss == "strong" and not all(r.aligned for r in recordings):
-            raise ValueError("strong labels need aligned pairs; some pairs have no alignment (use ctc or linear)")
+            raise ParameterError("strong labels need aligned pairs; some pairs have no alignment (use ctc or linear)")
         self.config, self.context = config, context
         self.target = {"ctc": ctc_target, "linear": linear_target, "strong": strong_target}[config.loss]
 
@@ -310,7 +311,7 @@ def _resume(out: Path, config: TrainConfig, net: ChromaNet, optimiser: torch.opt
     record = json.loads(meta.read_text())
     saved = TrainConfig(**record["config"])
     if not saved.resumable_with(config):
-        raise ValueError(f"{out}: holds a run with other settings ({saved}); choose another --out or delete it")
+        raise ParameterError(f"{out}: holds a run with other settings ({saved}); choose another --out or delete it")
     tensors = load_file(weights)
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     opt_state: dict[int, dict] = {}

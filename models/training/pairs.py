@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import ParameterError, RetrievalError
 from models.frontend import FEATURE_RATE
 
 __all__ = [
@@ -52,7 +53,7 @@ HAUPTSTIMME_SPLITS: dict[str, tuple[str, ...]] = {
 only symphony is reported on. Results are reported only on the ``report`` works."""
 
 
-class PairError(ValueError):
+class PairError(RetrievalError, ValueError):
     """Training data that cannot be used; the message names the file and the problem."""
 
 
@@ -113,7 +114,7 @@ def cut_excerpts(recording: int, notes: tuple[LabelledNote, ...], n_frames: int,
     than ``min_notes`` notes are skipped.
     """
     if seconds <= 0:
-        raise ValueError(f"excerpt seconds must be positive, got {seconds}")
+        raise ParameterError(f"excerpt seconds must be positive, got {seconds}")
     notes = tuple(n for n in notes if n.onset * FEATURE_RATE < n_frames - 1)
     excerpts, i = [], 0
     onsets = np.array([n.onset for n in notes])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import ParameterError
 from models.network import ChromaNet
 from models.training.cache import HCQTCache
 from models.training.pairs import PairRecording
@@ -32,7 +33,7 @@ class RetrievalValidation:
         names = {r.name for r in recordings}
         self.rows = [{**row, "query": load_theme(row["query"])} for row in rows if row["recording"] in names]
         if not self.rows:
-            raise ValueError("no validation queries: none of the ground truth's recordings is a validation recording")
+            raise ParameterError("no validation queries: no ground-truth recording is a validation recording")
         self.recordings, self.cache, self.device = recordings, cache, device
 
     def features(self, net: ChromaNet) -> list[np.ndarray]:
