@@ -23,6 +23,7 @@ from pathlib import Path
 import soundfile as sf
 
 from models.files import atomic_write, atomic_write_text
+from models.frontend import SAMPLE_RATE
 from retrieval.synth import render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import load_theme
 
@@ -37,10 +38,10 @@ def render_one(score: Path, out_dir: Path, program: int | None, tempo_variation:
     atomic_write_text(timing, json.dumps(record))
     if target.exists():
         return target.name, sf.info(target).duration
-    audio = render_notes(vary_tempo(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode())), 22050,
-                         program=program)
-    atomic_write(target, lambda tmp: sf.write(tmp, audio, 22050, format="WAV"))
-    return target.name, len(audio) / 22050
+    audio = render_notes(vary_tempo(theme.notes, depth=tempo_variation, seed=zlib.crc32(score.stem.encode())),
+                         SAMPLE_RATE, program=program)
+    atomic_write(target, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, format="WAV"))
+    return target.name, len(audio) / SAMPLE_RATE
 
 
 

@@ -25,6 +25,7 @@ from models.frontend import (
     AMIN,
     FEATURE_RATE,
     SAMPLE_RATE,
+    TOP_DB,
     finish_hcqt,
     grid_boundaries,
     median_bin_db,
@@ -67,7 +68,7 @@ def _features(probabilities: torch.Tensor, n_frames: int) -> ChromaFeatures:
 def reference_hcqt(y: np.ndarray) -> np.ndarray:
     """The original front end ``(6, 216, T)``: six librosa CQTs, dB, ``librosa.util.sync`` median."""
     mag = hcqt_reference(y)
-    log_hcqt = librosa.amplitude_to_db(mag, ref=np.max) / 80.0 + 1.0
+    log_hcqt = librosa.amplitude_to_db(mag, ref=np.max, top_db=TOP_DB) / TOP_DB + 1.0
     bounds = grid_boundaries(mag.shape[-1])
     return librosa.util.sync(log_hcqt, list(bounds), aggregate=np.median, pad=False, axis=-1)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import ParameterError, RetrievalError
+from models.frontend import SAMPLE_RATE
 from retrieval.theme import NoteEvent
 
 __all__ = ["SynthError", "TempoWarp", "default_soundfont", "render_notes", "tempo_warp_for", "vary_tempo"]
@@ -49,7 +50,7 @@ def _synth(sample_rate: int, soundfont: Path | None):
 
 def render_notes(
     notes: Sequence[NoteEvent],
-    sample_rate: int = 22050,
+    sample_rate: int = SAMPLE_RATE,
     *,
     program: int | None = None,
     velocity: int = 90,
