@@ -40,7 +40,7 @@ class TrainingData:
         return {
             "train": listing(self.train),
             "selection": listing(self.selection),
-            "validation_queries": len(self.queries),
+            "validation_queries": sum(q["recording"] in {r.name for r in self.selection} for q in self.queries),
             "report_works_never_used": list(HAUPTSTIMME_SPLITS["report"]),
         }
 
