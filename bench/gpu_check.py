@@ -1,0 +1,109 @@
+"""GPU check: the CUDA path equals the original models and the CPU path, and how fast it is.
+
+    python bench/gpu_check.py [--recording FILE] [--shared ../shared] [--json-out OUT.json]
+
+On any CUDA machine (with TF32 off, as the extractor always runs): (1) all 25 models on both
+reference excerpts against the original TensorFlow outputs (max |Δ probabilities|, bound 1e-3 from
+audio as the CPU test); (2) CPU vs CUDA on a full recording (default: the longest bach_violin
+recording), max |Δ probabilities|; (3) throughput of front end, network and both, × real time, on
+that recording already decoded, for CUDA and CPU side by side, with the card named. Prints a table
+and writes everything as JSON. Exits 1 if an equality bound is broken, 2 without CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.audio import load_audio
+from models.extractor import ChromaExtractor
+from models.frontend import SAMPLE_RATE
+from models.registry import MODEL_IDS
+
+EXCERPTS = ("Beethoven_Op002-2-01_Pitman", "Beethoven_Op067-01_DavidHighSchool")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def fixtures(shared: Path) -> dict:
+    """Max |Δ| of probabilities and chroma against the original models, per model, on CUDA."""
+    reference = shared / "fixtures" / "ctc_chroma_reference"
+    worst: dict[str, float] = {}
+    for excerpt in EXCERPTS:
+        y, _ = load_audio(shared / "data" / "recordings" / f"{excerpt}.wav")
+        for model_id in MODEL_IDS:
+            ref = np.load(reference / f"{excerpt}__{model_id}.npz")
+            ours = ChromaExtractor(model_id, device="cuda").from_signal(y)
+            delta = max(float(np.abs(ours.probabilities - ref["probabilities"]).max()),
+                        float(np.abs(ours.chroma - ref["chroma"]).max()))
+            worst[model_id] = max(worst.get(model_id, 0.0), delta)
+    return worst
+
+
+def throughput(y: np.ndarray, device: str, repeats: int = 3) -> dict:
+    """× real time of front end, network and both on ``y`` (median of ``repeats`` after a warm-up)."""
+    extractor = ChromaExtractor(device=device, batch_size=32 if device == "cuda" else 1)
+    seconds = len(y) / SAMPLE_RATE
+    x = extractor.front_end(y)
+    extractor.network(x)  # warm-up
+    front, net = [], []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        x = extractor.front_end(y)
+        _sync(device)
+        t1 = time.perf_counter()
+        extractor.network(x)
+        _sync(device)
+        t2 = time.perf_counter()
+        front.append(t1 - t0)
+        net.append(t2 - t1)
+    f, n = float(np.median(front)), float(np.median(net))
+    return {"front_end_x": seconds / f, "network_x": seconds / n, "total_x": seconds / (f + n)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--recording", type=Path, default=None)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: no CUDA device: this check needs a GPU", file=sys.stderr)
+        return 2
+    recording = args.recording or max((args.shared / "data" / "bach_violin" / "audio").glob("*.mp3"),
+                                      key=lambda p: p.stat().st_size)
+    report = {"device": torch.cuda.get_device_name(), "cpu": platform.processor() or platform.machine(),
+              "torch": torch.__version__, "recording": str(recording)}
+    report["fixture_max_delta"] = fixtures(args.shared)
+    y, _ = load_audio(recording)
+    report["audio_seconds"] = len(y) / SAMPLE_RATE
+    cpu = ChromaExtractor(device="cpu").from_signal(y).probabilities
+    cuda = ChromaExtractor(device="cuda").from_signal(y).probabilities
+    report["cpu_vs_cuda_max_delta"] = float(np.abs(cpu - cuda).max())
+    report["throughput"] = {device: throughput(y, device) for device in ("cuda", "cpu")}
+    worst = max(report["fixture_max_delta"].values())
+    ok = worst < 1e-3 and report["cpu_vs_cuda_max_delta"] < 1e-4
+    print(f"{report['device']} (torch {report['torch']}), {recording.name}, {report['audio_seconds'] / 60:.1f} min")
+    print(f"fixtures on CUDA: worst max |Δ| over 25 models × 2 excerpts = {worst:.2e} (bound 1e-3)")
+    print(f"CPU vs CUDA on the recording: max |Δ probabilities| = {report['cpu_vs_cuda_max_delta']:.2e} (bound 1e-4)")
+    print(f"{'device':<6} {'front end ×':>12} {'network ×':>10} {'total ×':>8}")
+    for device, row in report["throughput"].items():
+        print(f"{device:<6} {row['front_end_x']:12.0f} {row['network_x']:10.0f} {row['total_x']:8.0f}")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
