@@ -114,6 +114,15 @@ def test_oversized_and_huge_themes_are_refused(indexed, tmp_path):
     with TestClient(_app(indexed)) as client:
         response = _upload(client, big)  # under 5 MB but 300,000 notes: refused before parsing
         assert response.status_code == 422 and "too many for a theme" in response.json()["error"]
+        import mido
+
+        notes = [m for i in range(20_000) for m in (mido.Message("note_on", note=60 + i % 12, time=0),
+                                                     mido.Message("note_off", note=60 + i % 12, time=10))]
+        midi = mido.MidiFile()
+        midi.tracks.append(mido.MidiTrack(notes))
+        midi.save(tmp_path / "many.mid")
+        response = _upload(client, tmp_path / "many.mid")
+        assert response.status_code == 422 and "20000 notes" in response.json()["error"]
 
 
 def test_a_slow_query_does_not_block_other_requests(indexed, haydn_theme, monkeypatch):

@@ -73,7 +73,16 @@ def _safe_name(filename: str | None, extension: str) -> str:
 
 
 def _count_notes_cheaply(data: bytes, extension: str) -> int | None:
-    """Notes of a MusicXML/MXL theme counted without parsing (``<note`` tags); ``None`` for other formats."""
+    """Notes of a MusicXML/MXL theme (``<note`` tags) or a MIDI file (note-on messages, read by mido)
+    counted without music21's slow parse; ``None`` for other formats or unreadable bytes."""
+    if extension == ".mid":
+        import mido
+
+        try:
+            midi = mido.MidiFile(file=io.BytesIO(data))
+        except Exception:  # noqa: BLE001 - any unreadable MIDI: music21 will report it properly
+            return None
+        return sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
     if extension == ".mxl":
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
