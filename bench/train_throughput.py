@@ -1,6 +1,7 @@
 """Training throughput: audio hours learnt per second of training, per loss, on this machine.
 
     python bench/train_throughput.py [--device cpu|cuda] [--batch-size 8] [--excerpt-seconds 10] [--steps 5]
+                                     [--threads N]
 
 Times full optimiser steps (forward, loss, backward, Adam) of the chroma network on batches of
 network inputs of the training shape. Throughput does not depend on what the inputs hold, so
@@ -68,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--excerpt-seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             print("error: --device cuda: no CUDA device", file=sys.stderr)
