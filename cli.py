@@ -59,7 +59,7 @@ def _extractor(args: argparse.Namespace):
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from indexer.features import extract_to_folder
+    from indexer.export import extract_to_folder
 
     report = extract_to_folder(args.inputs, args.output, _extractor(args), progress=not args.quiet)
     if args.json:
@@ -88,7 +88,7 @@ def _settings_from_args(args: argparse.Namespace):
     """Feature settings named on the command line, or ``None`` to keep an index's own."""
     from dataclasses import replace
 
-    from retrieval.features import FeatureSettings
+    from models.retrieval_features import FeatureSettings
 
     given = {
         k: getattr(args, k)
@@ -258,7 +258,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
-    from retrieval.render import RENDERINGS
+    from retrieval.variants import RENDERINGS
 
     parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
     parser.add_argument("--part", default=None, help="part of the score to search for: name or 0-based index")

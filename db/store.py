@@ -2,7 +2,7 @@
 
 Tables, plain enough for any SQLite tool:
 
-- ``settings(key, value)``: the :class:`retrieval.features.FeatureSettings` (JSON) and the FAISS
+- ``settings(key, value)``: the :class:`models.retrieval_features.FeatureSettings` (JSON) and the FAISS
   factory string in use.
 - ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
   channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
@@ -33,7 +33,7 @@ import sqlite_utils
 
 from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
-from retrieval.features import FeatureSettings, shingles
+from models.retrieval_features import FeatureSettings, shingles
 
 __all__ = ["IndexStore", "Recording", "StoreError"]
 

@@ -25,7 +25,7 @@ from db.store import IndexStore, Recording, StoreError
 from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
 from indexer.walk import find_audio
 from models.errors import ParameterError
-from retrieval.features import FeatureSettings
+from models.retrieval_features import FeatureSettings
 
 __all__ = ["IndexReport", "default_workers", "index_collection"]
 
@@ -136,7 +136,7 @@ def index_collection(
 
     ``settings`` of ``None`` keeps an existing index's settings (defaults for a new one); given
     settings that differ from an existing index's raise
-    :class:`retrieval.features.SettingsMismatchError` (``rebuild=True`` starts over instead).
+    :class:`models.retrieval_features.SettingsMismatchError` (``rebuild=True`` starts over instead).
     ``follow_symlinks=False`` leaves out symbolic links to files (see :func:`indexer.walk.find_audio`).
     """
     root = Path(root).resolve()

@@ -10,7 +10,7 @@ import numpy as np
 
 from indexer.walk import check_readable
 from models.audio import decode_audio
-from retrieval.features import FeatureSettings, retrieval_features
+from models.retrieval_features import FeatureSettings, retrieval_features
 
 __all__ = ["Extracted", "WorkerContext", "content_hash", "extract_one"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import music21
 
-from retrieval.features import FeatureSettings
-from retrieval.render import TEMPO_SCALES, query_variants
+from models.retrieval_features import FeatureSettings
 from retrieval.search import CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
+from retrieval.variants import TEMPO_SCALES, query_variants
 
 __all__ = ["QueryResult", "query"]
 

@@ -1,6 +1,6 @@
 """Score-to-audio search: ANN over shingles, per-recording aggregation, DTW re-ranking.
 
-1. Every query variant (tempo scale × transposition, :mod:`retrieval.render`) is cut into
+1. Every query variant (tempo scale × transposition, :mod:`retrieval.variants`) is cut into
    shingles (hop 1) and searched in the FAISS index.
 2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
    similarity among that shingle's hits in the recording that agree on where the theme starts
@@ -25,9 +25,9 @@ from typing import Protocol
 import numpy as np
 
 from models.errors import ParameterError
+from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
-from retrieval.features import FeatureSettings, shingles
-from retrieval.render import QueryVariant
+from retrieval.variants import QueryVariant
 
 __all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search"]
 
