@@ -111,15 +111,38 @@ def _ann_candidates(
 ) -> dict[int, Hypotheses]:
     """Candidate recordings → their ``(ann score, variant index, anchor frames)``, best variant first.
 
-    A hit of query shingle ``i`` at recording frame ``f`` implies that the theme starts at
-    ``f - offset_i`` (its anchor). The hits of a variant must agree on that start: for each
-    (variant, recording, anchor bin of :data:`ANCHOR_BIN` frames) the score is the mean, over the
-    variant's shingles, of the shingle's best hit there (its k-th similarity when it has none).
-    Two binnings half a bin apart keep agreeing hits from being split by a bin edge. A pair's score
-    is its best bin's, and its anchor that bin's best hit's; its best bin at least a theme length
-    away is kept too (a second occurrence: repeats). Scattered chance hits, and variants at the
+    The steps, as audfprint's offset voting (``find_modes``): every query shingle's ANN hits
+    (:func:`_shingle_hits`) imply where the theme starts in the recording (its *anchor*); hits of a
+    variant vote for (variant, recording, anchor bin) (:func:`_votes`); each (variant, recording)
+    keeps its best bin and its best bin a theme length away (:func:`_anchors`); recordings are
+    ranked by their best variant (:func:`_candidates`). Scattered chance hits, and variants at the
     wrong tempo (whose shingles' anchors drift apart), score low.
     """
+    hits = _shingle_hits(collection, variants, k)
+    if hits is None:
+        return {}
+    votes = [_votes(hits, len(variants), shift) for shift in (0, ANCHOR_BIN // 2)]
+    score, variant, recording, anchor = (np.concatenate(column) for column in zip(*votes, strict=True))
+    lengths = np.array([len(v.features) for v in variants])
+    best, other_anchor = _anchors(score, variant, recording, anchor, lengths)
+    return _candidates(score, variant, recording, anchor, best, other_anchor, n_candidates)
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """The ANN hits of all query shingles of all variants, one entry per hit (arrays ``(n_hits,)``),
+    and per query shingle (arrays ``(n_shingles,)``) its variant and its k-th similarity."""
+
+    shingle: np.ndarray  # which query shingle hit
+    similarity: np.ndarray  # cosine similarity of the hit
+    recording: np.ndarray  # recording id hit
+    anchor: np.ndarray  # implied theme start: recording frame − the shingle's offset in the theme
+    owner: np.ndarray  # (n_shingles,) variant of each query shingle
+    floor: np.ndarray  # (n_shingles,) each shingle's k-th similarity: its score where it has no hit
+
+
+def _shingle_hits(collection: Collection, variants: Sequence[QueryVariant], k: int) -> _Hits | None:
+    """Search every variant's shingles (hop 1) at once; ``None`` when nothing was hit."""
     settings = collection.settings
     queries, owner, offset = [], [], []
     for vi, variant in enumerate(variants):
@@ -129,49 +152,64 @@ def _ann_candidates(
         offset.append(starts)
     sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
     owner_a, offset_a = np.concatenate(owner), np.concatenate(offset)
-    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)  # a shingle's k-th similarity
-    per_variant_floor = np.bincount(owner_a, weights=floors, minlength=len(variants))
-    n_shingles = np.bincount(owner_a, minlength=len(variants))
-
+    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)
     q_idx = np.repeat(np.arange(len(sims)), sims.shape[1])
     sim, rid, frame = sims.ravel(), rids.ravel(), frames.ravel()
     keep = rid >= 0
     if not keep.any():
-        return {}
-    q_idx, sim, rid = q_idx[keep], sim[keep], rid[keep]
-    anchor = frame[keep].astype(np.int64) - offset_a[q_idx]
+        return None
+    q_idx = q_idx[keep]
+    return _Hits(q_idx, sim[keep], rid[keep], frame[keep].astype(np.int64) - offset_a[q_idx], owner_a, floors)
 
-    found = []  # (score, variant, recording, anchor) per (variant, recording, bin), both binnings
-    for shift in (0, ANCHOR_BIN // 2):
-        bin_ = (anchor + shift) // ANCHOR_BIN
-        # best hit per (query shingle, recording, bin)
-        order = np.lexsort((-sim, bin_, rid, q_idx))
-        order = order[_first_per_group(q_idx[order], rid[order], bin_[order])]
-        q, s_, r, b, a = q_idx[order], sim[order], rid[order], bin_[order], anchor[order]
-        v = owner_a[q]
-        keys, inverse = np.unique(np.stack([v, r, b]), axis=1, return_inverse=True)
-        inverse = inverse.ravel()
-        gain = np.bincount(inverse, weights=s_ - floors[q], minlength=keys.shape[1])
-        score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
-        best_hit = np.empty(keys.shape[1], np.int64)
-        by_sim = np.argsort(s_, kind="stable")
-        best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
-        found.append((score, keys[0], keys[1], a[best_hit]))
-    score, v, r, a = (np.concatenate(column) for column in zip(*found, strict=True))
-    # per (variant, recording): its best bin, and its best bin at least a theme length away (a
-    # second occurrence, as in a repeated section), then recordings by their best variant
-    order = np.lexsort((-score, r, v))
-    first = _first_per_group(v[order], r[order])
-    best_anchor = a[order][first][np.cumsum(first) - 1]
-    lengths = np.array([len(variant.features) for variant in variants])
-    elsewhere = order[np.abs(a[order] - best_anchor) >= lengths[v[order]]]
-    second = elsewhere[_first_per_group(v[elsewhere], r[elsewhere])]
-    other_anchor = {(int(v[j]), int(r[j])): int(a[j]) for j in second}
-    best = order[first]
+
+def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
+    """``(score, variant, recording, anchor)`` per (variant, recording, anchor bin).
+
+    Bins are :data:`ANCHOR_BIN` frames, moved by ``shift`` (two binnings half a bin apart keep
+    agreeing hits from being split by a bin edge). A bin's score is the mean, over the variant's
+    shingles, of the shingle's best hit in that bin (its k-th similarity where it has none); its
+    anchor is its best hit's.
+    """
+    per_variant_floor = np.bincount(hits.owner, weights=hits.floor, minlength=n_variants)
+    n_shingles = np.bincount(hits.owner, minlength=n_variants)
+    bin_ = (hits.anchor + shift) // ANCHOR_BIN
+    # best hit per (query shingle, recording, bin)
+    order = np.lexsort((-hits.similarity, bin_, hits.recording, hits.shingle))
+    order = order[_first_per_group(hits.shingle[order], hits.recording[order], bin_[order])]
+    q, sim, rec, b, anchor = (hits.shingle[order], hits.similarity[order], hits.recording[order], bin_[order],
+                              hits.anchor[order])
+    variant = hits.owner[q]
+    keys, inverse = np.unique(np.stack([variant, rec, b]), axis=1, return_inverse=True)
+    inverse = inverse.ravel()
+    gain = np.bincount(inverse, weights=sim - hits.floor[q], minlength=keys.shape[1])
+    score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
+    best_hit = np.empty(keys.shape[1], np.int64)
+    by_sim = np.argsort(sim, kind="stable")
+    best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
+    return score, keys[0], keys[1], anchor[best_hit]
+
+
+def _anchors(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
+             lengths: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
+    """Per (variant, recording): the index of its best bin (into the vote arrays), and its best
+    anchor at least a theme length (``lengths[variant]`` frames) away from that bin's (a second
+    occurrence: a repeated section, a recapitulation)."""
+    order = np.lexsort((-score, recording, variant))
+    first = _first_per_group(variant[order], recording[order])
+    best_anchor = anchor[order][first][np.cumsum(first) - 1]
+    elsewhere = order[np.abs(anchor[order] - best_anchor) >= lengths[variant[order]]]
+    second = elsewhere[_first_per_group(variant[elsewhere], recording[elsewhere])]
+    other_anchor = {(int(variant[j]), int(recording[j])): int(anchor[j]) for j in second}
+    return order[first], other_anchor
+
+
+def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
+                best: np.ndarray, other_anchor: dict[tuple[int, int], int], n_candidates: int) -> dict[int, Hypotheses]:
+    """The ``n_candidates`` recordings of best score, each with its variants' hypotheses, best first."""
     scored: dict[int, Hypotheses] = defaultdict(list)
     for j in best[np.argsort(-score[best], kind="stable")]:
-        key = (int(v[j]), int(r[j]))
-        anchors = (int(a[j]),) + ((other_anchor[key],) if key in other_anchor else ())
+        key = (int(variant[j]), int(recording[j]))
+        anchors = (int(anchor[j]),) + ((other_anchor[key],) if key in other_anchor else ())
         scored[key[1]].append((float(score[j]), key[0], anchors))
     ranked = sorted(scored, key=lambda rec: scored[rec][0][0], reverse=True)[:n_candidates]
     return {rec: scored[rec] for rec in ranked}
