@@ -8,20 +8,18 @@ so Ctrl-C, ``kill -9`` or a crash loses at most the work since the last checkpoi
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from db.store import IndexStore, Recording, StoreError
+from db.store import FILE_ROW, IndexStore, Recording
 from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
 from indexer.walk import find_audio
 from models.errors import ParameterError
@@ -143,33 +141,15 @@ def index_collection(
     if not root.is_dir():
         raise ParameterError(f"{root}: no such folder")
     db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(db_path):
+    with IndexStore.writing(db_path):
         return _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress,
                              checkpoint_seconds, on_result, follow_symlinks)
-
-
-@contextmanager
-def _exclusive(db_path: Path) -> Iterator[None]:
-    """One ``index`` run per database at a time (a second one would overwrite the FAISS file)."""
-    lock = open(db_path.with_name(db_path.name + ".lock"), "w")
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{db_path}: another index run is updating this index; wait for it to finish") from None
-        yield
-    finally:
-        lock.close()
 
 
 def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress, checkpoint_seconds,
                   on_result, follow_symlinks) -> IndexReport:
     if rebuild:
-        for p in (db_path, db_path.with_name(db_path.name + ".faiss")):
-            p.unlink(missing_ok=True)
-        for suffix in ("-wal", "-shm"):
-            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+        IndexStore.remove(db_path)
     if db_path.exists():
         store = IndexStore.open(db_path)
         if settings is not None:
@@ -224,11 +204,7 @@ def _run(store, root, report, workers, device, keep_missing, progress, checkpoin
 
 
 def _store_result(store: IndexStore, result: Extracted, old: Recording | None, report: IndexReport) -> None:
-    row = {
-        "path": result.path, "size": result.size, "mtime": result.mtime, "hash": result.hash,
-        "duration": result.duration, "sample_rate": result.sample_rate, "channels": result.channels,
-        "model_id": store.settings.model_id,
-    }
+    row = {**{column: getattr(result, column) for column in FILE_ROW}, "model_id": store.settings.model_id}
     if result.unchanged and old is not None:
         store.touch(old.id, result.mtime)
         report.unchanged.append(result.path)
