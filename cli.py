@@ -123,18 +123,22 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--index-factory", default=None, help="FAISS index_factory string, or auto (default)")
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from indexer.build import default_workers, index_collection
+def _index_options(args: argparse.Namespace):
+    """The :class:`indexer.build.IndexOptions` of ``index``'s flags (built once, as audfprint's ``setup_*``)."""
+    from indexer.build import IndexOptions, default_workers
 
-    workers = args.workers if args.workers is not None else default_workers()
-    if workers < 1:
-        raise ParameterError(f"--workers must be at least 1, got {workers}")
-    db = args.db or _default_db()
-    report = index_collection(
-        args.audio_dir, db, _settings_from_args(args), workers=workers, device=args.device,
-        rebuild=args.rebuild, keep_missing=args.keep_missing, progress=not args.quiet,
-        follow_symlinks=not args.no_follow_symlinks,
+    return IndexOptions(
+        workers=args.workers if args.workers is not None else default_workers(), device=args.device,
+        rebuild=args.rebuild, keep_missing=args.keep_missing, follow_symlinks=not args.no_follow_symlinks,
+        progress=not args.quiet,
     )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.build import index_collection
+
+    db = args.db or _default_db()
+    report = index_collection(args.audio_dir, db, _settings_from_args(args), _index_options(args))
     if args.json:
         print(json.dumps({"db": str(db), **report.as_dict()}, indent=2))
     else:
@@ -203,12 +207,15 @@ def _measures(text: str | None) -> tuple[int, int] | None:
         raise ParameterError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
 
 
-def _query_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "top": args.top, "part": args.part, "measures": _measures(args.measures),
-        "expand_repeats": args.expand_repeats, "transpose": args.transpose, "rendering": args.rendering,
-        "program": args.program, "exhaustive": args.exhaustive, "device": args.device,
-    }
+def _query_options(args: argparse.Namespace):
+    """The :class:`retrieval.query.QueryOptions` of ``query``'s flags (built once)."""
+    from retrieval.query import QueryOptions
+
+    return QueryOptions(
+        top=args.top, part=args.part, measures=_measures(args.measures), expand_repeats=args.expand_repeats,
+        transpose=args.transpose, rendering=args.rendering, program=args.program, exhaustive=args.exhaustive,
+        device=args.device,
+    )
 
 
 def _open_for_query(args: argparse.Namespace):
@@ -232,7 +239,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise ParameterError(f"--plot {args.plot}: cannot write into {folder}")
     store = _open_for_query(args)
     try:
-        result = query(store, args.theme, **_query_kwargs(args))
+        result = query(store, args.theme, _query_options(args))
         if args.plot and result.matches:
             from retrieval.plot import plot_match
 
@@ -275,17 +282,19 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from retrieval.benchmark import read_ground_truth, run_benchmark
 
     rows = read_ground_truth(args.ground_truth)
     store = _open_for_query(args)
-    options = {k: v for k, v in _query_kwargs(args).items() if k not in ("top", "part", "measures")}
+    # each query of a benchmark is a whole score: no part or measures; at least the top 10 for the metrics
+    options = replace(_query_options(args), part=None, measures=None, top=max(args.top, 10))
     try:
         with tqdm(total=len(rows), unit="query", disable=args.quiet, dynamic_ncols=True) as bar:
-            metrics, table = run_benchmark(store, rows, top=max(args.top, 10),
-                                           progress=lambda n: bar.update(n - bar.n), **options)
+            metrics, table = run_benchmark(store, rows, options, progress=lambda n: bar.update(n - bar.n))
     finally:
         store.close()
     if args.json:
