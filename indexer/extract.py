@@ -54,7 +54,7 @@ class WorkerContext:
         if self._extractor is None:
             import torch
 
-            from models.extractor import make_extractor
+            from models.baselines import make_extractor
 
             if self.threads:
                 torch.set_num_threads(self.threads)

@@ -53,7 +53,7 @@ class QueryResult:
 
 
 def _extractor_for(settings: FeatureSettings, device: str):
-    from models.extractor import make_extractor
+    from models.baselines import make_extractor
 
     return make_extractor(settings.model_id, device=device)
 
