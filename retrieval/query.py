@@ -21,7 +21,15 @@ import music21
 
 from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings
-from retrieval.search import CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
+from retrieval.search import (
+    CANDIDATES,
+    CONFIDENCE_MARGIN,
+    CONFIDENCE_THRESHOLD,
+    Collection,
+    Match,
+    SearchTimings,
+    search,
+)
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
 from retrieval.variants import TEMPO_SCALES, query_variants
 
@@ -91,7 +99,7 @@ class QueryOptions:
     program: int | None = None
     tempo_scales: tuple[float, ...] = TEMPO_SCALES
     exhaustive: bool = False
-    candidates: int = 30
+    candidates: int = CANDIDATES
     threshold: float = CONFIDENCE_THRESHOLD
     margin_threshold: float = CONFIDENCE_MARGIN
     device: str = "cpu"

@@ -50,6 +50,26 @@ still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests
 bach_violin score 0.81 and more in 95 % of cases)."""
 
 
+NEIGHBOURS = 64
+"""FAISS neighbours fetched per query shingle (``k``), so that a theme's own recording keeps hits
+among many look-alike passages. 128 moved MRR by at most ±0.016 in the third session's sweep
+(bach_violin and hauptstimme) and was not adopted."""
+
+CANDIDATES = 30
+"""Recordings passed from the ANN stage to DTW re-ranking. In the second session's hauptstimme
+check the right recording was among them in 33 of 42 queries; 50 moved MRR by at most ±0.016 in
+the third session's sweep and was not adopted."""
+
+RERANK_VARIANTS = 3
+"""Tempo variants of a candidate re-ranked by DTW: its three best by ANN score. 5 moved MRR by at
+most ±0.016 in the third session's sweep and was not adopted (re-ranking time grows with it)."""
+
+RERANK_WINDOW = (1, 2)
+"""DTW aligns a variant of ``L`` frames with the recording's frames ``[anchor − 1·L, anchor + 2·L)``
+around each ANN anchor: the implied start can be early or late by up to a theme length (tempo
+differences stretch it), and a match may end up to twice as long as the variant at the ×2 tempo."""
+
+
 class Collection(Protocol):
     """What search needs of an index (:class:`db.store.IndexStore` provides it)."""
 
@@ -224,7 +244,8 @@ def _rerank(
     for _, vi, anchors in triples[:n_variants]:
         length = len(variants[vi].features)
         for anchor in anchors:
-            lo, hi = max(0, anchor - length), min(len(target), anchor + 2 * length)
+            before, after = RERANK_WINDOW
+            lo, hi = max(0, anchor - before * length), min(len(target), anchor + after * length)
             if hi <= lo:
                 continue
             alignment = subsequence_align(variants[vi].features, target[lo:hi])
@@ -251,15 +272,22 @@ def search(
     variants: Sequence[QueryVariant],
     *,
     top: int = 10,
-    k: int = 64,
-    candidates: int = 30,
-    rerank_variants: int = 3,
+    k: int = NEIGHBOURS,
+    candidates: int = CANDIDATES,
+    rerank_variants: int = RERANK_VARIANTS,
     exhaustive: bool = False,
     threshold: float = CONFIDENCE_THRESHOLD,
     margin_threshold: float = CONFIDENCE_MARGIN,
     timings: SearchTimings | None = None,
 ) -> list[Match]:
-    """Rank the recordings of ``collection`` for a theme given as query ``variants``."""
+    """Rank the recordings of ``collection`` for a theme given as query ``variants``.
+
+    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle) → the ``candidates`` best
+    recordings → DTW re-ranking of their ``rerank_variants`` best tempo variants around the ANN
+    anchors (:data:`RERANK_WINDOW`); ``exhaustive`` aligns every variant with every whole recording
+    instead. Matches are marked confident by the rule of :data:`CONFIDENCE_THRESHOLD` and
+    :data:`CONFIDENCE_MARGIN` (``threshold``, ``margin_threshold``).
+    """
     if not variants:
         raise ParameterError("no query variants")
     if top < 1 or k < 1 or candidates < 1:
