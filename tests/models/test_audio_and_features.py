@@ -16,7 +16,7 @@ from models.audio import AudioError, load_audio
 from models.registry import MODEL_IDS, UnknownModelError, load
 from models.tones import harmonic_tones
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -21,9 +21,9 @@ from indexer.build import index_collection
 from models.retrieval_features import FeatureSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
 
-from .conftest import PIECES
+from ..conftest import PIECES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def expected_vectors(store: IndexStore) -> int:
