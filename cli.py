@@ -31,16 +31,19 @@ def _add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device_option(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=f"where {what} runs (default cpu)")
+
+
 def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
 
     parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
+        "--model", dest="model_id", default=DEFAULT_MODEL,
         help=f"deep chroma model: id (default {DEFAULT_MODEL}; `python cli.py models` lists all) "
         "or a trained model's folder",
     )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
+    _add_device_option(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
 
 
@@ -55,7 +58,7 @@ def _extractor(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("--device cuda: no CUDA device is available")
-    return ChromaExtractor(args.model, device=args.device)
+    return ChromaExtractor(args.model_id, device=args.device)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -246,10 +249,16 @@ def cmd_query(args: argparse.Namespace) -> int:
             plot_match(result, store, args.plot)
     finally:
         store.close()
-    if args.json:
+    _print_result(result, args.theme, args.json)
+    return 0
+
+
+def _print_result(result, theme: Path, as_json: bool) -> None:
+    """``query``'s output: JSON, or the ranked table with the timing line."""
+    if as_json:
         print(json.dumps(result.as_dict(), indent=2))
-        return 0
-    print(f"theme {args.theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
+        return
+    print(f"theme {theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
     if not result.confident:
         print("no confident match (the best recording does not stand out from the others); best candidates:")
     print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
@@ -261,7 +270,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     print(f"{result.timings.total * 1000:.0f} ms (reading the theme {result.timings.extra.get('parse', 0) * 1000:.0f}, "
           f"render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
-    return 0
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
@@ -278,7 +286,7 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
                         help="GM program for the synthesised rendering (default: the score's instruments)")
     parser.add_argument("--exhaustive", action="store_true",
                         help="exact subsequence DTW against every recording (slow reference)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for synthesised rendering")
+    _add_device_option(parser, "the model of synthesised rendering")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -409,9 +417,16 @@ def _demo(work_dir: Path, args: argparse.Namespace) -> int:
     theme = work_dir / "theme.musicxml"
     parse_corpus_work(work).measures(*measures).parts[part].write("musicxml", fp=theme)
     print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} → {theme}", flush=True)
-    query_args = build_parser().parse_args(["query", str(theme), "--db", str(db), "--top", "3"]
-                                           + (["--json"] if args.json else []))
-    return cmd_query(query_args)
+    from db.store import IndexStore
+    from retrieval.query import QueryOptions, query
+
+    store = IndexStore.open(db, readonly=True)
+    try:
+        result = query(store, theme, QueryOptions(top=3))
+    finally:
+        store.close()
+    _print_result(result, theme, args.json)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     _add_settings_options(p)
     p.add_argument("--workers", type=int, default=None, help="extraction processes (default: 1 per 4 cores)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model (default cpu)")
+    _add_device_option(p)
     p.add_argument("--rebuild", action="store_true", help="delete the index and start over")
     p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")
     p.add_argument("--no-follow-symlinks", action="store_true",
@@ -470,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int, default=8, help="excerpts per step (default 8)")
     p.add_argument("--seed", type=int, default=0, help="data order and augmentation seed (default 0)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    _add_device_option(p, "training")
     p.add_argument("--excerpt-seconds", type=float, default=10.0, help="longest excerpt (default 10 s)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: all excerpts)")
     p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (3)")
