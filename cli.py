@@ -31,16 +31,19 @@ def _add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device_option(parser: argparse.ArgumentParser, what: str = "the model") -> None:
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=f"where {what} runs (default cpu)")
+
+
 def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
 
     parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
+        "--model", dest="model_id", default=DEFAULT_MODEL,
         help=f"deep chroma model: id (default {DEFAULT_MODEL}; `python cli.py models` lists all) "
         "or a trained model's folder",
     )
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
+    _add_device_option(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: all cores)")
 
 
@@ -55,11 +58,11 @@ def _extractor(args: argparse.Namespace):
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("--device cuda: no CUDA device is available")
-    return ChromaExtractor(args.model, device=args.device)
+    return ChromaExtractor(args.model_id, device=args.device)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from indexer.features import extract_to_folder
+    from indexer.export import extract_to_folder
 
     report = extract_to_folder(args.inputs, args.output, _extractor(args), progress=not args.quiet)
     if args.json:
@@ -88,7 +91,7 @@ def _settings_from_args(args: argparse.Namespace):
     """Feature settings named on the command line, or ``None`` to keep an index's own."""
     from dataclasses import replace
 
-    from retrieval.features import FeatureSettings
+    from models.retrieval_features import FeatureSettings
 
     given = {
         k: getattr(args, k)
@@ -123,18 +126,22 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--index-factory", default=None, help="FAISS index_factory string, or auto (default)")
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from indexer.build import default_workers, index_collection
+def _index_options(args: argparse.Namespace):
+    """The :class:`indexer.build.IndexOptions` of ``index``'s flags (built once, as audfprint's ``setup_*``)."""
+    from indexer.build import IndexOptions, default_workers
 
-    workers = args.workers if args.workers is not None else default_workers()
-    if workers < 1:
-        raise ParameterError(f"--workers must be at least 1, got {workers}")
-    db = args.db or _default_db()
-    report = index_collection(
-        args.audio_dir, db, _settings_from_args(args), workers=workers, device=args.device,
-        rebuild=args.rebuild, keep_missing=args.keep_missing, progress=not args.quiet,
-        follow_symlinks=not args.no_follow_symlinks,
+    return IndexOptions(
+        workers=args.workers if args.workers is not None else default_workers(), device=args.device,
+        rebuild=args.rebuild, keep_missing=args.keep_missing, follow_symlinks=not args.no_follow_symlinks,
+        progress=not args.quiet,
     )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.build import index_collection
+
+    db = args.db or _default_db()
+    report = index_collection(args.audio_dir, db, _settings_from_args(args), _index_options(args))
     if args.json:
         print(json.dumps({"db": str(db), **report.as_dict()}, indent=2))
     else:
@@ -203,12 +210,15 @@ def _measures(text: str | None) -> tuple[int, int] | None:
         raise ParameterError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
 
 
-def _query_kwargs(args: argparse.Namespace) -> dict:
-    return {
-        "top": args.top, "part": args.part, "measures": _measures(args.measures),
-        "expand_repeats": args.expand_repeats, "transpose": args.transpose, "rendering": args.rendering,
-        "program": args.program, "exhaustive": args.exhaustive, "device": args.device,
-    }
+def _query_options(args: argparse.Namespace):
+    """The :class:`retrieval.query.QueryOptions` of ``query``'s flags (built once)."""
+    from retrieval.query import QueryOptions
+
+    return QueryOptions(
+        top=args.top, part=args.part, measures=_measures(args.measures), expand_repeats=args.expand_repeats,
+        transpose=args.transpose, rendering=args.rendering, program=args.program, exhaustive=args.exhaustive,
+        device=args.device,
+    )
 
 
 def _open_for_query(args: argparse.Namespace):
@@ -232,17 +242,23 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise ParameterError(f"--plot {args.plot}: cannot write into {folder}")
     store = _open_for_query(args)
     try:
-        result = query(store, args.theme, **_query_kwargs(args))
+        result = query(store, args.theme, _query_options(args))
         if args.plot and result.matches:
             from retrieval.plot import plot_match
 
             plot_match(result, store, args.plot)
     finally:
         store.close()
-    if args.json:
+    _print_result(result, args.theme, args.json)
+    return 0
+
+
+def _print_result(result, theme: Path, as_json: bool) -> None:
+    """``query``'s output: JSON, or the ranked table with the timing line."""
+    if as_json:
         print(json.dumps(result.as_dict(), indent=2))
-        return 0
-    print(f"theme {args.theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
+        return
+    print(f"theme {theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
     if not result.confident:
         print("no confident match (the best recording does not stand out from the others); best candidates:")
     print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
@@ -254,11 +270,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     print(f"{result.timings.total * 1000:.0f} ms (reading the theme {result.timings.extra.get('parse', 0) * 1000:.0f}, "
           f"render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
-    return 0
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
-    from retrieval.render import RENDERINGS
+    from retrieval.variants import RENDERINGS
 
     parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
     parser.add_argument("--part", default=None, help="part of the score to search for: name or 0-based index")
@@ -271,21 +286,23 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
                         help="GM program for the synthesised rendering (default: the score's instruments)")
     parser.add_argument("--exhaustive", action="store_true",
                         help="exact subsequence DTW against every recording (slow reference)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for synthesised rendering")
+    _add_device_option(parser, "the model of synthesised rendering")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from retrieval.benchmark import read_ground_truth, run_benchmark
 
     rows = read_ground_truth(args.ground_truth)
     store = _open_for_query(args)
-    options = {k: v for k, v in _query_kwargs(args).items() if k not in ("top", "part", "measures")}
+    # each query of a benchmark is a whole score: no part or measures; at least the top 10 for the metrics
+    options = replace(_query_options(args), part=None, measures=None, top=max(args.top, 10))
     try:
         with tqdm(total=len(rows), unit="query", disable=args.quiet, dynamic_ncols=True) as bar:
-            metrics, table = run_benchmark(store, rows, top=max(args.top, 10),
-                                           progress=lambda n: bar.update(n - bar.n), **options)
+            metrics, table = run_benchmark(store, rows, options, progress=lambda n: bar.update(n - bar.n))
     finally:
         store.close()
     if args.json:
@@ -400,9 +417,16 @@ def _demo(work_dir: Path, args: argparse.Namespace) -> int:
     theme = work_dir / "theme.musicxml"
     parse_corpus_work(work).measures(*measures).parts[part].write("musicxml", fp=theme)
     print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} → {theme}", flush=True)
-    query_args = build_parser().parse_args(["query", str(theme), "--db", str(db), "--top", "3"]
-                                           + (["--json"] if args.json else []))
-    return cmd_query(query_args)
+    from db.store import IndexStore
+    from retrieval.query import QueryOptions, query
+
+    store = IndexStore.open(db, readonly=True)
+    try:
+        result = query(store, theme, QueryOptions(top=3))
+    finally:
+        store.close()
+    _print_result(result, theme, args.json)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     _add_settings_options(p)
     p.add_argument("--workers", type=int, default=None, help="extraction processes (default: 1 per 4 cores)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the model (default cpu)")
+    _add_device_option(p)
     p.add_argument("--rebuild", action="store_true", help="delete the index and start over")
     p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")
     p.add_argument("--no-follow-symlinks", action="store_true",
@@ -461,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=int, default=8, help="excerpts per step (default 8)")
     p.add_argument("--seed", type=int, default=0, help="data order and augmentation seed (default 0)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    _add_device_option(p, "training")
     p.add_argument("--excerpt-seconds", type=float, default=10.0, help="longest excerpt (default 10 s)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: all excerpts)")
     p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (3)")

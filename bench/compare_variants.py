@@ -19,8 +19,8 @@ from pathlib import Path
 
 from db.store import IndexStore
 from indexer.build import index_collection
+from models.retrieval_features import FeatureSettings
 from retrieval.benchmark import read_ground_truth, run_benchmark
-from retrieval.features import FeatureSettings
 
 DEFAULT_VARIANTS = ["cens", "v1_ctc_train123valid4", "v2_ctc_train123valid4", "v2_linear_train123valid4",
                     "v2_strong_train123valid4", "v2_ctc_mean"]

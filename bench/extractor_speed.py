@@ -32,7 +32,7 @@ from models.audio import load_audio  # noqa: E402
 from models.extractor import ChromaExtractor, reference_hcqt  # noqa: E402
 from models.frontend import normalize_hcqt  # noqa: E402
 from models.registry import DEFAULT_MODEL, load  # noqa: E402
-from models.synth import harmonic_tones  # noqa: E402
+from models.tones import harmonic_tones  # noqa: E402
 
 
 def _timed(fn, *args):

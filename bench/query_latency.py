@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from db.store import IndexStore
+from db.store import FILE_ROW, IndexStore
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
 from retrieval.query import query
@@ -35,8 +35,7 @@ def replicate(source: Path, target: Path, copies: int) -> IndexStore:
     for k in range(1, copies):
         shift = 5 * k % 12 or 1
         for rec in originals:
-            row = {c: getattr(rec, c) for c in ("size", "mtime", "hash", "duration", "sample_rate", "channels",
-                                                 "model_id")}
+            row = {c: getattr(rec, c) for c in (*FILE_ROW, "model_id")}
             features = np.roll(store.features(rec.id), shift, axis=1)
             store.put_indexed({**row, "path": f"{rec.path}#transposed{shift}"}, features)
     store.checkpoint()

@@ -24,7 +24,7 @@ import soundfile as sf
 
 from models.files import atomic_write, atomic_write_text
 from models.frontend import SAMPLE_RATE
-from retrieval.synth import render_notes, tempo_warp_for, vary_tempo
+from retrieval.soundfont import render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import load_theme
 
 

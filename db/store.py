@@ -2,7 +2,7 @@
 
 Tables, plain enough for any SQLite tool:
 
-- ``settings(key, value)``: the :class:`retrieval.features.FeatureSettings` (JSON) and the FAISS
+- ``settings(key, value)``: the :class:`models.retrieval_features.FeatureSettings` (JSON) and the FAISS
   factory string in use.
 - ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
   channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
@@ -20,11 +20,13 @@ recording's vectors first removes its id range, so replaying an interrupted step
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,9 +35,9 @@ import sqlite_utils
 
 from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
-from retrieval.features import FeatureSettings, shingles
+from models.retrieval_features import FeatureSettings, shingles
 
-__all__ = ["IndexStore", "Recording", "StoreError"]
+__all__ = ["FILE_ROW", "IndexStore", "Recording", "StoreError"]
 
 
 REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vectors from the stored features"
@@ -83,22 +85,11 @@ class Recording:
         return Path(self.path).stem
 
 
-_RECORDING_COLUMNS = {
-    "id": int,
-    "path": str,
-    "size": int,
-    "mtime": float,
-    "hash": str,
-    "duration": float,
-    "sample_rate": int,
-    "channels": int,
-    "model_id": str,
-    "status": str,
-    "error": str,
-    "n_frames": int,
-    "in_index": int,
-    "indexed_at": float,
-}
+_RECORDING_COLUMNS = {f.name: {"int": int, "str": str, "float": float}[f.type.split(" ")[0]] for f in fields(Recording)}
+"""The ``recordings`` table, column by column: the fields of :class:`Recording` (the one definition)."""
+
+FILE_ROW = ("path", "size", "mtime", "hash", "duration", "sample_rate", "channels")
+"""The columns that describe a recording's file (what an extraction reports), as :class:`Recording` names them."""
 
 
 class IndexStore:
@@ -156,6 +147,36 @@ class IndexStore:
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
         return cls(path, db, FeatureSettings.from_json(row[0]))
+
+    @staticmethod
+    def files(path: str | Path) -> dict[str, Path]:
+        """Every file of the index at ``path``: database, its WAL and shared memory, vectors, lock."""
+        path = Path(path)
+        return {"database": path, "wal": path.with_name(path.name + "-wal"), "shm": path.with_name(path.name + "-shm"),
+                "vectors": path.with_name(path.name + ".faiss"), "lock": path.with_name(path.name + ".lock")}
+
+    @classmethod
+    def remove(cls, path: str | Path) -> None:
+        """Delete the index at ``path`` (all its files but the lock, which its holder keeps): a rebuild."""
+        for name, file in cls.files(path).items():
+            if name != "lock":
+                file.unlink(missing_ok=True)
+
+    @classmethod
+    @contextmanager
+    def writing(cls, path: str | Path) -> Iterator[None]:
+        """Hold the index's write lock: one writer (``index`` run) per index at a time, or :class:`StoreError`.
+
+        Readers take no lock (they open read-only); a second writer would overwrite the FAISS file.
+        """
+        lock_path = cls.files(path)["lock"]
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"{path}: another index run is updating this index; wait for it to finish") from None
+            yield
 
     @property
     def faiss_path(self) -> Path:

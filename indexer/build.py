@@ -8,26 +8,24 @@ so Ctrl-C, ``kill -9`` or a crash loses at most the work since the last checkpoi
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from db.store import IndexStore, Recording, StoreError
+from db.store import FILE_ROW, IndexStore, Recording
 from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
 from indexer.walk import find_audio
 from models.errors import ParameterError
-from retrieval.features import FeatureSettings
+from models.retrieval_features import FeatureSettings
 
-__all__ = ["IndexReport", "default_workers", "index_collection"]
+__all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]
 
 
 @dataclass
@@ -42,7 +40,6 @@ class IndexReport:
     audio_seconds: float = 0.0
     seconds: float = 0.0
     interrupted: bool = False
-    reorganised: bool = False
 
     def summary(self) -> dict:
         return {
@@ -69,7 +66,7 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
-def _plan(store: IndexStore, files: list[Path], root: Path) -> tuple[list[tuple[str, str | None]], list[str]]:
+def _plan(store: IndexStore, files: list[Path]) -> tuple[list[tuple[str, str | None]], list[str]]:
     """Jobs ``(path, known hash or None)`` for new/changed files, and the paths left as they are."""
     known = store.by_path()
     jobs, unchanged = [], []
@@ -118,99 +115,93 @@ def _results(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class IndexOptions:
+    """How an ``index`` run works (what the index holds is its :class:`FeatureSettings`).
+
+    The CLI builds one from its flags; library callers pass one or keyword overrides.
+    """
+
+    workers: int = 1  # extraction processes (1: in this process); see default_workers()
+    device: str = "cpu"  # where the model runs: cpu or cuda
+    rebuild: bool = False  # delete the index and start over
+    keep_missing: bool = False  # keep recordings whose files are gone from the folder
+    follow_symlinks: bool = True  # index symbolic links to files, wherever they point
+    progress: bool = True  # a progress bar on stderr
+    checkpoint_seconds: float = 60.0  # at least this long between checkpoints (saves of the FAISS file)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ParameterError(f"workers must be at least 1, got {self.workers}")
+        if self.device not in ("cpu", "cuda"):
+            raise ParameterError(f"device must be cpu or cuda, got {self.device!r}")
+
+
 def index_collection(
     root: str | Path,
     db_path: str | Path,
     settings: FeatureSettings | None = None,
-    *,
-    workers: int = 1,
-    device: str = "cpu",
-    rebuild: bool = False,
-    keep_missing: bool = False,
-    progress: bool = True,
-    checkpoint_seconds: float = 60.0,
-    on_result: Callable[[Extracted], None] | None = None,
-    follow_symlinks: bool = True,
+    options: IndexOptions | None = None,
+    **overrides,
 ) -> IndexReport:
     """Index every audio file under ``root`` into the index at ``db_path``.
 
     ``settings`` of ``None`` keeps an existing index's settings (defaults for a new one); given
     settings that differ from an existing index's raise
-    :class:`retrieval.features.SettingsMismatchError` (``rebuild=True`` starts over instead).
-    ``follow_symlinks=False`` leaves out symbolic links to files (see :func:`indexer.walk.find_audio`).
+    :class:`models.retrieval_features.SettingsMismatchError` (``rebuild`` starts over instead).
+    ``options`` (default :class:`IndexOptions`), with any of its fields given as keyword
+    ``overrides`` (``index_collection(root, db, progress=False)``), says how the run works.
     """
+    options = replace(options or IndexOptions(), **overrides)
     root = Path(root).resolve()
     if not root.is_dir():
         raise ParameterError(f"{root}: no such folder")
     db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(db_path):
-        return _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress,
-                             checkpoint_seconds, on_result, follow_symlinks)
-
-
-@contextmanager
-def _exclusive(db_path: Path) -> Iterator[None]:
-    """One ``index`` run per database at a time (a second one would overwrite the FAISS file)."""
-    lock = open(db_path.with_name(db_path.name + ".lock"), "w")
-    try:
+    with IndexStore.writing(db_path):
+        if options.rebuild:
+            IndexStore.remove(db_path)
+        store = _open_for_writing(db_path, settings)
+        report, started = IndexReport(), time.monotonic()
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{db_path}: another index run is updating this index; wait for it to finish") from None
-        yield
-    finally:
-        lock.close()
+            _run(store, root, report, options)
+        finally:
+            report.seconds = time.monotonic() - started
+            store.close()
+        return report
 
 
-def _index_locked(root, db_path, settings, workers, device, rebuild, keep_missing, progress, checkpoint_seconds,
-                  on_result, follow_symlinks) -> IndexReport:
-    if rebuild:
-        for p in (db_path, db_path.with_name(db_path.name + ".faiss")):
-            p.unlink(missing_ok=True)
-        for suffix in ("-wal", "-shm"):
-            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
-    if db_path.exists():
-        store = IndexStore.open(db_path)
-        if settings is not None:
-            settings.check_matches(store.settings)
-        damage = store.discard_damaged_vectors()
-        if damage:
-            tqdm.write(f"warning: {damage.split(';')[0]}: rebuilding it from the stored features", file=sys.stderr)
-    else:
-        store = IndexStore.create(db_path, settings or FeatureSettings())
-    report, started = IndexReport(), time.monotonic()
-    try:
-        _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result,
-             follow_symlinks)
-    finally:
-        report.seconds = time.monotonic() - started
-        store.close()
-    return report
+def _open_for_writing(db_path: Path, settings: FeatureSettings | None) -> IndexStore:
+    """The index at ``db_path`` (checked against ``settings``, a damaged vector file discarded), or a new one."""
+    if not db_path.exists():
+        return IndexStore.create(db_path, settings or FeatureSettings())
+    store = IndexStore.open(db_path)
+    if settings is not None:
+        settings.check_matches(store.settings)
+    damage = store.discard_damaged_vectors()
+    if damage:
+        tqdm.write(f"warning: {damage.split(';')[0]}: rebuilding it from the stored features", file=sys.stderr)
+    return store
 
 
-def _run(store, root, report, workers, device, keep_missing, progress, checkpoint_seconds, on_result,
-         follow_symlinks) -> None:
-    files = [Path(os.path.abspath(f)) for f in find_audio([root], follow_symlinks)]
-    jobs, report.unchanged = _plan(store, files, root)
-    if not keep_missing:
+def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptions) -> None:
+    files = [Path(os.path.abspath(f)) for f in find_audio([root], options.follow_symlinks)]
+    jobs, report.unchanged = _plan(store, files)
+    if not options.keep_missing:
         gone = _missing(store, files, root)
         store.delete([r.id for r in gone])
         report.removed = [r.path for r in gone]
     store.checkpoint()  # replays whatever an interrupted run left unsaved
     known = store.by_path()
-    bar = tqdm(total=len(jobs), unit="file", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), unit="file", disable=not options.progress, dynamic_ncols=True)
     last_save, save_cost = time.monotonic(), 0.0
     try:
-        for result in _results(jobs, store.settings, workers, device):
+        for result in _results(jobs, store.settings, options.workers, options.device):
             _store_result(store, result, known.get(result.path), report)
-            if on_result is not None:
-                on_result(result)
             bar.update()
             elapsed = max(bar.format_dict["elapsed"], 1e-9)
             hours_per_s = report.audio_seconds / 3600 / elapsed
             bar.set_postfix_str(f"{hours_per_s:.4f} audio h/s ({hours_per_s * 3600:.0f}× real time)", refresh=False)
-            if time.monotonic() - last_save > max(checkpoint_seconds, 10 * save_cost):
+            if time.monotonic() - last_save > max(options.checkpoint_seconds, 10 * save_cost):
                 t = time.monotonic()
                 store.checkpoint()
                 last_save, save_cost = time.monotonic(), time.monotonic() - t
@@ -220,15 +211,11 @@ def _run(store, root, report, workers, device, keep_missing, progress, checkpoin
         bar.close()
         store.checkpoint()
     if not report.interrupted:
-        report.reorganised = store.reorganise()
+        store.reorganise()
 
 
 def _store_result(store: IndexStore, result: Extracted, old: Recording | None, report: IndexReport) -> None:
-    row = {
-        "path": result.path, "size": result.size, "mtime": result.mtime, "hash": result.hash,
-        "duration": result.duration, "sample_rate": result.sample_rate, "channels": result.channels,
-        "model_id": store.settings.model_id,
-    }
+    row = {**{column: getattr(result, column) for column in FILE_ROW}, "model_id": store.settings.model_id}
     if result.unchanged and old is not None:
         store.touch(old.id, result.mtime)
         report.unchanged.append(result.path)

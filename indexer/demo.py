@@ -27,7 +27,7 @@ def render_demo_collection(folder: str | Path, names: list[str] | None = None) -
     import soundfile as sf
 
     from models.frontend import SAMPLE_RATE
-    from retrieval.synth import render_notes
+    from retrieval.soundfont import render_notes
     from retrieval.theme import parse_corpus_work, theme_from_stream
 
     folder = Path(folder)

@@ -10,7 +10,7 @@ import numpy as np
 
 from indexer.walk import check_readable
 from models.audio import decode_audio
-from retrieval.features import FeatureSettings, retrieval_features
+from models.retrieval_features import FeatureSettings, retrieval_features
 
 __all__ = ["Extracted", "WorkerContext", "content_hash", "extract_one"]
 
@@ -54,7 +54,7 @@ class WorkerContext:
         if self._extractor is None:
             import torch
 
-            from models.extractor import make_extractor
+            from models.baselines import make_extractor
 
             if self.threads:
                 torch.set_num_threads(self.threads)

@@ -1,4 +1,5 @@
-"""Comparison extractors with the interface of :class:`models.ChromaExtractor`.
+"""Comparison extractors with the interface of :class:`models.ChromaExtractor`, and the factory
+:func:`make_extractor` that knows every id an index accepts (imports go one way: this module → extractor).
 
 - ``cens``: classical CENS chroma (librosa), the baseline deep chroma is measured against;
 - ``v2_ctc_mean`` (any ``<family>_mean``): the probabilities of a model family's five folds
@@ -15,11 +16,11 @@ import torch
 
 from models.audio import load_audio
 from models.errors import ParameterError
-from models.extractor import ChromaExtractor, ChromaFeatures, _features
+from models.extractor import ChromaExtractor, ChromaFeatures, chroma_features
 from models.frontend import FEATURE_RATE, HOP_LENGTH, SAMPLE_RATE, grid_boundaries
-from models.registry import MODEL_IDS
+from models.registry import DEFAULT_MODEL, MODEL_IDS
 
-__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor"]
+__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "make_extractor"]
 
 BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean")
 
@@ -58,4 +59,16 @@ class FoldMeanExtractor(_FromFile):
     def from_signal(self, y: np.ndarray) -> ChromaFeatures:
         x = self.members[0].front_end(y)
         probs = torch.stack([m.network(x) for m in self.members]).mean(dim=0)
-        return _features(probs, probs.shape[0])
+        return chroma_features(probs, probs.shape[0])
+
+
+def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
+    """The chroma extractor for a model id, a fold mean (``v2_ctc_mean``) or ``cens``.
+
+    Raises :class:`models.registry.UnknownModelError` for anything else.
+    """
+    if model_id == "cens":
+        return CensExtractor()
+    if model_id.endswith("_mean") and model_id.count("_") == 2:
+        return FoldMeanExtractor(model_id.removesuffix("_mean"), device=device)
+    return ChromaExtractor(model_id, device=device)

@@ -38,7 +38,7 @@ from models.pitch_fft import with_pitch_fft
 from models.registry import DEFAULT_MODEL, load
 
 __all__ = [
-    "ChromaExtractor", "ChromaFeatures", "exact_cuda", "make_extractor", "reference_features", "reference_hcqt",
+    "ChromaExtractor", "ChromaFeatures", "chroma_features", "exact_cuda", "reference_features", "reference_hcqt",
 ]
 
 
@@ -55,8 +55,8 @@ class ChromaFeatures:
         np.savez_compressed(path, probabilities=self.probabilities, chroma=self.chroma, times=self.times)
 
 
-def _features(probabilities: torch.Tensor, n_frames: int) -> ChromaFeatures:
-    """Wrap ``(T, 13)`` probabilities into :class:`ChromaFeatures`."""
+def chroma_features(probabilities: torch.Tensor, n_frames: int) -> ChromaFeatures:
+    """Wrap ``(T, 13)`` probabilities into :class:`ChromaFeatures` (chroma: blank dropped, L2 per frame)."""
     chroma = chroma_from_probabilities(probabilities)
     return ChromaFeatures(
         probabilities=probabilities.T.cpu().numpy(),
@@ -78,7 +78,7 @@ def reference_features(y: np.ndarray, net: ChromaNet) -> ChromaFeatures:
     x = torch.from_numpy(normalize_hcqt(reference_hcqt(y))).permute(2, 0, 1)[None]
     with torch.inference_mode():
         probs = net(x.to(next(net.parameters()).device))[0]
-    return _features(probs, probs.shape[0])
+    return chroma_features(probs, probs.shape[0])
 
 
 def exact_cuda() -> None:
@@ -176,23 +176,9 @@ class ChromaExtractor:
     def from_signal(self, y: np.ndarray) -> ChromaFeatures:
         """Deep chroma of a mono float32 signal at 22050 Hz."""
         probs = self.network(self.front_end(y))
-        return _features(probs, probs.shape[0])
+        return chroma_features(probs, probs.shape[0])
 
     def from_file(self, path: str | Path) -> ChromaFeatures:
         """Deep chroma of an audio file (see :func:`models.audio.load_audio`)."""
         y, _ = load_audio(path, SAMPLE_RATE)
         return self.from_signal(y)
-
-
-def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
-    """The chroma extractor for a model id, a fold mean (``v2_ctc_mean``) or ``cens``.
-
-    Raises :class:`models.registry.UnknownModelError` for anything else.
-    """
-    from models.baselines import CensExtractor, FoldMeanExtractor
-
-    if model_id == "cens":
-        return CensExtractor()
-    if model_id.endswith("_mean") and model_id.count("_") == 2:
-        return FoldMeanExtractor(model_id.removesuffix("_mean"), device=device)
-    return ChromaExtractor(model_id, device=device)

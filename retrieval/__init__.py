@@ -1,6 +1,6 @@
 """Scores → chroma, shingles, search, re-ranking and evaluation. Knows nothing of folders."""
 
-from retrieval.features import FeatureSettings, SettingsMismatchError
+from models.retrieval_features import FeatureSettings, SettingsMismatchError
 from retrieval.query import QueryResult, query
 from retrieval.search import Match
 from retrieval.theme import Theme, ThemeError, load_theme

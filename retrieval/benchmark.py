@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from models.errors import ParameterError
 from retrieval.evaluation import QueryOutcome, summarize
-from retrieval.query import query
+from retrieval.query import QueryOptions, query
 
 __all__ = ["read_ground_truth", "run_benchmark"]
 
@@ -41,14 +42,17 @@ def _span(row: dict) -> tuple[float, float] | None:
 
 
 def run_benchmark(
-    collection, rows: list[dict], *, top: int = 10, progress: Callable[[int], None] | None = None, **query_options
+    collection, rows: list[dict], options: QueryOptions | None = None, *,
+    progress: Callable[[int], None] | None = None, **overrides,
 ) -> tuple[dict, list[dict]]:
-    """Run every query; returns ``(metrics, per-query rows)``."""
+    """Run every query with ``options`` (and keyword ``overrides`` of its fields); returns
+    ``(metrics, per-query rows)``."""
+    options = replace(options or QueryOptions(), **overrides)
     names = {r.name for r in collection.recordings("indexed")}
     outcomes, table = [], []
     for i, row in enumerate(rows):
         t0 = time.perf_counter()
-        result = query(collection, row["query"], top=top, **query_options)
+        result = query(collection, row["query"], options)
         seconds = time.perf_counter() - t0
         ranking = tuple(Path(m.path).stem for m in result.matches)
         first = result.matches[0] if result.matches else None

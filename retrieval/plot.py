@@ -7,8 +7,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from retrieval.features import retrieval_features
-from retrieval.render import symbolic_chroma
+from models.retrieval_features import retrieval_features
+from retrieval.variants import symbolic_chroma
 
 __all__ = ["plot_match"]
 

@@ -14,18 +14,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import music21
 
-from retrieval.features import FeatureSettings
-from retrieval.render import TEMPO_SCALES, query_variants
-from retrieval.search import CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD, Collection, Match, SearchTimings, search
+from models.errors import ParameterError
+from models.retrieval_features import FeatureSettings
+from retrieval.search import (
+    CANDIDATES,
+    CONFIDENCE_MARGIN,
+    CONFIDENCE_THRESHOLD,
+    Collection,
+    Match,
+    SearchTimings,
+    search,
+)
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
+from retrieval.variants import TEMPO_SCALES, query_variants
 
-__all__ = ["QueryResult", "query"]
+__all__ = ["QueryOptions", "QueryResult", "query"]
 
 
 @dataclass
@@ -53,7 +61,7 @@ class QueryResult:
 
 
 def _extractor_for(settings: FeatureSettings, device: str):
-    from models.extractor import make_extractor
+    from models.baselines import make_extractor
 
     return make_extractor(settings.model_id, device=device)
 
@@ -70,51 +78,74 @@ def _check_fits(theme: Theme, collection: Collection, fastest: float) -> None:
         )
 
 
+@dataclass(frozen=True)
+class QueryOptions:
+    """How a theme is searched. The CLI builds one from its flags; the web API from a request.
+
+    Selection of the theme: ``part`` (name or index), ``measures`` ``(first, last)``,
+    ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``symbolic`` or
+    ``synthesised`` through the index's model on ``device``, with GM ``program``), ``tempo_scales``,
+    ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
+    ``candidates`` re-ranked after the ANN stage, ``exhaustive`` DTW instead, and the confidence
+    rule ``threshold`` / ``margin_threshold`` (see :data:`retrieval.search.CONFIDENCE_THRESHOLD`).
+    """
+
+    top: int = 10
+    part: str | int | None = None
+    measures: tuple[int, int] | None = None
+    expand_repeats: bool = False
+    transpose: bool = False
+    rendering: str = "symbolic"
+    program: int | None = None
+    tempo_scales: tuple[float, ...] = TEMPO_SCALES
+    exhaustive: bool = False
+    candidates: int = CANDIDATES
+    threshold: float = CONFIDENCE_THRESHOLD
+    margin_threshold: float = CONFIDENCE_MARGIN
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.top < 1 or self.candidates < 1:
+            raise ParameterError(f"top and candidates must be at least 1, got {self.top} and {self.candidates}")
+
+
 def query(
     collection: Collection,
     theme: Theme | str | Path | music21.stream.Stream,
+    options: QueryOptions | None = None,
     *,
-    top: int = 10,
-    part: str | int | None = None,
-    measures: tuple[int, int] | None = None,
-    expand_repeats: bool = False,
-    transpose: bool = False,
-    rendering: str = "symbolic",
-    program: int | None = None,
-    tempo_scales: Sequence[float] = TEMPO_SCALES,
-    exhaustive: bool = False,
-    candidates: int = 30,
-    threshold: float = CONFIDENCE_THRESHOLD,
-    margin_threshold: float = CONFIDENCE_MARGIN,
     extractor=None,
-    device: str = "cpu",
+    **overrides,
 ) -> QueryResult:
     """Search ``collection`` for ``theme`` (see :func:`retrieval.search.search` for the stages).
 
+    ``options`` (default :class:`QueryOptions`), with any of its fields given as keyword
+    ``overrides`` (``query(store, "theme.xml", top=5)``). ``extractor`` is the index's chroma
+    extractor for synthesised rendering (made from the index's model when not given).
     A theme longer than every recording, or with more than
     :data:`retrieval.theme.MAX_THEME_NOTES` notes, is refused with a :class:`ThemeError`.
     ``result.timings`` includes reading the theme (``extra["parse"]``).
     """
+    o = replace(options or QueryOptions(), **overrides)
     timings = SearchTimings()
     t0 = time.perf_counter()
     if not isinstance(theme, Theme):
         if isinstance(theme, music21.stream.Stream):
-            theme = theme_from_stream(theme, part=part, measures=measures, expand_repeats=expand_repeats)
+            theme = theme_from_stream(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
         else:
-            theme = load_theme(theme, part=part, measures=measures, expand_repeats=expand_repeats)
+            theme = load_theme(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
     timings.extra["parse"] = time.perf_counter() - t0
-    _check_fits(theme, collection, max(tempo_scales))
+    _check_fits(theme, collection, max(o.tempo_scales))
     t0 = time.perf_counter()
-    if rendering == "synthesised" and extractor is None:
-        extractor = _extractor_for(collection.settings, device)
+    if o.rendering == "synthesised" and extractor is None:
+        extractor = _extractor_for(collection.settings, o.device)
     variants = query_variants(
-        theme, collection.settings, rendering=rendering, tempo_scales=tempo_scales, transpose=transpose,
-        extractor=extractor, program=program,
+        theme, collection.settings, rendering=o.rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
+        extractor=extractor, program=o.program,
     )
     timings.extra["render"] = time.perf_counter() - t0
     matches = search(
-        collection, variants, top=top, candidates=candidates, exhaustive=exhaustive, threshold=threshold,
-        margin_threshold=margin_threshold,
-        timings=timings,
+        collection, variants, top=o.top, candidates=o.candidates, exhaustive=o.exhaustive, threshold=o.threshold,
+        margin_threshold=o.margin_threshold, timings=timings,
     )
     return QueryResult(matches, theme, timings)

@@ -1,6 +1,6 @@
 """Score-to-audio search: ANN over shingles, per-recording aggregation, DTW re-ranking.
 
-1. Every query variant (tempo scale × transposition, :mod:`retrieval.render`) is cut into
+1. Every query variant (tempo scale × transposition, :mod:`retrieval.variants`) is cut into
    shingles (hop 1) and searched in the FAISS index.
 2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
    similarity among that shingle's hits in the recording that agree on where the theme starts
@@ -25,9 +25,9 @@ from typing import Protocol
 import numpy as np
 
 from models.errors import ParameterError
+from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
-from retrieval.features import FeatureSettings, shingles
-from retrieval.render import QueryVariant
+from retrieval.variants import QueryVariant
 
 __all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search"]
 
@@ -48,6 +48,26 @@ CONFIDENCE_THRESHOLD = 0.7
 """The DTW similarity a confident match needs in any case (a theme absent from the collection can
 still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests; right answers on
 bach_violin score 0.81 and more in 95 % of cases)."""
+
+
+NEIGHBOURS = 64
+"""FAISS neighbours fetched per query shingle (``k``), so that a theme's own recording keeps hits
+among many look-alike passages. 128 moved MRR by at most ±0.016 in the third session's sweep
+(bach_violin and hauptstimme) and was not adopted."""
+
+CANDIDATES = 30
+"""Recordings passed from the ANN stage to DTW re-ranking. In the second session's hauptstimme
+check the right recording was among them in 33 of 42 queries; 50 moved MRR by at most ±0.016 in
+the third session's sweep and was not adopted."""
+
+RERANK_VARIANTS = 3
+"""Tempo variants of a candidate re-ranked by DTW: its three best by ANN score. 5 moved MRR by at
+most ±0.016 in the third session's sweep and was not adopted (re-ranking time grows with it)."""
+
+RERANK_WINDOW = (1, 2)
+"""DTW aligns a variant of ``L`` frames with the recording's frames ``[anchor − 1·L, anchor + 2·L)``
+around each ANN anchor: the implied start can be early or late by up to a theme length (tempo
+differences stretch it), and a match may end up to twice as long as the variant at the ×2 tempo."""
 
 
 class Collection(Protocol):
@@ -111,15 +131,38 @@ def _ann_candidates(
 ) -> dict[int, Hypotheses]:
     """Candidate recordings → their ``(ann score, variant index, anchor frames)``, best variant first.
 
-    A hit of query shingle ``i`` at recording frame ``f`` implies that the theme starts at
-    ``f - offset_i`` (its anchor). The hits of a variant must agree on that start: for each
-    (variant, recording, anchor bin of :data:`ANCHOR_BIN` frames) the score is the mean, over the
-    variant's shingles, of the shingle's best hit there (its k-th similarity when it has none).
-    Two binnings half a bin apart keep agreeing hits from being split by a bin edge. A pair's score
-    is its best bin's, and its anchor that bin's best hit's; its best bin at least a theme length
-    away is kept too (a second occurrence: repeats). Scattered chance hits, and variants at the
+    The steps, as audfprint's offset voting (``find_modes``): every query shingle's ANN hits
+    (:func:`_shingle_hits`) imply where the theme starts in the recording (its *anchor*); hits of a
+    variant vote for (variant, recording, anchor bin) (:func:`_votes`); each (variant, recording)
+    keeps its best bin and its best bin a theme length away (:func:`_anchors`); recordings are
+    ranked by their best variant (:func:`_candidates`). Scattered chance hits, and variants at the
     wrong tempo (whose shingles' anchors drift apart), score low.
     """
+    hits = _shingle_hits(collection, variants, k)
+    if hits is None:
+        return {}
+    votes = [_votes(hits, len(variants), shift) for shift in (0, ANCHOR_BIN // 2)]
+    score, variant, recording, anchor = (np.concatenate(column) for column in zip(*votes, strict=True))
+    lengths = np.array([len(v.features) for v in variants])
+    best, other_anchor = _anchors(score, variant, recording, anchor, lengths)
+    return _candidates(score, variant, recording, anchor, best, other_anchor, n_candidates)
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """The ANN hits of all query shingles of all variants, one entry per hit (arrays ``(n_hits,)``),
+    and per query shingle (arrays ``(n_shingles,)``) its variant and its k-th similarity."""
+
+    shingle: np.ndarray  # which query shingle hit
+    similarity: np.ndarray  # cosine similarity of the hit
+    recording: np.ndarray  # recording id hit
+    anchor: np.ndarray  # implied theme start: recording frame − the shingle's offset in the theme
+    owner: np.ndarray  # (n_shingles,) variant of each query shingle
+    floor: np.ndarray  # (n_shingles,) each shingle's k-th similarity: its score where it has no hit
+
+
+def _shingle_hits(collection: Collection, variants: Sequence[QueryVariant], k: int) -> _Hits | None:
+    """Search every variant's shingles (hop 1) at once; ``None`` when nothing was hit."""
     settings = collection.settings
     queries, owner, offset = [], [], []
     for vi, variant in enumerate(variants):
@@ -129,49 +172,64 @@ def _ann_candidates(
         offset.append(starts)
     sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
     owner_a, offset_a = np.concatenate(owner), np.concatenate(offset)
-    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)  # a shingle's k-th similarity
-    per_variant_floor = np.bincount(owner_a, weights=floors, minlength=len(variants))
-    n_shingles = np.bincount(owner_a, minlength=len(variants))
-
+    floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)
     q_idx = np.repeat(np.arange(len(sims)), sims.shape[1])
     sim, rid, frame = sims.ravel(), rids.ravel(), frames.ravel()
     keep = rid >= 0
     if not keep.any():
-        return {}
-    q_idx, sim, rid = q_idx[keep], sim[keep], rid[keep]
-    anchor = frame[keep].astype(np.int64) - offset_a[q_idx]
+        return None
+    q_idx = q_idx[keep]
+    return _Hits(q_idx, sim[keep], rid[keep], frame[keep].astype(np.int64) - offset_a[q_idx], owner_a, floors)
 
-    found = []  # (score, variant, recording, anchor) per (variant, recording, bin), both binnings
-    for shift in (0, ANCHOR_BIN // 2):
-        bin_ = (anchor + shift) // ANCHOR_BIN
-        # best hit per (query shingle, recording, bin)
-        order = np.lexsort((-sim, bin_, rid, q_idx))
-        order = order[_first_per_group(q_idx[order], rid[order], bin_[order])]
-        q, s_, r, b, a = q_idx[order], sim[order], rid[order], bin_[order], anchor[order]
-        v = owner_a[q]
-        keys, inverse = np.unique(np.stack([v, r, b]), axis=1, return_inverse=True)
-        inverse = inverse.ravel()
-        gain = np.bincount(inverse, weights=s_ - floors[q], minlength=keys.shape[1])
-        score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
-        best_hit = np.empty(keys.shape[1], np.int64)
-        by_sim = np.argsort(s_, kind="stable")
-        best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
-        found.append((score, keys[0], keys[1], a[best_hit]))
-    score, v, r, a = (np.concatenate(column) for column in zip(*found, strict=True))
-    # per (variant, recording): its best bin, and its best bin at least a theme length away (a
-    # second occurrence, as in a repeated section), then recordings by their best variant
-    order = np.lexsort((-score, r, v))
-    first = _first_per_group(v[order], r[order])
-    best_anchor = a[order][first][np.cumsum(first) - 1]
-    lengths = np.array([len(variant.features) for variant in variants])
-    elsewhere = order[np.abs(a[order] - best_anchor) >= lengths[v[order]]]
-    second = elsewhere[_first_per_group(v[elsewhere], r[elsewhere])]
-    other_anchor = {(int(v[j]), int(r[j])): int(a[j]) for j in second}
-    best = order[first]
+
+def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
+    """``(score, variant, recording, anchor)`` per (variant, recording, anchor bin).
+
+    Bins are :data:`ANCHOR_BIN` frames, moved by ``shift`` (two binnings half a bin apart keep
+    agreeing hits from being split by a bin edge). A bin's score is the mean, over the variant's
+    shingles, of the shingle's best hit in that bin (its k-th similarity where it has none); its
+    anchor is its best hit's.
+    """
+    per_variant_floor = np.bincount(hits.owner, weights=hits.floor, minlength=n_variants)
+    n_shingles = np.bincount(hits.owner, minlength=n_variants)
+    bin_ = (hits.anchor + shift) // ANCHOR_BIN
+    # best hit per (query shingle, recording, bin)
+    order = np.lexsort((-hits.similarity, bin_, hits.recording, hits.shingle))
+    order = order[_first_per_group(hits.shingle[order], hits.recording[order], bin_[order])]
+    q, sim, rec, b, anchor = (hits.shingle[order], hits.similarity[order], hits.recording[order], bin_[order],
+                              hits.anchor[order])
+    variant = hits.owner[q]
+    keys, inverse = np.unique(np.stack([variant, rec, b]), axis=1, return_inverse=True)
+    inverse = inverse.ravel()
+    gain = np.bincount(inverse, weights=sim - hits.floor[q], minlength=keys.shape[1])
+    score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
+    best_hit = np.empty(keys.shape[1], np.int64)
+    by_sim = np.argsort(sim, kind="stable")
+    best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
+    return score, keys[0], keys[1], anchor[best_hit]
+
+
+def _anchors(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
+             lengths: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
+    """Per (variant, recording): the index of its best bin (into the vote arrays), and its best
+    anchor at least a theme length (``lengths[variant]`` frames) away from that bin's (a second
+    occurrence: a repeated section, a recapitulation)."""
+    order = np.lexsort((-score, recording, variant))
+    first = _first_per_group(variant[order], recording[order])
+    best_anchor = anchor[order][first][np.cumsum(first) - 1]
+    elsewhere = order[np.abs(anchor[order] - best_anchor) >= lengths[variant[order]]]
+    second = elsewhere[_first_per_group(variant[elsewhere], recording[elsewhere])]
+    other_anchor = {(int(variant[j]), int(recording[j])): int(anchor[j]) for j in second}
+    return order[first], other_anchor
+
+
+def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
+                best: np.ndarray, other_anchor: dict[tuple[int, int], int], n_candidates: int) -> dict[int, Hypotheses]:
+    """The ``n_candidates`` recordings of best score, each with its variants' hypotheses, best first."""
     scored: dict[int, Hypotheses] = defaultdict(list)
     for j in best[np.argsort(-score[best], kind="stable")]:
-        key = (int(v[j]), int(r[j]))
-        anchors = (int(a[j]),) + ((other_anchor[key],) if key in other_anchor else ())
+        key = (int(variant[j]), int(recording[j]))
+        anchors = (int(anchor[j]),) + ((other_anchor[key],) if key in other_anchor else ())
         scored[key[1]].append((float(score[j]), key[0], anchors))
     ranked = sorted(scored, key=lambda rec: scored[rec][0][0], reverse=True)[:n_candidates]
     return {rec: scored[rec] for rec in ranked}
@@ -186,7 +244,8 @@ def _rerank(
     for _, vi, anchors in triples[:n_variants]:
         length = len(variants[vi].features)
         for anchor in anchors:
-            lo, hi = max(0, anchor - length), min(len(target), anchor + 2 * length)
+            before, after = RERANK_WINDOW
+            lo, hi = max(0, anchor - before * length), min(len(target), anchor + after * length)
             if hi <= lo:
                 continue
             alignment = subsequence_align(variants[vi].features, target[lo:hi])
@@ -213,15 +272,22 @@ def search(
     variants: Sequence[QueryVariant],
     *,
     top: int = 10,
-    k: int = 64,
-    candidates: int = 30,
-    rerank_variants: int = 3,
+    k: int = NEIGHBOURS,
+    candidates: int = CANDIDATES,
+    rerank_variants: int = RERANK_VARIANTS,
     exhaustive: bool = False,
     threshold: float = CONFIDENCE_THRESHOLD,
     margin_threshold: float = CONFIDENCE_MARGIN,
     timings: SearchTimings | None = None,
 ) -> list[Match]:
-    """Rank the recordings of ``collection`` for a theme given as query ``variants``."""
+    """Rank the recordings of ``collection`` for a theme given as query ``variants``.
+
+    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle) → the ``candidates`` best
+    recordings → DTW re-ranking of their ``rerank_variants`` best tempo variants around the ANN
+    anchors (:data:`RERANK_WINDOW`); ``exhaustive`` aligns every variant with every whole recording
+    instead. Matches are marked confident by the rule of :data:`CONFIDENCE_THRESHOLD` and
+    :data:`CONFIDENCE_MARGIN` (``threshold``, ``margin_threshold``).
+    """
     if not variants:
         raise ParameterError("no query variants")
     if top < 1 or k < 1 or candidates < 1:

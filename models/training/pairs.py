@@ -148,7 +148,7 @@ def hauptstimme_pairs(scores_dir: str | Path, audio_dir: str | Path, works: tupl
     seconds, so the labels are exact (``aligned``). ``works`` restricts to those works;
     ``cache_dir`` keeps the parsed melodies as JSON (music21 parsing takes seconds per score).
     """
-    from retrieval.synth import TempoWarp
+    from retrieval.soundfont import TempoWarp
     from retrieval.theme import TempoMap
 
     scores_dir, audio_dir = Path(scores_dir), Path(audio_dir)

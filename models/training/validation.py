@@ -40,7 +40,7 @@ class RetrievalValidation:
         """Retrieval features ``(T', 12)`` of every validation recording with ``net``."""
         from models.extractor import ChromaExtractor
         from models.network import chroma_from_probabilities
-        from retrieval.features import FeatureSettings, retrieval_features
+        from models.retrieval_features import FeatureSettings, retrieval_features
 
         settings = FeatureSettings()
         extractor = ChromaExtractor(device=self.device, net=net)
@@ -53,8 +53,8 @@ class RetrievalValidation:
 
     def __call__(self, net: ChromaNet) -> dict[str, float]:
         from db.store import IndexStore
+        from models.retrieval_features import FeatureSettings
         from retrieval.benchmark import run_benchmark
-        from retrieval.features import FeatureSettings
 
         features = self.features(net)
         with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:

@@ -102,7 +102,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     ``version()`` changes when the index on disk changed (e.g. the FAISS file's mtime), so workers
     reopen their collection and see the last checkpoint.
     """
-    from retrieval.query import query
+    from retrieval.query import QueryOptions, query
 
     app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0])
     collections = _Collections(open_collection, version)
@@ -141,7 +141,8 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
         return data, name, options
 
-    def options_of(raw: dict) -> dict:
+    def options_of(raw: dict) -> tuple[QueryOptions, bool]:
+        """The :class:`QueryOptions` of a request's fields, and whether it asks for notation."""
         def flag(key: str) -> bool:
             return str(raw.get(key, "")).lower() in ("1", "true", "on", "yes")
 
@@ -159,9 +160,9 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
         rendering = str(raw.get("rendering") or "symbolic")
         if rendering not in ("symbolic", "synthesised"):
             raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering!r}")
-        return {"top": max(1, min(top, 100)), "part": raw.get("part") or None, "measures": measures,
-                "transpose": flag("transpose"), "rendering": rendering, "exhaustive": flag("exhaustive"),
-                "notation": flag("notation")}
+        options = QueryOptions(top=max(1, min(top, 100)), part=raw.get("part") or None, measures=measures,
+                               transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"))
+        return options, flag("notation")
 
     def run_with_file(data: bytes, name: str, work: Callable[[Path], object]):
         extension = THEME_FORMATS.get(Path(name).suffix.lower().lstrip("."))
@@ -189,14 +190,13 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     @app.post("/api/query")
     async def api_query(request: Request) -> dict:
         data, name, raw = await theme_input(request)
-        options = options_of(raw)
-        with_notation = options.pop("notation")
+        options, with_notation = options_of(raw)
 
         def work(path: Path) -> dict:
             from retrieval.web.notation import notation_svg
 
             t0 = time.perf_counter()
-            result = query(collections.get(), path, **options)
+            result = query(collections.get(), path, options)
             answer = result.as_dict()
             answer["theme"] = Path(name).name
             answer["query_id"] = f"q{time.monotonic_ns()}"
@@ -206,7 +206,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
                 results.popitem(last=False)
             if with_notation:
                 try:
-                    answer["notation"] = notation_svg(path, options["part"], options["measures"])
+                    answer["notation"] = notation_svg(path, options.part, options.measures)
                 except ThemeError:
                     answer["notation"] = None
             return answer
@@ -216,12 +216,12 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     @app.post("/api/notation")
     async def api_notation(request: Request) -> dict:
         data, name, raw = await theme_input(request)
-        options = options_of(raw)
+        options, _ = options_of(raw)
 
         def work(path: Path) -> dict:
             from retrieval.web.notation import notation_svg
 
-            return {"theme": Path(name).name, "svg": notation_svg(path, options["part"], options["measures"])}
+            return {"theme": Path(name).name, "svg": notation_svg(path, options.part, options.measures)}
 
         return await in_pool(run_with_file, data, name, work)
 

@@ -14,7 +14,7 @@ import torch
 
 from cli import main
 from models.registry import ModelError, load, model_digest
-from models.synth import harmonic_tones
+from models.tones import harmonic_tones
 from models.training.cache import HCQTCache
 from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, _loss, train
 from models.training.pairs import Excerpt, LabelledNote, PairError, csv_pairs, cut_excerpts, melody_line

@@ -122,7 +122,7 @@ def test_a_read_only_index_answers_status_list_and_query(indexed, rendered_dir, 
 
     parse_corpus_work("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=theme)
     before = sorted(p.name for p in src.iterdir())
-    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
     rodb = ro / db.name
     script = (f"mount --bind -o ro {src} {ro} && "
               f"{sys.executable} {cli} status --db {rodb} --json >{tmp_path}/status.json && "
@@ -250,7 +250,7 @@ def test_list_into_a_closed_pipe_ends_quietly(indexed):
     import sys
     from pathlib import Path
 
-    cli = Path(__file__).resolve().parents[1] / "cli.py"
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
     proc = subprocess.Popen([sys.executable, str(cli), "list", "--db", str(indexed), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # the reader is gone before the first line is written (as `| head` after its lines)

@@ -12,7 +12,7 @@ from models.network import chroma_from_probabilities
 from models.pitch_fft import with_pitch_fft
 from models.registry import MODEL_IDS, load
 
-from .conftest import EXCERPTS
+from ..conftest import EXCERPTS
 
 DEVICES = [
     "cpu",

@@ -8,7 +8,7 @@ import pytest
 
 from cli import main
 
-from .conftest import SHARED
+from ..conftest import SHARED
 
 BACH = SHARED / "data" / "bach_violin" / "audio"
 GROUND_TRUTH = SHARED / "benchmarks" / "bach_violin" / "ground_truth.csv"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrieval.features import FeatureSettings
-from retrieval.render import QueryVariant
+from models.retrieval_features import FeatureSettings
 from retrieval.search import _ann_candidates
+from retrieval.variants import QueryVariant
 
 
 class _Vectors:

@@ -1,9 +1,22 @@
-"""Chroma at 25 Hz → retrieval features and shingles, identically for recordings and themes.
+"""The feature contract: what an index and every query against it must share.
+
+Chroma at 25 Hz → retrieval features and shingles, identically for recordings and themes, and the
+:class:`FeatureSettings` an index records (model, rates, shingle length). Imported alike by the
+store (``db``), the indexer and the search (``retrieval``), so it lives below all three.
 
 Retrieval features are the chroma smoothed in time with a Hann window and downsampled (a
 CENS-like step that makes matching robust to local timing and articulation), one L2-normalised
 12-d row per frame. A shingle is a run of consecutive frames, flattened and L2-normalised, so
 that the inner product of two shingles is their cosine similarity.
+
+Conventions (the whole project):
+
+- *chroma* as the models give it is librosa's layout, ``(12, T)``: pitch classes C..B down,
+  frames across, at :data:`models.frontend.FEATURE_RATE` (25 Hz); the network input is
+  ``(T, 216, 6)`` time first, as the original's ``hcqt_norm``;
+- *retrieval features* are time first, ``(T', 12)`` at ``25 / downsample`` Hz (12.5 Hz by
+  default), one row per frame, because they are cut into rows of shingles and stored frame by
+  frame; :func:`retrieval_features` is the one place where the layout turns.
 """
 
 from __future__ import annotations

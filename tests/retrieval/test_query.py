@@ -13,7 +13,7 @@ from retrieval.query import query
 from retrieval.search import CONFIDENCE_THRESHOLD
 from retrieval.theme import ThemeError, load_theme, parse_corpus_work
 
-from .conftest import PIECES
+from ..conftest import PIECES
 
 # (piece, work, measures of the theme, part or None for all parts)
 THEMES = [

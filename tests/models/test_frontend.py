@@ -9,7 +9,7 @@ import torch
 
 from models.frontend import AMIN, finish_hcqt, grid_boundaries, median_bin_db, normalize_hcqt
 from models.hcqt import FastHCQT, hcqt_reference
-from models.synth import harmonic_tones
+from models.tones import harmonic_tones
 
 
 def test_order_statistic_binning_equals_librosa_sync_median():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.extractor import ChromaExtractor
-from models.synth import harmonic_tones
+from models.tones import harmonic_tones
 
 
 def test_chunked_ten_minute_signal_equals_whole_signal():

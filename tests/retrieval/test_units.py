@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.retrieval_features import FeatureSettings, SettingsMismatchError, retrieval_features, shingles
 from retrieval.dtw import subsequence_align
-from retrieval.features import FeatureSettings, SettingsMismatchError, retrieval_features, shingles
-from retrieval.render import symbolic_chroma
 from retrieval.theme import NoteEvent
+from retrieval.variants import symbolic_chroma
 
 
 def sparse_sequence(n: int, seed: int = 0) -> np.ndarray:

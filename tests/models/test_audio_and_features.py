@@ -14,9 +14,9 @@ import soundfile as sf
 
 from models.audio import AudioError, load_audio
 from models.registry import MODEL_IDS, UnknownModelError, load
-from models.synth import harmonic_tones
+from models.tones import harmonic_tones
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -18,12 +18,12 @@ from cli import main
 from db.store import IndexStore
 from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, VectorIndex, auto_factory
 from indexer.build import index_collection
-from retrieval.features import FeatureSettings, SettingsMismatchError, shingle_starts
+from models.retrieval_features import FeatureSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
 
-from .conftest import PIECES
+from ..conftest import PIECES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def expected_vectors(store: IndexStore) -> int:

@@ -1,9 +1,9 @@
 """A theme → query features at the retrieval rate, symbolically or through audio.
 
 ``symbolic``: each note sets its pitch class for its duration on the 25 Hz grid of the audio
-chroma; ``synthesised``: the theme is rendered with a SoundFont (:mod:`retrieval.synth`) and passed
+chroma; ``synthesised``: the theme is rendered with a SoundFont (:mod:`retrieval.soundfont`) and passed
 through the same deep chroma extractor as the recordings. Both then take the recordings' path
-(:func:`retrieval.features.retrieval_features`), so their frames are comparable.
+(:func:`models.retrieval_features.retrieval_features`), so their frames are comparable.
 
 A theme has no performance tempo: it is rendered at several tempo scales (:data:`TEMPO_SCALES`)
 around its nominal tempo, and in all 12 transpositions on request.
@@ -18,7 +18,7 @@ import numpy as np
 
 from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
-from retrieval.features import FeatureSettings, retrieval_features
+from models.retrieval_features import FeatureSettings, retrieval_features
 from retrieval.theme import NoteEvent, Theme
 
 __all__ = ["RENDERINGS", "TEMPO_SCALES", "QueryVariant", "query_variants", "symbolic_chroma"]
@@ -58,7 +58,7 @@ def symbolic_chroma(notes: Sequence[NoteEvent], rate: float = FEATURE_RATE) -> n
 def _chroma(notes: list[NoteEvent], rendering: str, extractor, program: int | None) -> np.ndarray:
     if rendering == "symbolic":
         return symbolic_chroma(notes)
-    from retrieval.synth import render_notes
+    from retrieval.soundfont import render_notes
 
     audio = render_notes(notes, SAMPLE_RATE, program=program, tail=0.3)
     return extractor.from_signal(audio).chroma

@@ -18,7 +18,7 @@ import soundfile as sf
 
 import retrieval.theme
 from cli import main
-from models.synth import harmonic_tones
+from models.tones import harmonic_tones
 from retrieval.theme import parse_corpus_work
 
 SEED = 20261126
