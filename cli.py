@@ -167,8 +167,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"index       {stats['db']}")
     print(f"recordings  {stats['recordings']} ({stats['hours']:.2f} h of audio)")
+    per_hour = stats["bytes_per_audio_hour"]
     print(f"shingles    {stats['shingles']} in FAISS {stats['index_factory']}, "
-          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['db_bytes'] / 2**20:.1f} MiB SQLite)")
+          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['db_bytes'] / 2**20:.1f} MiB SQLite)"
+          + (f"; {per_hour / 2**20:.1f} MiB per audio hour" if per_hour else ""))
     settings = stats["settings"]
     print("settings    " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if stats["not_yet_searchable"]:
@@ -240,16 +242,25 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise ParameterError(f"--plot {args.plot}: no such folder {folder}")
         if not os.access(folder, os.W_OK):
             raise ParameterError(f"--plot {args.plot}: cannot write into {folder}")
+    if args.plot is not None and len(args.themes) > 1:
+        raise ParameterError("--plot draws one theme's match: give one theme with it")
     store = _open_for_query(args)
+    options = _query_options(args)
+    results = []
     try:
-        result = query(store, args.theme, _query_options(args))
-        if args.plot and result.matches:
+        for theme in args.themes:
+            results.append(query(store, theme, options))
+        if args.plot and results[0].matches:
             from retrieval.plot import plot_match
 
-            plot_match(result, store, args.plot)
+            plot_match(results[0], store, args.plot)
     finally:
         store.close()
-    _print_result(result, args.theme, args.json)
+    if args.json and len(results) > 1:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return 0
+    for theme, result in zip(args.themes, results, strict=True):
+        _print_result(result, theme, args.json)
     return 0
 
 
@@ -457,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("query", help="find the recordings that contain a theme given as a score")
-    p.add_argument("theme", type=Path, help="score file: MusicXML, MIDI, kern, ABC, MEI")
+    p.add_argument("themes", type=Path, nargs="+", metavar="THEME",
+                   help="score file(s): MusicXML, MIDI, kern, ABC, MEI (several: one result each; --json: a list)")
     _add_db_option(p)
     _add_query_options(p)
     _add_settings_options(p)

@@ -409,6 +409,8 @@ class IndexStore:
             "index_factory": self.factory or "(none yet)",
             "faiss_bytes": self.faiss_path.stat().st_size if self.faiss_path.is_file() else 0,
             "db_bytes": self.path.stat().st_size,
+            "bytes_per_audio_hour": ((self.path.stat().st_size + (self.faiss_path.stat().st_size
+                                      if self.faiss_path.is_file() else 0)) / (q[1] / 3600)) if q[1] else None,
             "settings": asdict(self.settings),
             "failed": failed,
             "warnings": warnings,

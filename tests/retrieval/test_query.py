@@ -132,3 +132,26 @@ def test_demo_main_job(rendered_dir, tmp_path, capsys):
     best = result["matches"][0]
     assert Path(best["path"]).stem == "haydn_op74" and best["confident"] and result["confident_match"]
     assert abs(best["start"] - 12.0) < 2.0  # bar 9 of a 3/4 movement at ♩ = 120
+
+
+def test_several_themes_in_one_call_equal_single_calls(store, tmp_path, capsys):
+    themes = []
+    for name, work, measures, part in THEMES[:2]:
+        score = parse_corpus_work(work).measures(*measures)
+        path = tmp_path / f"{name}.musicxml"
+        (score.parts[part] if part is not None else score).write("musicxml", fp=path)
+        themes.append(path)
+    assert main(["query", *map(str, themes), "--db", str(store.path), "--json", "--top", "3"]) == 0
+    together = json.loads(capsys.readouterr().out)
+    assert len(together) == 2
+    for theme, answer in zip(themes, together, strict=True):
+        assert main(["query", str(theme), "--db", str(store.path), "--json", "--top", "3"]) == 0
+        alone = json.loads(capsys.readouterr().out)
+        assert [(m["path"], m["score"], m["start"]) for m in answer["matches"]] == \
+               [(m["path"], m["score"], m["start"]) for m in alone["matches"]]
+
+
+def test_status_reports_bytes_per_audio_hour(store, capsys):
+    assert main(["status", "--db", str(store.path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["bytes_per_audio_hour"] == pytest.approx((stats["db_bytes"] + stats["faiss_bytes"]) / stats["hours"])
