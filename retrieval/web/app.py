@@ -37,6 +37,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from models.errors import RetrievalError
 from retrieval.search import Collection
 from retrieval.theme import MAX_THEME_NOTES, ThemeError
 
@@ -178,7 +179,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             path.write_bytes(data)
             try:
                 return work(path)
-            except ThemeError as error:
+            except RetrievalError as error:  # the CLI's one-line message, the upload's name in place of ours
                 message = str(error).replace(str(path), Path(name).name)
                 status = 422 if "too many" in message or "longer than" in message else 400
                 raise HTTPException(status, message) from None

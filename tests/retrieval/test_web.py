@@ -242,3 +242,13 @@ def test_notation_from_several_threads_at_once(haydn_theme):
     with ThreadPoolExecutor(3) as pool:
         svgs = list(pool.map(lambda _: notation_svg(haydn_theme), range(3)))
     assert all(svg.startswith("<svg") for svg in svgs)
+
+
+def test_an_index_without_vectors_answers_one_line(tmp_path, haydn_theme):
+    from models.retrieval_features import FeatureSettings
+
+    store = IndexStore.create(tmp_path / "empty.db", FeatureSettings())
+    store.close()
+    with TestClient(_app(tmp_path / "empty.db")) as client:
+        response = _upload(client, haydn_theme)
+    assert response.status_code == 400 and "\n" not in response.json()["error"]
