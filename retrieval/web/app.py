@@ -105,7 +105,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     """
     from retrieval.query import QueryOptions, query
 
-    app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0])
+    app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0], docs_url=None)
     collections = _Collections(open_collection, version)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="query")
     results: OrderedDict[str, object] = OrderedDict()
@@ -265,6 +265,19 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             return buffer.getvalue()
 
         return Response(await in_pool(draw), media_type="image/png")
+
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    # the API docs with Swagger UI's own files served here (FastAPI's default loads them from a CDN)
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title}: API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

@@ -62,6 +62,14 @@ def test_query_by_pasted_abc_and_notation(client):
     assert svg.startswith("<svg")
 
 
+def test_api_docs_are_served_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert "/api/query" in client.get("/openapi.json").json()["paths"]
+
+
 def test_recordings_and_status(client):
     recordings = client.get("/api/recordings").json()
     assert len(recordings) == 5 and {"id", "path", "duration", "status"} <= set(recordings[0])
