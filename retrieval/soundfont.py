@@ -53,21 +53,23 @@ def render_notes(
     sample_rate: int = SAMPLE_RATE,
     *,
     program: int | None = None,
-    velocity: int = 90,
+    velocity: int | Sequence[int] = 90,
     tail: float = 1.0,
     soundfont: Path | None = None,
 ) -> np.ndarray:
     """Mono float32 audio of ``notes``; each part on its own channel with its GM program.
 
-    ``program`` overrides every part's instrument (e.g. 40 = violin). ``tail`` seconds of release
+    ``program`` overrides every part's instrument (e.g. 40 = violin). ``velocity`` is one MIDI
+    velocity for all notes or one per note (a louder melody). ``tail`` seconds of release
     follow the last note-off. Loud mixtures are scaled to a peak of 0.9 (no clipping in a file).
     """
     if not notes:
         raise ParameterError("no notes to render")
+    velocities = np.broadcast_to(np.clip(np.asarray(velocity, dtype=int), 1, 127), (len(notes),))
     synth, sfid = _synth(sample_rate, soundfont)
     channels: dict[tuple[int, int], int] = {}
-    events: list[tuple[float, int, int, int]] = []  # (time, 0=off/1=on, channel, pitch)
-    for note in notes:
+    events: list[tuple[float, int, int, int, int]] = []  # (time, 0=off/1=on, channel, pitch, velocity)
+    for note, vel in zip(notes, velocities, strict=True):
         prog = program if program is not None else note.program
         key = (note.part, prog)
         if key not in channels:
@@ -76,19 +78,19 @@ def render_notes(
             channels[key] = chan
             synth.program_select(chan, sfid, 0, int(prog) % 128)
         pitch = int(np.clip(note.pitch, 0, 127))
-        events.append((note.onset, 1, channels[key], pitch))
-        events.append((note.onset + max(note.duration, 0.02), 0, channels[key], pitch))
+        events.append((note.onset, 1, channels[key], pitch, int(vel)))
+        events.append((note.onset + max(note.duration, 0.02), 0, channels[key], pitch, 0))
     events.sort()
     total = int((events[-1][0] + tail) * sample_rate)
     out = np.zeros(total, dtype=np.float32)
     position = 0
-    for time, is_on, chan, pitch in events:
+    for time, is_on, chan, pitch, vel in events:
         target = min(int(time * sample_rate), total)
         if target > position:
             out[position:target] = _generate(synth, target - position)
             position = target
         if is_on:
-            synth.noteon(chan, pitch, velocity)
+            synth.noteon(chan, pitch, vel)
         else:
             synth.noteoff(chan, pitch)
     if total > position:

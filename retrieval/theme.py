@@ -222,10 +222,15 @@ def theme_from_stream(
     expand_repeats: bool = False,
     default_qpm: float = DEFAULT_QPM,
     name: str = "score",
+    whole_score: bool = False,
 ) -> Theme:
-    """The :class:`Theme` of a music21 stream (a score, a part or a bare stream of notes)."""
+    """The :class:`Theme` of a music21 stream (a score, a part or a bare stream of notes).
+
+    ``whole_score=True`` lifts the :data:`MAX_THEME_NOTES` limit, which guards queries: for
+    rendering a full score or reading its labels, which are not themes.
+    """
     score = stream if isinstance(stream, music21.stream.Score) else _wrap(stream)
-    if part is None and measures is None:
+    if part is None and measures is None and not whole_score:
         _check_size(sum(1 for _ in score.recurse().notes), name)
     if expand_repeats:
         try:
@@ -260,7 +265,8 @@ def theme_from_stream(
                 notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index, start, length))
     if not notes:
         raise ThemeError(f"{name}: no notes in the selected score")
-    _check_size(len(notes), name)
+    if not whole_score:
+        _check_size(len(notes), name)
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
     shifted = tuple(replace(n, onset=n.onset - t0) for n in notes)
@@ -303,10 +309,13 @@ def load_theme(
     measures: tuple[int, int] | None = None,
     expand_repeats: bool = False,
     default_qpm: float = DEFAULT_QPM,
+    whole_score: bool = False,
 ) -> Theme:
-    """Read a score file and return its :class:`Theme` (errors: :class:`ThemeError`, one line)."""
+    """Read a score file and return its :class:`Theme` (errors: :class:`ThemeError`, one line).
+
+    ``whole_score``: as in :func:`theme_from_stream` (no note limit, for rendering and labels).
+    """
     path = Path(path)
     score = parse_score(path)
-    return theme_from_stream(
-        score, part=part, measures=measures, expand_repeats=expand_repeats, default_qpm=default_qpm, name=str(path)
-    )
+    return theme_from_stream(score, part=part, measures=measures, expand_repeats=expand_repeats,
+                             default_qpm=default_qpm, name=str(path), whole_score=whole_score)

@@ -188,7 +188,7 @@ def _melody_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float
         cached = Path(cache_dir) / "scores" / f"{score.stem}-{digest}.json"
         if cached.is_file():
             return [tuple(row) for row in json.loads(cached.read_text())]
-    theme = theme_from_stream(parse_score(score), name=str(score))
+    theme = theme_from_stream(parse_score(score), name=str(score), whole_score=True)
     rows = [(n.score_onset, n.score_onset + n.score_duration, n.pitch) for n in theme.notes]
     if cached is not None:
         from models.files import atomic_write_text
@@ -276,7 +276,7 @@ def csv_pairs(path: str | Path) -> list[PairRecording]:
             measures = (int(first), int(last or first))
         try:
             theme = theme_from_stream(parse_score(score), part=row.get("part") or None, measures=measures,
-                                      name=str(score))
+                                      name=str(score), whole_score=True)
         except ThemeError as error:
             raise PairError(str(error)) from None
         notes = [LabelledNote(n.onset, n.onset + n.duration, n.pitch, n.score_onset, n.score_onset + n.score_duration)

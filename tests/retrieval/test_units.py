@@ -137,3 +137,18 @@ def test_repeats_are_expanded_only_when_asked():
     score = music21.stream.Score([part])
     assert [n.pitch for n in theme_from_stream(score).notes] == [60, 64]
     assert [n.pitch for n in theme_from_stream(score, expand_repeats=True).notes] == [60, 64, 60, 64]
+
+
+def test_per_note_velocity_makes_that_note_louder():
+    from retrieval.soundfont import render_notes
+
+    notes = [NoteEvent(0.0, 0.5, 60, 0, 0), NoteEvent(0.0, 0.5, 67, 0, 1)]
+    even = render_notes(notes, 22050, velocity=90, tail=0.1)
+    accented = render_notes(notes, 22050, velocity=[127, 90], tail=0.1)
+
+    def level(audio: np.ndarray, pitch: int) -> float:  # spectrum magnitude at the note's fundamental
+        spectrum = np.abs(np.fft.rfft(audio[:8192]))
+        return float(spectrum[round(440 * 2 ** ((pitch - 69) / 12) * 8192 / 22050)])
+
+    assert level(accented, 60) > 1.3 * level(even, 60)  # +3 dB with this SoundFont
+    assert level(accented, 67) == pytest.approx(level(even, 67), rel=0.1)

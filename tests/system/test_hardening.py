@@ -172,6 +172,8 @@ def test_a_theme_with_too_many_notes_is_refused_in_one_line(indexed, tmp_path, c
     assert err.count("\n") == 1 and "400 notes, too many for a theme" in err and "--measures" in err
     assert main(["query", str(theme), "--db", str(indexed), "--part", "Voice 2", "--json"]) == 0  # one part fits
     capsys.readouterr()
+    whole = retrieval.theme.load_theme(theme, whole_score=True)  # rendering and training labels: not a theme
+    assert len(whole.notes) == 400
 
 
 def test_a_theme_longer_than_every_recording_is_refused(indexed, tmp_path, capsys):
