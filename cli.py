@@ -185,6 +185,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from db.store import IndexStore
+
+    db = args.db or _default_db()
+    with IndexStore.writing(db):
+        store = IndexStore.open(db)
+        before = store.stats()["bytes_per_audio_hour"]
+        converted = store.compact()
+        reorganised = store.reorganise()
+        after = store.stats()
+        store.close()
+    per_hour = after["bytes_per_audio_hour"]
+    if args.json:
+        print(json.dumps({"db": str(db), "converted": converted, "reorganised": reorganised,
+                          "bytes_per_audio_hour_before": before, "bytes_per_audio_hour": per_hour,
+                          "index_factory": after["index_factory"]}, indent=2))
+    elif not (converted or reorganised):
+        print(f"{db}: already compact ({after['index_factory']}, uint8 features)")
+    else:
+        print(f"{db}: {after['index_factory']}, uint8 features; "
+              + (f"{before / 2**20:.2f} → {per_hour / 2**20:.2f} MiB per audio hour" if per_hour else "empty"))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -234,7 +258,7 @@ def _open_for_query(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from retrieval.query import query
+    from retrieval.query import query_many
 
     if args.plot is not None:
         folder = args.plot.resolve().parent
@@ -246,10 +270,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise ParameterError("--plot draws one theme's match: give one theme with it")
     store = _open_for_query(args)
     options = _query_options(args)
-    results = []
     try:
-        for theme in args.themes:
-            results.append(query(store, theme, options))
+        results = query_many(store, args.themes, options)
         if args.plot and results[0].matches:
             from retrieval.plot import plot_match
 
@@ -521,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("compact", help="convert an older index to the compact format (uint8 features, sized vectors)")
+    _add_db_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("list", help="the recordings of an index")
     _add_db_option(p)

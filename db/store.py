@@ -7,8 +7,10 @@ Tables, plain enough for any SQLite tool:
 - ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
   channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
   ``in_index`` (1 once its vectors are in the saved FAISS file).
-- ``features(recording_id, data)``: the retrieval-rate chroma ``(n_frames, 12)`` float32, kept
-  for re-ranking and for rebuilding the vector index.
+- ``features(recording_id, data)``: the retrieval-rate chroma ``(n_frames, 12)``, kept for
+  re-ranking and for rebuilding the vector index, as ``uint8`` (``round(255·x)``: the values lie in
+  [0, 1], error ≤ 1/510, 540 kB per audio hour) or, in indexes made before that format and not yet
+  converted by :meth:`IndexStore.compact`, float32 (the ``features_dtype`` setting says which).
 - ``pending_removals(recording_id)``: recordings deleted from the tables whose vectors may still
   be in the saved FAISS file.
 
@@ -37,7 +39,8 @@ from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerpr
 from models.errors import RetrievalError
 from models.retrieval_features import FeatureSettings, shingles
 
-__all__ = ["FILE_ROW", "IndexStore", "Recording", "StoreError"]
+__all__ = ["FEATURE_DTYPES", "FEATURE_STEP", "FILE_ROW", "IndexStore", "Recording", "StoreError", "decode_features",
+           "encode_features"]
 
 
 REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vectors from the stored features"
@@ -59,6 +62,27 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
 
 class StoreError(RetrievalError, RuntimeError):
     """The index file is missing, unreadable or inconsistent with what was asked."""
+
+
+FEATURE_DTYPES = ("uint8", "float32")
+"""How stored features are encoded: ``uint8`` (new indexes) or ``float32`` (older ones)."""
+
+FEATURE_STEP = 1.0 / 255
+"""The ``uint8`` quantisation step: a stored value is within half of it of the computed one."""
+
+
+def encode_features(features: np.ndarray, dtype: str) -> bytes:
+    """``(n_frames, 12)`` features in [0, 1] as the bytes of the table's ``data`` column."""
+    if dtype == "uint8":
+        return np.round(np.clip(features, 0.0, 1.0) * 255).astype(np.uint8).tobytes()
+    return np.ascontiguousarray(features, dtype=np.float32).tobytes()
+
+
+def decode_features(data: bytes, dtype: str) -> np.ndarray:
+    """The float32 features ``(n_frames, 12)`` stored as ``data`` (see :func:`encode_features`)."""
+    if dtype == "uint8":
+        return np.frombuffer(data, dtype=np.uint8).reshape(-1, 12).astype(np.float32) * np.float32(FEATURE_STEP)
+    return np.frombuffer(data, dtype=np.float32).reshape(-1, 12)
 
 
 @dataclass(frozen=True)
@@ -102,12 +126,17 @@ class IndexStore:
         self._vectors: VectorIndex | None = None
         self._unsaved: tuple[list[int], list[int]] = ([], [])
         self._rebuild_all = False
+        row = db.execute("SELECT value FROM settings WHERE key = 'features_dtype'").fetchone()
+        self.features_dtype = row[0] if row else "float32"
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, settings: FeatureSettings) -> IndexStore:
-        """A new, empty index at ``path`` (which must not exist)."""
+    def create(cls, path: str | Path, settings: FeatureSettings, features_dtype: str = FEATURE_DTYPES[0]) -> IndexStore:
+        """A new, empty index at ``path`` (which must not exist), storing features as ``features_dtype``
+        (:data:`FEATURE_DTYPES`; float32 only to keep them exactly as computed)."""
+        if features_dtype not in FEATURE_DTYPES:
+            raise StoreError(f"features_dtype must be one of {FEATURE_DTYPES}, got {features_dtype!r}")
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: an index already exists (use --rebuild to start over)")
@@ -122,6 +151,7 @@ class IndexStore:
             db["pending_removals"].create({"recording_id": int}, pk="recording_id")
             db["settings"].insert({"key": "features", "value": settings.to_json()})
             db["settings"].insert({"key": "faiss_factory", "value": ""})
+            db["settings"].insert({"key": "features_dtype", "value": features_dtype})
         return cls(path, db, settings)
 
     @classmethod
@@ -214,7 +244,7 @@ class IndexStore:
         row = self.db.execute("SELECT data FROM features WHERE recording_id = ?", [recording_id]).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: no features stored for recording {recording_id}")
-        return np.frombuffer(row[0], dtype=np.float32).reshape(-1, 12)
+        return decode_features(row[0], self.features_dtype)
 
     def iter_features(self) -> Iterator[tuple[Recording, np.ndarray]]:
         for rec in self.recordings("indexed"):
@@ -227,11 +257,11 @@ class IndexStore:
 
         The row starts with ``in_index = 0``: its vectors count only once the FAISS file is saved.
         """
-        features = np.ascontiguousarray(features, dtype=np.float32)
         row = {"error": None, **row, "status": "indexed", "n_frames": len(features), "in_index": 0}
+        data = encode_features(features, self.features_dtype)
         with self.db.conn:
             rid = self._upsert(row)
-            self.db["features"].upsert({"recording_id": rid, "data": features.tobytes()}, pk="recording_id")
+            self.db["features"].upsert({"recording_id": rid, "data": data}, pk="recording_id")
         return rid
 
     def put_failed(self, row: dict, error: str) -> int:
@@ -321,14 +351,14 @@ class IndexStore:
         return shingles(features, self.settings.shingle_length, self.settings.shingle_hop)
 
     def _new_vectors(self, factory: str, max_training: int = 100_000) -> VectorIndex:
+        """An empty index of ``factory``, trained on about ``max_training`` shingles spread evenly
+        over all recordings (every ``step``-th of each) where it needs training."""
         training = None
         if VectorIndex.needs_training(factory, self.settings.dim):
-            parts, total = [], 0
-            for _, feats in self.iter_features():
-                parts.append(self._shingles(feats)[1])
-                total += len(parts[-1])
-                if total >= max_training:
-                    break
+            n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
+            step = max(1, int(n[0]) // self.settings.shingle_hop // max_training)
+            parts = [self._shingles(feats)[1][::step] for _, feats in self.iter_features()]
+            parts = [p for p in parts if len(p)]
             if not parts:  # nothing to train on yet: exact search until reorganise() switches
                 return VectorIndex.create("IDMap2,Flat", self.settings.dim)
             training = np.concatenate(parts)
@@ -384,10 +414,37 @@ class IndexStore:
         planned = self._planned_factory()
         if planned == self.vectors().factory:
             return False
-        self._vectors = self._new_vectors(planned)
+        self.rebuild_vectors(planned)
+        return True
+
+    def rebuild_vectors(self, factory: str) -> None:
+        """Replace the vector index by a new one of FAISS ``factory`` built from the stored features
+        (trained on a sample of them where the factory needs it), and save it."""
+        self._vectors = self._new_vectors(factory)
         with self.db.conn:
             self.db.execute("UPDATE recordings SET in_index = 0")
         self.checkpoint()
+
+    def compact(self) -> bool:
+        """Convert float32 features to ``uint8`` and rebuild the vectors from them; returns whether it did.
+
+        One transaction rewrites every features row and the ``features_dtype`` setting and marks
+        all vectors for re-adding (a crash leaves either the old index or the converted tables
+        whose vectors the next checkpoint rebuilds); then the FAISS file is rebuilt and the
+        database file shrunk (``VACUUM``).
+        """
+        if self.features_dtype == "uint8":
+            return False
+        with self.db.conn:
+            for (rid,) in self.db.execute("SELECT recording_id FROM features").fetchall():
+                data = encode_features(self.features(rid), "uint8")
+                self.db.execute("UPDATE features SET data = ? WHERE recording_id = ?", [data, rid])
+            self.db["settings"].upsert({"key": "features_dtype", "value": "uint8"}, pk="key")
+            self.db.execute("UPDATE recordings SET in_index = 0")
+        self.features_dtype = "uint8"
+        self.rebuild_vectors(self._planned_factory())
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
     # -- summary ---------------------------------------------------------------------------
@@ -411,6 +468,7 @@ class IndexStore:
             "db_bytes": self.path.stat().st_size,
             "bytes_per_audio_hour": ((self.path.stat().st_size + (self.faiss_path.stat().st_size
                                       if self.faiss_path.is_file() else 0)) / (q[1] / 3600)) if q[1] else None,
+            "features_dtype": self.features_dtype,
             "settings": asdict(self.settings),
             "failed": failed,
             "warnings": warnings,

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from models.errors import ParameterError
 from retrieval.evaluation import QueryOutcome, summarize
-from retrieval.query import QueryOptions, query
+from retrieval.query import QueryOptions, query_many
 
-__all__ = ["read_ground_truth", "run_benchmark"]
+__all__ = ["BATCH", "read_ground_truth", "run_benchmark"]
+
+BATCH = 16
+"""Themes searched together by :func:`run_benchmark` (one FAISS search, re-ranking in parallel)."""
 
 
 def read_ground_truth(path: str | Path) -> list[dict]:
@@ -43,17 +46,24 @@ def _span(row: dict) -> tuple[float, float] | None:
 
 def run_benchmark(
     collection, rows: list[dict], options: QueryOptions | None = None, *,
-    progress: Callable[[int], None] | None = None, **overrides,
+    progress: Callable[[int], None] | None = None, batch: int = BATCH, **overrides,
 ) -> tuple[dict, list[dict]]:
-    """Run every query with ``options`` (and keyword ``overrides`` of its fields); returns
-    ``(metrics, per-query rows)``."""
+    """Run every query with ``options`` (and keyword ``overrides`` of its fields), ``batch`` themes
+    at a time (:func:`retrieval.query.query_many`; a query's seconds are its batch's share);
+    returns ``(metrics, per-query rows)``."""
     options = replace(options or QueryOptions(), **overrides)
     names = {r.name for r in collection.recordings("indexed")}
     outcomes, table = [], []
-    for i, row in enumerate(rows):
+    results = []
+    for first in range(0, len(rows), batch):
+        chunk = rows[first : first + batch]
         t0 = time.perf_counter()
-        result = query(collection, row["query"], options)
-        seconds = time.perf_counter() - t0
+        found = query_many(collection, [row["query"] for row in chunk], options)
+        share = (time.perf_counter() - t0) / len(chunk)
+        results += [(result, share) for result in found]
+        if progress:
+            progress(len(results))
+    for row, (result, seconds) in zip(rows, results, strict=True):
         ranking = tuple(Path(m.path).stem for m in result.matches)
         first = result.matches[0] if result.matches else None
         outcome = QueryOutcome(
@@ -70,6 +80,4 @@ def run_benchmark(
             "true_start": outcome.true_span[0] if outcome.true_span else None,
             "seconds": round(seconds, 4), "in_collection": outcome.in_collection,
         })
-        if progress:
-            progress(i + 1)
     return summarize(outcomes), table

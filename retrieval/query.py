@@ -28,12 +28,12 @@ from retrieval.search import (
     Collection,
     Match,
     SearchTimings,
-    search,
+    search_many,
 )
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
 from retrieval.variants import TEMPO_SCALES, query_variants
 
-__all__ = ["QueryOptions", "QueryResult", "query"]
+__all__ = ["QueryOptions", "QueryResult", "query", "query_many"]
 
 
 @dataclass
@@ -66,9 +66,9 @@ def _extractor_for(settings: FeatureSettings, device: str):
     return make_extractor(settings.model_id, device=device)
 
 
-def _check_fits(theme: Theme, collection: Collection, fastest: float) -> None:
-    """Refuse a theme that, even at the fastest tempo tried, lasts longer than every recording."""
-    longest = max((r.duration or 0.0 for r in collection.recordings("indexed")), default=0.0)
+def _check_fits(theme: Theme, longest: float, fastest: float) -> None:
+    """Refuse a theme that, even at the fastest tempo tried, lasts longer than every recording
+    (``longest`` seconds)."""
     if longest and theme.duration / fastest > longest:
         raise ThemeError(
             f"{theme.source}: the theme lasts {theme.duration:.0f} s at its marked tempo "
@@ -126,26 +126,46 @@ def query(
     :data:`retrieval.theme.MAX_THEME_NOTES` notes, is refused with a :class:`ThemeError`.
     ``result.timings`` includes reading the theme (``extra["parse"]``).
     """
+    return query_many(collection, [theme], options, extractor=extractor, **overrides)[0]
+
+
+def query_many(
+    collection: Collection,
+    themes: list[Theme | str | Path | music21.stream.Stream],
+    options: QueryOptions | None = None,
+    *,
+    extractor=None,
+    **overrides,
+) -> list[QueryResult]:
+    """:func:`query` for several themes at once, in their order: one batched FAISS search for all
+    their shingles and their candidates re-ranked on parallel threads (:func:`retrieval.search.search_many`);
+    the results equal those of one :func:`query` per theme. The ANN and re-ranking times of each
+    result are the batch's divided by the number of themes."""
     o = replace(options or QueryOptions(), **overrides)
-    timings = SearchTimings()
-    t0 = time.perf_counter()
-    if not isinstance(theme, Theme):
-        if isinstance(theme, music21.stream.Stream):
-            theme = theme_from_stream(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
-        else:
-            theme = load_theme(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
-    timings.extra["parse"] = time.perf_counter() - t0
-    _check_fits(theme, collection, max(o.tempo_scales))
-    t0 = time.perf_counter()
+    longest = max((r.duration or 0.0 for r in collection.recordings("indexed")), default=0.0)
     if o.rendering == "synthesised" and extractor is None:
         extractor = _extractor_for(collection.settings, o.device)
-    variants = query_variants(
-        theme, collection.settings, rendering=o.rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
-        extractor=extractor, program=o.program,
+    parsed, variant_sets, timings = [], [], []
+    for theme in themes:
+        t = SearchTimings()
+        t0 = time.perf_counter()
+        if not isinstance(theme, Theme):
+            if isinstance(theme, music21.stream.Stream):
+                theme = theme_from_stream(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
+            else:
+                theme = load_theme(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
+        t.extra["parse"] = time.perf_counter() - t0
+        _check_fits(theme, longest, max(o.tempo_scales))
+        t0 = time.perf_counter()
+        variant_sets.append(query_variants(
+            theme, collection.settings, rendering=o.rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
+            extractor=extractor, program=o.program,
+        ))
+        t.extra["render"] = time.perf_counter() - t0
+        parsed.append(theme)
+        timings.append(t)
+    found = search_many(
+        collection, variant_sets, top=o.top, candidates=o.candidates, exhaustive=o.exhaustive,
+        threshold=o.threshold, margin_threshold=o.margin_threshold, timings=timings,
     )
-    timings.extra["render"] = time.perf_counter() - t0
-    matches = search(
-        collection, variants, top=o.top, candidates=o.candidates, exhaustive=o.exhaustive, threshold=o.threshold,
-        margin_threshold=o.margin_threshold, timings=timings,
-    )
-    return QueryResult(matches, theme, timings)
+    return [QueryResult(matches, theme, t) for matches, theme, t in zip(found, parsed, timings, strict=True)]

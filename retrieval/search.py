@@ -8,7 +8,8 @@
    The top ``candidates`` go on.
 3. Re-ranking: subsequence DTW (:func:`retrieval.dtw.subsequence_align`) of the best variants
    against the stored features around the best ANN hits gives the final score (mean cosine
-   similarity along the path) and the matched time span.
+   similarity along the path) and the matched time span; candidates are aligned on parallel
+   threads (the compiled DTW releases the GIL).
 
 ``exhaustive=True`` skips 1–2 and aligns every variant with every whole recording: the exact
 reference the ANN pipeline is measured against.
@@ -16,9 +17,12 @@ reference the ANN pipeline is measured against.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -29,7 +33,7 @@ from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.variants import QueryVariant
 
-__all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search"]
+__all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search", "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
@@ -138,7 +142,11 @@ def _ann_candidates(
     ranked by their best variant (:func:`_candidates`). Scattered chance hits, and variants at the
     wrong tempo (whose shingles' anchors drift apart), score low.
     """
-    hits = _shingle_hits(collection, variants, k)
+    return _vote(_shingle_hits(collection, [variants], k)[0], variants, n_candidates)
+
+
+def _vote(hits: _Hits | None, variants: Sequence[QueryVariant], n_candidates: int) -> dict[int, Hypotheses]:
+    """:func:`_ann_candidates` from one theme's hits."""
     if hits is None:
         return {}
     votes = [_votes(hits, len(variants), shift) for shift in (0, ANCHOR_BIN // 2)]
@@ -161,17 +169,30 @@ class _Hits:
     floor: np.ndarray  # (n_shingles,) each shingle's k-th similarity: its score where it has no hit
 
 
-def _shingle_hits(collection: Collection, variants: Sequence[QueryVariant], k: int) -> _Hits | None:
-    """Search every variant's shingles (hop 1) at once; ``None`` when nothing was hit."""
+def _shingle_hits(collection: Collection, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
+    """Search every variant's shingles (hop 1) of every theme in one batch; per theme its hits
+    (``None`` when nothing was hit)."""
     settings = collection.settings
-    queries, owner, offset = [], [], []
-    for vi, variant in enumerate(variants):
-        starts, vecs = shingles(variant.features, settings.shingle_length, 1)
-        queries.append(vecs)
-        owner.append(np.full(len(starts), vi))
-        offset.append(starts)
+    queries, owner, offset, theme_of = [], [], [], []
+    for ti, variants in enumerate(themes):
+        for vi, variant in enumerate(variants):
+            starts, vecs = shingles(variant.features, settings.shingle_length, 1)
+            queries.append(vecs)
+            owner.append(np.full(len(starts), vi))
+            offset.append(starts)
+            theme_of.append(np.full(len(starts), ti))
     sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
-    owner_a, offset_a = np.concatenate(owner), np.concatenate(offset)
+    owner_a, offset_a, theme_a = np.concatenate(owner), np.concatenate(offset), np.concatenate(theme_of)
+    found: list[_Hits | None] = []
+    for ti in range(len(themes)):
+        rows = np.flatnonzero(theme_a == ti)
+        found.append(_hits(sims[rows], rids[rows], frames[rows], owner_a[rows], offset_a[rows]))
+    return found
+
+
+def _hits(sims: np.ndarray, rids: np.ndarray, frames: np.ndarray, owner: np.ndarray,
+          offset: np.ndarray) -> _Hits | None:
+    """One theme's :class:`_Hits` from its shingles' search results ``(n_shingles, k)``."""
     floors = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 0.0)
     q_idx = np.repeat(np.arange(len(sims)), sims.shape[1])
     sim, rid, frame = sims.ravel(), rids.ravel(), frames.ravel()
@@ -179,7 +200,7 @@ def _shingle_hits(collection: Collection, variants: Sequence[QueryVariant], k: i
     if not keep.any():
         return None
     q_idx = q_idx[keep]
-    return _Hits(q_idx, sim[keep], rid[keep], frame[keep].astype(np.int64) - offset_a[q_idx], owner_a, floors)
+    return _Hits(q_idx, sim[keep], rid[keep], frame[keep].astype(np.int64) - offset[q_idx], owner, floors)
 
 
 def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
@@ -236,10 +257,10 @@ def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, a
 
 
 def _rerank(
-    collection: Collection, variants: Sequence[QueryVariant], rid: int, triples: Hypotheses, n_variants: int
+    target: np.ndarray, variants: Sequence[QueryVariant], triples: Hypotheses, n_variants: int
 ) -> tuple[float, int, int, int]:
-    """Best ``(similarity, variant, start, end)`` of DTW around the anchors of the best variants."""
-    target = collection.features(rid)
+    """Best ``(similarity, variant, start, end)`` of DTW around the anchors of the best variants
+    in a recording's features ``target (M, 12)``."""
     best = (float("-inf"), triples[0][1], 0, 0)
     for _, vi, anchors in triples[:n_variants]:
         length = len(variants[vi].features)
@@ -254,22 +275,38 @@ def _rerank(
     return best
 
 
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads re-ranking candidates in parallel (the DTW kernel releases the GIL), one per core."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix="rerank")
+
+
+def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant]) -> tuple[float, int, int, int]:
+    """Best ``(similarity, variant, start, end)`` of every variant against a whole recording."""
+    best = (float("-inf"), 0, 0, 0)
+    for vi, variant in enumerate(variants):
+        a = subsequence_align(variant.features, target)
+        if a.similarity > best[0]:
+            best = (a.similarity, vi, a.start, a.end)
+    return best
+
+
 def _exhaustive(collection: Collection, variants: Sequence[QueryVariant]) -> dict[int, tuple[float, int, int, int]]:
-    results = {}
-    for rec in collection.recordings("indexed"):
-        target = collection.features(rec.id)
-        best = (float("-inf"), 0, 0, 0)
-        for vi, variant in enumerate(variants):
-            a = subsequence_align(variant.features, target)
-            if a.similarity > best[0]:
-                best = (a.similarity, vi, a.start, a.end)
-        results[rec.id] = best
-    return results
+    jobs = {rec.id: _pool().submit(_align_whole, collection.features(rec.id), variants)
+            for rec in collection.recordings("indexed")}
+    return {rid: job.result() for rid, job in jobs.items()}
 
 
-def search(
+def search(collection: Collection, variants: Sequence[QueryVariant], *, timings: SearchTimings | None = None,
+           **options) -> list[Match]:
+    """Rank the recordings of ``collection`` for one theme given as query ``variants``
+    (:func:`search_many` with one theme; the same keyword ``options``)."""
+    return search_many(collection, [variants], timings=None if timings is None else [timings], **options)[0]
+
+
+def search_many(
     collection: Collection,
-    variants: Sequence[QueryVariant],
+    themes: Sequence[Sequence[QueryVariant]],
     *,
     top: int = 10,
     k: int = NEIGHBOURS,
@@ -278,35 +315,54 @@ def search(
     exhaustive: bool = False,
     threshold: float = CONFIDENCE_THRESHOLD,
     margin_threshold: float = CONFIDENCE_MARGIN,
-    timings: SearchTimings | None = None,
-) -> list[Match]:
-    """Rank the recordings of ``collection`` for a theme given as query ``variants``.
+    timings: Sequence[SearchTimings] | None = None,
+) -> list[list[Match]]:
+    """Rank the recordings of ``collection`` for each theme, given as its query variants.
 
-    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle) → the ``candidates`` best
-    recordings → DTW re-ranking of their ``rerank_variants`` best tempo variants around the ANN
-    anchors (:data:`RERANK_WINDOW`); ``exhaustive`` aligns every variant with every whole recording
-    instead. Matches are marked confident by the rule of :data:`CONFIDENCE_THRESHOLD` and
-    :data:`CONFIDENCE_MARGIN` (``threshold``, ``margin_threshold``).
+    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle; all themes' shingles in one
+    FAISS search) → each theme's ``candidates`` best recordings → DTW re-ranking of their
+    ``rerank_variants`` best tempo variants around the ANN anchors (:data:`RERANK_WINDOW`), all
+    themes' candidates on the thread pool at once; ``exhaustive`` aligns every variant with every
+    whole recording instead. Matches are marked confident by the rule of
+    :data:`CONFIDENCE_THRESHOLD` and :data:`CONFIDENCE_MARGIN` (``threshold``,
+    ``margin_threshold``). ``timings`` (one per theme) receive each stage's time; with several
+    themes, a shared stage's time is divided equally among them.
     """
-    if not variants:
+    if not themes or any(not variants for variants in themes):
         raise ParameterError("no query variants")
     if top < 1 or k < 1 or candidates < 1:
         raise ParameterError("top, k and candidates must be positive")
-    timings = timings if timings is not None else SearchTimings()
-    ann_scores: dict[int, float] = {}
+    timings = list(timings) if timings is not None else [SearchTimings() for _ in themes]
+    n = len(themes)
     t0 = time.perf_counter()
     if exhaustive:
-        aligned = _exhaustive(collection, variants)
+        aligned = [_exhaustive(collection, variants) for variants in themes]
+        ann_scores: list[dict[int, float]] = [{} for _ in themes]
     else:
         if len(collection.vectors()) == 0:
             raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
-        found = _ann_candidates(collection, variants, k, max(candidates, top))
-        timings.ann = time.perf_counter() - t0
+        found = [_vote(hits, variants, max(candidates, top))
+                 for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
+        ann = time.perf_counter() - t0
         t0 = time.perf_counter()
-        aligned = {rid: _rerank(collection, variants, rid, triples, rerank_variants) for rid, triples in found.items()}
-        ann_scores = {rid: triples[0][0] for rid, triples in found.items()}
-    timings.rerank = time.perf_counter() - t0
+        targets = {rid: collection.features(rid) for f in found for rid in f}  # read here: SQLite stays in one thread
+        jobs = [{rid: _pool().submit(_rerank, targets[rid], variants, triples, rerank_variants)
+                 for rid, triples in f.items()} for f, variants in zip(found, themes, strict=True)]
+        aligned = [{rid: job.result() for rid, job in j.items()} for j in jobs]
+        ann_scores = [{rid: triples[0][0] for rid, triples in f.items()} for f in found]
+        for t in timings:
+            t.ann = ann / n
+    elapsed = time.perf_counter() - t0
+    for t in timings:
+        t.rerank = elapsed / n
+    return [_matches(collection, variants, a, s, top, threshold, margin_threshold)
+            for variants, a, s in zip(themes, aligned, ann_scores, strict=True)]
+
+
+def _matches(collection: Collection, variants: Sequence[QueryVariant], aligned: dict[int, tuple[float, int, int, int]],
+             ann_scores: dict[int, float], top: int, threshold: float, margin_threshold: float) -> list[Match]:
+    """The ``top`` :class:`Match` es of one theme from its recordings' ``(similarity, variant, start, end)``."""
     rate = collection.settings.rate
     order = [r for r in sorted(aligned, key=lambda r: aligned[r][0], reverse=True) if np.isfinite(aligned[r][0])]
     order = [r for r in order if collection.recording(r) is not None]

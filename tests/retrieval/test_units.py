@@ -51,6 +51,26 @@ def test_subsequence_dtw_finds_a_stretched_excerpt(stretch):
     assert noise.similarity < 0.8
 
 
+def test_subsequence_dtw_equals_librosa_including_ties():
+    import librosa
+
+    from retrieval.dtw import _STEPS, _WEIGHTS
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        m = int(rng.integers(n, 120))
+        query, target = (rng.random((k, 12)).astype(np.float32) for k in (n, m))
+        if trial % 3 == 0:  # coarse values: many equal costs, so tie-breaking matters
+            query, target = np.round(query, 1) + 0.01, np.round(target, 1) + 0.01
+        query /= np.linalg.norm(query, axis=1, keepdims=True)
+        target /= np.linalg.norm(target, axis=1, keepdims=True)
+        cost = np.maximum(1.0 - query @ target.T, 1e-9).astype(np.float64)
+        acc, path = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=_STEPS, weights_mul=_WEIGHTS)
+        ours = subsequence_align(query, target)
+        assert (ours.similarity, ours.start, ours.end) == (1 - acc[-1, path[0, 1]] / n, path[-1, 1], path[0, 1])
+
+
 def test_symbolic_chroma_marks_pitch_classes_for_their_duration():
     c = symbolic_chroma([NoteEvent(0.0, 0.4, 60), NoteEvent(0.2, 0.2, 64), NoteEvent(0.6, 0.2, 71)], rate=25)
     assert c.shape == (12, 20)
