@@ -133,7 +133,7 @@ def _index_options(args: argparse.Namespace):
     return IndexOptions(
         workers=args.workers if args.workers is not None else default_workers(), device=args.device,
         rebuild=args.rebuild, keep_missing=args.keep_missing, follow_symlinks=not args.no_follow_symlinks,
-        progress=not args.quiet,
+        progress=not args.quiet, ray=args.ray,
     )
 
 
@@ -480,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     _add_settings_options(p)
     p.add_argument("--workers", type=int, default=None, help="extraction processes (default: 1 per 4 cores)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="extract on Ray: a local instance, or the cluster whose head node is ADDRESS (HOST:PORT); "
+                        "needs pip install -e '.[cluster]'")
     _add_device_option(p)
     p.add_argument("--rebuild", action="store_true", help="delete the index and start over")
     p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")

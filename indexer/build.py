@@ -8,6 +8,7 @@ so Ctrl-C, ``kill -9`` or a crash loses at most the work since the last checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from db.store import FILE_ROW, IndexStore, Recording
-from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, init_worker
+from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one
 from indexer.walk import find_audio
 from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings
@@ -99,15 +100,12 @@ def _results(
             yield extract_one(context, path, known)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-        initargs=(settings, device, threads),
-    )
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         queue, pending = list(reversed(jobs)), set()
         while queue or pending:
             while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(extract_in_worker, *queue.pop()))
+                pending.add(pool.submit(extract_in_worker, settings, device, threads, *queue.pop()))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
@@ -129,6 +127,7 @@ class IndexOptions:
     follow_symlinks: bool = True  # index symbolic links to files, wherever they point
     progress: bool = True  # a progress bar on stderr
     checkpoint_seconds: float = 60.0  # at least this long between checkpoints (saves of the FAISS file)
+    ray: str | None = None  # extract on Ray: "local" (start one here) or the head node's HOST:PORT
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -157,6 +156,16 @@ def index_collection(
     if not root.is_dir():
         raise ParameterError(f"{root}: no such folder")
     db_path = Path(db_path)
+    with contextlib.ExitStack() as stack:
+        if options.ray is not None:  # connected before the index is touched: a wrong address changes nothing
+            from indexer.cluster import ray_session
+
+            stack.enter_context(ray_session(options.ray))
+        return _index_locked(root, db_path, settings, options)
+
+
+def _index_locked(root: Path, db_path: Path, settings: FeatureSettings | None, options: IndexOptions) -> IndexReport:
+    """:func:`index_collection` under the index's write lock."""
     with IndexStore.writing(db_path):
         if options.rebuild:
             IndexStore.remove(db_path)
@@ -195,7 +204,13 @@ def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptio
     bar = tqdm(total=len(jobs), unit="file", disable=not options.progress, dynamic_ncols=True)
     last_save, save_cost = time.monotonic(), 0.0
     try:
-        for result in _results(jobs, store.settings, options.workers, options.device):
+        if options.ray is not None:
+            from indexer.cluster import ray_results
+
+            results = ray_results(jobs, store.settings, options.device)
+        else:
+            results = _results(jobs, store.settings, options.workers, options.device)
+        for result in results:
             _store_result(store, result, known.get(result.path), report)
             bar.update()
             elapsed = max(bar.format_dict["elapsed"], 1e-9)

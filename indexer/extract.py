@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from indexer.walk import check_readable
 from models.audio import decode_audio
 from models.retrieval_features import FeatureSettings, retrieval_features
 
-__all__ = ["Extracted", "WorkerContext", "content_hash", "extract_one"]
+__all__ = ["Extracted", "WorkerContext", "content_hash", "extract_in_worker", "extract_one", "worker_context"]
 
 
 def content_hash(path: Path, block: int = 1 << 20) -> str:
@@ -62,18 +63,16 @@ class WorkerContext:
         return self._extractor
 
 
-_CONTEXT: WorkerContext | None = None
+@functools.cache
+def worker_context(settings: FeatureSettings, device: str, threads: int | None) -> WorkerContext:
+    """The context of this process for these settings: built once, reused by every later job."""
+    return WorkerContext(settings, device, threads)
 
 
-def init_worker(settings: FeatureSettings, device: str, threads: int | None) -> None:
-    """``ProcessPoolExecutor`` initializer: one context per worker process."""
-    global _CONTEXT
-    _CONTEXT = WorkerContext(settings, device, threads)
-
-
-def extract_in_worker(path: str, known_hash: str | None) -> Extracted:
-    assert _CONTEXT is not None, "init_worker was not called"
-    return extract_one(_CONTEXT, path, known_hash)
+def extract_in_worker(settings: FeatureSettings, device: str, threads: int | None, path: str,
+                      known_hash: str | None) -> Extracted:
+    """:func:`extract_one` with this process's :func:`worker_context` (process pools, Ray tasks)."""
+    return extract_one(worker_context(settings, device, threads), path, known_hash)
 
 
 def extract_one(context: WorkerContext, path: str, known_hash: str | None = None) -> Extracted:
