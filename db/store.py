@@ -64,6 +64,9 @@ class StoreError(RetrievalError, RuntimeError):
     """The index file is missing, unreadable or inconsistent with what was asked."""
 
 
+MMAP_BYTES = 1 << 40
+"""SQLite's memory-map limit for readers: features are read through the page cache, not copied."""
+
 FEATURE_DTYPES = ("uint8", "float32")
 """How stored features are encoded: ``uint8`` (new indexes) or ``float32`` (older ones)."""
 
@@ -119,8 +122,10 @@ FILE_ROW = ("path", "size", "mtime", "hash", "duration", "sample_rate", "channel
 class IndexStore:
     """An index on disk: ``PATH`` (SQLite) and ``PATH.faiss``."""
 
-    def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: FeatureSettings) -> None:
+    def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: FeatureSettings,
+                 readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self.db = db
         self.settings = settings
         self._vectors: VectorIndex | None = None
@@ -160,7 +165,8 @@ class IndexStore:
 
         ``readonly`` (status, list, query) writes nothing and needs no write permission: the
         database is opened ``mode=ro``, or ``immutable`` where even SQLite's shared-memory file
-        cannot be made (a read-only folder or mount, another user's index).
+        cannot be made (a read-only folder or mount, another user's index); the FAISS file is
+        memory-mapped (see :meth:`db.vectors.VectorIndex.load`), and so are the database's pages.
         """
         path = Path(path)
         if path.is_dir():
@@ -169,6 +175,8 @@ class IndexStore:
             raise StoreError(f"{path}: no index here (build one with: python cli.py index AUDIO_DIR --db {path})")
         try:
             db = sqlite_utils.Database(_connect_readonly(path)) if readonly else sqlite_utils.Database(path)
+            if readonly:
+                db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             row = db.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()
         except Exception as error:  # sqlite3.DatabaseError and friends: a foreign or broken file
             raise StoreError(f"{path}: not an index database ({error})") from None
@@ -176,7 +184,7 @@ class IndexStore:
             raise StoreError(f"{path}: not an index database (no feature settings)")
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
-        return cls(path, db, FeatureSettings.from_json(row[0]))
+        return cls(path, db, FeatureSettings.from_json(row[0]), readonly)
 
     @staticmethod
     def files(path: str | Path) -> dict[str, Path]:
@@ -305,7 +313,7 @@ class IndexStore:
                 if problem:
                     raise StoreError(problem)
                 try:
-                    self._vectors = VectorIndex.load(self.faiss_path, factory)
+                    self._vectors = VectorIndex.load(self.faiss_path, factory, mmap=self.readonly)
                 except VectorFileError as error:
                     raise StoreError(f"{error}; {REPAIR_HINT}") from None
                 if self._vectors.dim != self.settings.dim:

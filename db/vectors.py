@@ -99,10 +99,16 @@ class VectorIndex:
         return not faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained
 
     @classmethod
-    def load(cls, path: str | Path, factory: str) -> VectorIndex:
-        """Read a FAISS file; :class:`VectorFileError` (one line, naming it) if FAISS cannot."""
+    def load(cls, path: str | Path, factory: str, mmap: bool = False) -> VectorIndex:
+        """Read a FAISS file; :class:`VectorFileError` (one line, naming it) if FAISS cannot.
+
+        ``mmap``: map the file instead of reading it (for searching only): opening costs no
+        memory, a search pages in only the inverted lists it visits, and the kernel may drop
+        them again, so an index larger than the memory of the process or the machine answers.
+        """
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            return cls(faiss.read_index(str(path)), factory)
+            return cls(faiss.read_index(str(path), flags), factory)
         except Exception as error:  # FAISS raises RuntimeError with a C++ message of many lines
             reason = str(error).strip().splitlines()[-1][:160] if str(error).strip() else type(error).__name__
             raise VectorFileError(f"{path}: damaged vector file ({reason})") from None
