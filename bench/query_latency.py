@@ -1,92 +1,149 @@
-"""Query latency: ANN + re-ranking vs exhaustive subsequence DTW, by collection size.
+"""Query latency, throughput, size and quality by collection size (docs/benchmarks.md, "Search at scale").
 
-    python bench/query_latency.py INDEX.db GROUND_TRUTH.csv [--copies 1 8] [--queries 20]
+    python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
+                                  [--queries 20] [--factory STRING] [--nprobe 64] [--exhaustive-up-to 10]
+                                  [--work-dir DIR] [--json-out OUT.json]
 
-Larger collections are made from INDEX.db by adding its recordings' stored features again under new
-ids, each copy transposed by another interval (chroma rotated by 5·k semitones: musically other
-material, so the queries' answers stay unique). ``--copies N`` gives N times the audio hours; no
-audio is decoded; the vector index is re-organised as ``index`` would for that size. Prints per-stage
-mean latencies of ANN + re-ranking and of exhaustive DTW side by side, and the MRR of both.
+Each ``--source`` is an index with its ground truth (the hauptstimme and bach_violin benchmarks).
+Rows: each source alone, then one collection per ``--hours`` made of all sources' stored features
+repeated, copy ``k`` transposed by ``5·k`` semitones (chroma rotated) and, every other copy,
+stretched in time by 10 % (musically other material: the queries' answers stay unique). Every
+collection is a new index in today's format (uint8 features) whose vectors are built exactly as
+``index`` builds them (``auto`` factory, or ``--factory``). No audio is decoded.
+
+Per row: shingles, factory, bytes per audio hour (SQLite + FAISS), ANN / re-rank / total latency
+p50 and p95 over ``--queries`` themes per source (reading the theme excluded, shown apart), themes
+per second when answered 16 at a time (``query_many``), MRR of ANN and (up to
+``--exhaustive-up-to`` hours) of exhaustive DTW on the same themes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+import db.vectors
 from db.store import FILE_ROW, IndexStore
+from db.vectors import auto_factory
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
-from retrieval.query import query
+from retrieval.query import query, query_many
 
 
-def replicate(source: Path, target: Path, copies: int) -> IndexStore:
-    """A copy of the index at ``source`` whose recordings appear ``copies`` times, transposed."""
-    shutil.copy(source, target)
-    store = IndexStore.open(target)
-    originals = store.recordings("indexed")
-    for k in range(1, copies):
-        shift = 5 * k % 12 or 1
-        for rec in originals:
-            row = {c: getattr(rec, c) for c in (*FILE_ROW, "model_id")}
-            features = np.roll(store.features(rec.id), shift, axis=1)
-            store.put_indexed({**row, "path": f"{rec.path}#transposed{shift}"}, features)
-    store.checkpoint()
-    store.reorganise()
-    return store
+def stretched(features: np.ndarray, factor: float) -> np.ndarray:
+    """``features (T, 12)`` played ``factor`` times slower (nearest frame)."""
+    return features[np.minimum((np.arange(int(len(features) * factor)) / factor).astype(int), len(features) - 1)]
+
+
+def build(sources: list[IndexStore], target: Path, copies: int, factory: str | None) -> IndexStore:
+    """A new index at ``target`` holding ``copies`` transformed copies of every source recording."""
+    store = IndexStore.create(target, sources[0].settings)
+    for k in range(copies):
+        for source in sources:
+            for rec, features in source.iter_features():
+                if k:
+                    features = np.roll(features, 5 * k % 12 or 1, axis=1)
+                    features = stretched(features, 1.1) if k % 2 else features
+                path = rec.path if not k else f"{Path(rec.path).parent}/copy{k}/{rec.name}_c{k}.wav"
+                duration = len(features) / store.settings.rate
+                row = {**{c: getattr(rec, c) for c in FILE_ROW}, "path": path, "duration": duration,
+                       "model_id": rec.model_id}
+                store.put_indexed(row, features)
+    n_frames = store.db.execute("SELECT sum(n_frames) FROM recordings").fetchone()[0]
+    store.rebuild_vectors(factory or auto_factory(n_frames // store.settings.shingle_hop, store.settings.dim))
+    store.close()
+    return IndexStore.open(target, readonly=True)
+
+
+def measure(store: IndexStore, rows: list[dict], exhaustive: bool) -> dict:
+    """Latency, throughput and MRR of ``rows``' themes on ``store``."""
+    query(store, rows[0]["query"])  # warm-up: compiled DTW, mapped pages
+    ann, rerank, total, parse, rankings = [], [], [], [], []
+    for row in rows:
+        result = query(store, row["query"])
+        ann.append(result.timings.ann)
+        rerank.append(result.timings.rerank)
+        parse.append(result.timings.extra["parse"])
+        total.append(result.timings.total - result.timings.extra["parse"])
+        rankings.append([Path(m.path).stem for m in result.matches])
+    t0 = time.perf_counter()
+    for first in range(0, len(rows), 16):
+        query_many(store, [r["query"] for r in rows[first : first + 16]])
+    batched = len(rows) / (time.perf_counter() - t0)
+    relevant = [row["recording"] for row in rows]
+    out = {
+        "ann_ms": _stats(ann), "rerank_ms": _stats(rerank), "total_ms": _stats(total), "parse_ms": _stats(parse),
+        "themes_per_s_batched": batched, "mrr_ann": mean_reciprocal_rank(rankings, relevant), "mrr_exhaustive": None,
+    }
+    if exhaustive:
+        slow = [[Path(m.path).stem for m in query(store, r["query"], exhaustive=True).matches] for r in rows]
+        out["mrr_exhaustive"] = mean_reciprocal_rank(slow, relevant)
+    return out
+
+
+def _stats(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": statistics.mean(ms)}
+
+
+def row_for(store: IndexStore, rows: list[dict], exhaustive_up_to: float) -> dict:
+    stats = store.stats()
+    out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
+           "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
+           "queries": len(rows)}
+    return {**out, **measure(store, rows, stats["hours"] <= exhaustive_up_to)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("index", type=Path)
-    parser.add_argument("ground_truth", type=Path)
-    parser.add_argument("--copies", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--json-out", type=Path, default=None, help="also write the table as JSON here")
+    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
+    parser.add_argument("--hours", type=float, nargs="*", default=[100.0, 1000.0])
+    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
+    parser.add_argument("--factory", default=None, help="FAISS factory for every collection (default: auto)")
+    parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
+    parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
+    parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
+    parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
-    all_rows = read_ground_truth(args.ground_truth)
-    rows = all_rows[:: max(1, len(all_rows) // args.queries)][: args.queries]
-    print("| audio h | shingles | FAISS index | ANN ms | re-rank ms | total ms | exhaustive ms | speed-up | "
-          "MRR ANN | MRR exhaustive |")
+    db.vectors.NPROBE = args.nprobe
+    sources, sampled = [], []
+    for index, truth in args.source:
+        rows = read_ground_truth(truth)
+        sources.append(IndexStore.open(index, readonly=True))
+        sampled.append(rows[:: max(1, len(rows) // args.queries)][: args.queries])
+    print("| audio h | shingles | factory | bytes/h | ANN p50/p95 ms | re-rank p50/p95 | total p50/p95 | "
+          "themes/s (16) | MRR ANN | MRR exhaustive |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     table = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for copies in args.copies:
-            store = replicate(args.index, Path(tmp) / f"x{copies}.db", copies)
-            hours = sum(r.duration or 0 for r in store.recordings("indexed")) / 3600
-            query(store, rows[0]["query"], exhaustive=True)  # warm-up (numba, caches)
-            ann, rerank, total, exact = [], [], [], []  # seconds per query
-            fast_rankings, slow_rankings = [], []
-            for row in rows:
-                fast = query(store, row["query"])
-                slow = query(store, row["query"], exhaustive=True)
-                ann.append(fast.timings.ann)
-                rerank.append(fast.timings.rerank)
-                total.append(fast.timings.total)
-                exact.append(slow.timings.total)
-                fast_rankings.append([Path(m.path).stem for m in fast.matches])
-                slow_rankings.append([Path(m.path).stem for m in slow.matches])
-            relevant = [row["recording"] for row in rows]
-            mrr_fast = mean_reciprocal_rank(fast_rankings, relevant)
-            mrr_slow = mean_reciprocal_rank(slow_rankings, relevant)
-            mean = statistics.mean
-            print(f"| {hours:.1f} | {len(store.vectors())} | {store.factory} | {mean(ann) * 1000:.0f} | "
-                  f"{mean(rerank) * 1000:.0f} | {mean(total) * 1000:.0f} | {mean(exact) * 1000:.0f} | "
-                  f"{mean(exact) / mean(total):.1f}× | {mrr_fast:.3f} | {mrr_slow:.3f} |", flush=True)
-            table.append({"audio_hours": hours, "shingles": len(store.vectors()), "factory": store.factory,
-                          "ann_ms": mean(ann) * 1000, "rerank_ms": mean(rerank) * 1000,
-                          "total_ms": mean(total) * 1000, "exhaustive_ms": mean(exact) * 1000,
-                          "mrr_ann": mrr_fast, "mrr_exhaustive": mrr_slow, "queries": len(rows)})
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        plans = [] if args.skip_sources else [([s], r, 1) for s, r in zip(sources, sampled, strict=True)]
+        base_hours = sum(s.stats()["hours"] for s in sources)
+        plans += [(sources, [r for rows in sampled for r in rows], max(1, round(h / base_hours))) for h in args.hours]
+        for i, (parts, rows, copies) in enumerate(plans):
+            t0 = time.perf_counter()
+            store = build(parts, Path(tmp) / f"c{i}.db", copies, args.factory)
+            built = time.perf_counter() - t0
+            r = {**row_for(store, rows, args.exhaustive_up_to), "build_s": built, "nprobe": args.nprobe}
             store.close()
-    if args.json_out:
-        args.json_out.write_text(json.dumps(table, indent=2))
+            for suffix in ("", ".faiss", "-wal", "-shm"):
+                Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)
+            table.append(r)
+            exh = f"{r['mrr_exhaustive']:.3f}" if r["mrr_exhaustive"] is not None else "—"
+            print(f"| {r['audio_hours']:.1f} | {r['shingles']:,} | {r['factory']} | "
+                  f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "
+                  f"{r['rerank_ms']['p50']:.0f} / {r['rerank_ms']['p95']:.0f} | "
+                  f"{r['total_ms']['p50']:.0f} / {r['total_ms']['p95']:.0f} | {r['themes_per_s_batched']:.1f} | "
+                  f"{r['mrr_ann']:.3f} | {exh} |", flush=True)
+            if args.json_out:
+                args.json_out.write_text(json.dumps(table, indent=2))
     return 0
 
 

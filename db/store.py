@@ -240,6 +240,11 @@ class IndexStore:
         where, args = ("status = ?", [status]) if status else (None, None)
         return [Recording(**row) for row in self.db["recordings"].rows_where(where, args, order_by="path")]
 
+    def longest_duration(self) -> float:
+        """Seconds of the longest indexed recording (0 when there is none): one SQL aggregate."""
+        row = self.db.execute("SELECT max(duration) FROM recordings WHERE status = 'indexed'").fetchone()
+        return float(row[0] or 0.0)
+
     def recording(self, recording_id: int) -> Recording | None:
         rows = list(self.db["recordings"].rows_where("id = ?", [recording_id]))
         return Recording(**rows[0]) if rows else None
@@ -358,11 +363,12 @@ class IndexStore:
     def _shingles(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return shingles(features, self.settings.shingle_length, self.settings.shingle_hop)
 
-    def _new_vectors(self, factory: str, max_training: int = 100_000) -> VectorIndex:
-        """An empty index of ``factory``, trained on about ``max_training`` shingles spread evenly
-        over all recordings (every ``step``-th of each) where it needs training."""
+    def _new_vectors(self, factory: str) -> VectorIndex:
+        """An empty index of ``factory``, trained where it needs it on about
+        :meth:`VectorIndex.training_size` shingles spread evenly over all recordings."""
         training = None
-        if VectorIndex.needs_training(factory, self.settings.dim):
+        max_training = VectorIndex.training_size(factory, self.settings.dim)
+        if max_training:
             n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
             step = max(1, int(n[0]) // self.settings.shingle_hop // max_training)
             parts = [self._shingles(feats)[1][::step] for _, feats in self.iter_features()]

@@ -19,7 +19,8 @@ from models.errors import ParameterError, RetrievalError
 from models.files import atomic_write
 
 __all__ = [
-    "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint",
+    "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE", "VectorFileError", "VectorIndex",
+    "auto_factory", "file_fingerprint",
 ]
 
 FRAME_BITS = 32
@@ -29,23 +30,38 @@ FLAT_LIMIT = 50_000
 """Up to this many vectors (≈ 2.2 h of audio with the default settings, 22,500 shingles per hour)
 search is exact; beyond, an exhaustive scan per query shingle costs more than the re-ranking."""
 
-IVF_FLAT_LIMIT = 10_000_000
-"""Up to this many vectors (≈ 440 h) an inverted file of full vectors; beyond it, PQ codes."""
+IVF_FLAT_LIMIT = 500_000
+"""Up to this many vectors (≈ 22 h) an inverted file of full vectors (exact distances, 768 bytes a
+shingle); beyond it compact codes (:data:`PQ_CODE`), as scanning full vectors gets too slow for
+the latency targets and they take ~17 MB per audio hour (docs/benchmarks.md, factory sweep)."""
+
+PQ_CODE = "PQ32x4fs"
+"""The codes of large collections: 32 sub-quantisers of 4 bits, searched with FAISS's SIMD
+"fast scan" (16 bytes a shingle + its 8-byte id), chosen by the sweep in docs/benchmarks.md."""
+
+MAX_LISTS = 8192
+"""At most this many inverted lists (reached at ≈ 4 M shingles, 180 h): more would need a k-means
+training set too large to cluster in minutes on two cores (FAISS wants 39 points per list)."""
+
+NPROBE = 64
+"""Inverted lists visited per query shingle (64 kept the exact scan's MRR on the hauptstimme
+benchmark, 16 lost 0.06; docs/benchmarks.md)."""
 
 
 def auto_factory(n_vectors: int, dim: int) -> str:
     """The FAISS ``index_factory`` string for a collection of ``n_vectors`` shingles.
 
-    Flat (exact) for small collections; an inverted file with about ``4·sqrt(n)`` lists for
-    medium ones; with product-quantised codes of ``dim / 4`` bytes beyond :data:`IVF_FLAT_LIMIT`
-    (16× smaller than float32).
+    Flat (exact) for small collections; an inverted file of full vectors with about
+    ``4·sqrt(n)`` lists for medium ones; beyond :data:`IVF_FLAT_LIMIT`, the same lists found by
+    an HNSW graph over their centroids (a flat scan of ~16k centroids per query shingle would
+    cost more than the rest) holding :data:`PQ_CODE` codes.
     """
     if n_vectors <= FLAT_LIMIT:
         return "IDMap2,Flat"
-    n_lists = 2 ** round(math.log2(4 * math.sqrt(n_vectors)))
+    n_lists = min(MAX_LISTS, 2 ** round(math.log2(4 * math.sqrt(n_vectors))))
     if n_vectors <= IVF_FLAT_LIMIT:
         return f"IVF{n_lists},Flat"
-    return f"IVF{n_lists},PQ{dim // 4}"
+    return f"IVF{n_lists}_HNSW32,{PQ_CODE}"
 
 
 class VectorFileError(RetrievalError, RuntimeError):
@@ -94,9 +110,14 @@ class VectorIndex:
         return cls(index, factory)
 
     @staticmethod
-    def needs_training(factory: str, dim: int) -> bool:
-        """Whether an index of this factory string must be trained before vectors are added."""
-        return not faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained
+    def training_size(factory: str, dim: int) -> int:
+        """Training vectors an index of this factory string needs: 0 if none, else 40 per inverted
+        list (FAISS warns below 39), at least 100,000 (for the codes), at most 500,000."""
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if index.is_trained:
+            return 0
+        ivf = faiss.try_extract_index_ivf(index)
+        return min(500_000, max(100_000, 40 * (ivf.nlist if ivf is not None else 0)))
 
     @classmethod
     def load(cls, path: str | Path, factory: str, mmap: bool = False) -> VectorIndex:
@@ -137,15 +158,15 @@ class VectorIndex:
             removed += self.index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << FRAME_BITS)))
         return removed
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
         """The ``k`` nearest shingles of each query: ``(similarities, recording_ids, start_frames)``.
 
-        ``nprobe``: inverted lists visited by an IVF index (64 kept the exact scan's MRR on the
-        hauptstimme benchmark, 16 lost 0.06; docs/benchmarks.md).
+        ``nprobe``: inverted lists visited by an IVF index (default :data:`NPROBE`).
         """
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
-            ivf.nprobe = nprobe
+            ivf.nprobe = NPROBE if nprobe is None else nprobe
         k = min(k, max(len(self), 1))
         sims, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         valid = ids >= 0

@@ -142,7 +142,7 @@ def query_many(
     the results equal those of one :func:`query` per theme. The ANN and re-ranking times of each
     result are the batch's divided by the number of themes."""
     o = replace(options or QueryOptions(), **overrides)
-    longest = max((r.duration or 0.0 for r in collection.recordings("indexed")), default=0.0)
+    longest = collection.longest_duration()
     if o.rendering == "synthesised" and extractor is None:
         extractor = _extractor_for(collection.settings, o.device)
     parsed, variant_sets, timings = [], [], []

@@ -16,7 +16,7 @@ import pytest
 
 from cli import main
 from db.store import IndexStore
-from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, VectorIndex, auto_factory
+from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, PQ_CODE, VectorIndex, auto_factory
 from indexer.build import index_collection
 from models.retrieval_features import FeatureSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
@@ -192,7 +192,7 @@ def test_vector_removal_and_factories():
 
     assert auto_factory(FLAT_LIMIT, 192) == "IDMap2,Flat"
     assert auto_factory(FLAT_LIMIT + 1, 192).startswith("IVF") and auto_factory(FLAT_LIMIT + 1, 192).endswith(",Flat")
-    assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(",PQ48")
+    assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(f"_HNSW32,{PQ_CODE}")
 
 
 def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_path):
