@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One GPU session, prepared to run in minutes on a lent GPU machine (no network there):
+#   bash bench/gpu_session.sh WHEELS_DIR DATA_DIR OUT_DIR
+# WHEELS_DIR: cp312 wheels of what the machine's image lacks (librosa, soundfile, soxr, faiss-cpu,
+# sqlite-utils, pytest and their small dependencies); DATA_DIR: a copy of the parts of ../shared it
+# reads (fixtures/ctc_chroma_reference, data/recordings, data/bach_violin/audio).
+# Writes under OUT_DIR: gpu_check.json (CUDA equality and throughput), pytest_cuda.txt, and the
+# end-to-end indexing tables index_cpu.json (CPU workers 1-16), index_cuda*.json (GPU, workers 16, 8, 1).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+WHEELS=${1:?usage: bench/gpu_session.sh WHEELS_DIR DATA_DIR OUT_DIR}; DATA=${2:?}; OUT=${3:?}
+mkdir -p "$OUT"
+pip install -q --no-index --no-deps "$WHEELS"/*.whl > "$OUT/pip.txt" 2>&1
+[ -e ../shared ] || ln -s "$(realpath "$DATA")" ../shared
+export PYTHONPATH=$PWD
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/gpu.txt"
+timeout 120 python bench/gpu_check.py --shared ../shared --json-out "$OUT/gpu_check.json" > "$OUT/gpu_check.txt" 2>&1
+timeout 60 python -m pytest -q -p no:cacheprovider tests/models/test_reference_equality.py -k cuda \
+  > "$OUT/pytest_cuda.txt" 2>&1
+AUDIO=../shared/data/bach_violin/audio
+timeout 100 python bench/index_throughput.py "$AUDIO" --device cuda --copies 24 --workers 16 8 \
+  --json-out "$OUT/index_cuda.json" > "$OUT/index_cuda.txt" 2>&1
+timeout 50 python bench/index_throughput.py "$AUDIO" --device cuda --copies 4 --workers 1 \
+  --json-out "$OUT/index_cuda1.json" > "$OUT/index_cuda1.txt" 2>&1
+timeout 100 python bench/index_throughput.py "$AUDIO" --device cpu --copies 2 --workers 16 8 4 1 \
+  --json-out "$OUT/index_cpu.json" > "$OUT/index_cpu.txt" 2>&1
+echo done
