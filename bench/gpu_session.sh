@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${1:?usage: bench/gpu_session.sh WHEELS_DIR DATA_DIR OUT_DIR}; DATA=${2:?}; OUT=${3:?}
 mkdir -p "$OUT"
-pip install -q --no-index --no-deps "$WHEELS"/*.whl > "$OUT/pip.txt" 2>&1
+python -m pip install -q --no-index --no-deps "$WHEELS"/*.whl > "$OUT/pip.txt" 2>&1
 [ -e ../shared ] || ln -s "$(realpath "$DATA")" ../shared
 export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1

@@ -21,8 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from db.store import FILE_ROW, IndexStore, Recording
-from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one
+from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, finish_prepared, prepare_in_worker
 from indexer.walk import find_audio
+from models.baselines import BASELINE_IDS
 from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings
 
@@ -93,23 +94,35 @@ def _missing(store: IndexStore, files: list[Path], root: Path) -> list[Recording
 def _results(
     jobs: list[tuple[str, str | None]], settings: FeatureSettings, workers: int, device: str
 ) -> Iterator[Extracted]:
-    """Extract every job, in this process or in ``workers`` processes (at most 2 jobs each queued)."""
+    """Extract every job, in this process or in ``workers`` processes (at most 2 jobs each queued).
+
+    With ``device="cuda"`` and a deep chroma model, the workers only decode and resample (the CPU
+    part, :func:`indexer.extract.prepare_in_worker`) and this process runs the rest on the GPU
+    (:func:`indexer.extract.finish_prepared`): one CUDA context, fed by all cores.
+    """
     if workers <= 1:
         context = WorkerContext(settings, device)
         for path, known in jobs:
             yield extract_one(context, path, known)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
+    split = device == "cuda" and settings.model_id not in BASELINE_IDS
+    gpu = WorkerContext(settings, device) if split else None
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         queue, pending = list(reversed(jobs)), set()
         while queue or pending:
             while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(extract_in_worker, settings, device, threads, *queue.pop()))
+                job = queue.pop()
+                pending.add(pool.submit(prepare_in_worker, *job) if split else
+                            pool.submit(extract_in_worker, settings, device, threads, *job))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                yield finish_prepared(gpu, future.result()) if split else future.result()
     finally:
+        for future in pending:  # prepared files nobody will finish: free their shared memory
+            if not future.cancel() and not future.exception() and future.result().levels is not None:
+                future.result().levels.release()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

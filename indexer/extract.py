@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from indexer.walk import check_readable
 from models.audio import decode_audio
 from models.retrieval_features import FeatureSettings, retrieval_features
 
-__all__ = ["Extracted", "WorkerContext", "content_hash", "extract_in_worker", "extract_one", "worker_context"]
+__all__ = ["Extracted", "Prepared", "SharedArrays", "WorkerContext", "content_hash", "extract_in_worker", "extract_one",
+           "finish_prepared", "prepare_in_worker", "worker_context"]
 
 
 def content_hash(path: Path, block: int = 1 << 20) -> str:
@@ -75,26 +77,125 @@ def extract_in_worker(settings: FeatureSettings, device: str, threads: int | Non
     return extract_one(worker_context(settings, device, threads), path, known_hash)
 
 
-def extract_one(context: WorkerContext, path: str, known_hash: str | None = None) -> Extracted:
-    """Hash, decode and extract one file; any failure is returned as a one-line ``error``."""
+def _one_line(path: str, error: Exception) -> str:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return message if path in message else f"{path}: {message}"
+
+
+def _opened(path: str, known_hash: str | None) -> tuple[Extracted, np.ndarray | None]:
+    """Hash and decode one file: its :class:`Extracted` (``unchanged`` or ``error`` set, or the
+    file's facts) and its mono 22050 Hz samples when there is something to extract."""
     file = Path(path)
     try:
         stat = file.stat()
         result = Extracted(path=path, size=stat.st_size, mtime=stat.st_mtime, hash=content_hash(file))
     except OSError as error:
-        return Extracted(path=path, size=0, mtime=0.0, hash="", error=f"{path}: cannot read ({error.strerror})")
+        return Extracted(path=path, size=0, mtime=0.0, hash="", error=f"{path}: cannot read ({error.strerror})"), None
     if known_hash is not None and result.hash == known_hash:
         result.unchanged = True
-        return result
+        return result, None
     try:
         check_readable(file)
         decoded = decode_audio(file)
-        result.duration, result.sample_rate, result.channels = decoded.seconds, decoded.native_rate, decoded.channels
-        if decoded.damage:
-            result.warning = f"{path}: {decoded.damage}"
-        chroma = context.extractor().from_signal(decoded.samples).chroma
+    except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
+        result.error = _one_line(path, error)
+        return result, None
+    result.duration, result.sample_rate, result.channels = decoded.seconds, decoded.native_rate, decoded.channels
+    if decoded.damage:
+        result.warning = f"{path}: {decoded.damage}"
+    return result, decoded.samples
+
+
+def _finished(context: WorkerContext, result: Extracted, chroma_of) -> Extracted:
+    """``result`` with its retrieval features from ``chroma_of(extractor)`` (12, T), or its error."""
+    try:
+        chroma = chroma_of(context.extractor())
         result.features = retrieval_features(chroma, context.settings.downsample, context.settings.smoothing)
     except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        result.error = message if path in message else f"{path}: {message}"
+        result.error = _one_line(result.path, error)
     return result
+
+
+def extract_one(context: WorkerContext, path: str, known_hash: str | None = None) -> Extracted:
+    """Hash, decode and extract one file; any failure is returned as a one-line ``error``."""
+    result, samples = _opened(path, known_hash)
+    if samples is None:
+        return result
+    return _finished(context, result, lambda extractor: extractor.from_signal(samples).chroma)
+
+
+# -- many decoding processes feeding one GPU process ------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """A file hashed, decoded and resampled in a worker: its :class:`Extracted` so far and, when
+    there is something to extract, its resampling pyramid in shared memory (``levels``)."""
+
+    extracted: Extracted
+    levels: SharedArrays | None = None
+
+
+class SharedArrays:
+    """Named float32 arrays in one block of shared memory: a worker fills it, the GPU process reads
+    it without a copy through a pipe, then :meth:`release` frees it."""
+
+    def __init__(self, arrays: dict[tuple[int, int], np.ndarray]) -> None:
+        self.layout, offset = [], 0
+        for key, array in arrays.items():
+            self.layout.append((key, offset, len(array)))
+            offset += len(array)
+        block = shared_memory.SharedMemory(create=True, size=max(4, 4 * offset))
+        flat = np.ndarray((offset,), np.float32, buffer=block.buf)
+        for (_, start, n), array in zip(self.layout, arrays.values(), strict=True):
+            flat[start : start + n] = array
+        del flat
+        self.name = block.name
+        resource_tracker.unregister(block._name, "shared_memory")  # the GPU process frees it, not this one
+        block.close()
+        self._block: shared_memory.SharedMemory | None = None
+
+    def __getstate__(self) -> dict:
+        return {"layout": self.layout, "name": self.name, "_block": None}
+
+    def open(self) -> dict[tuple[int, int], np.ndarray]:
+        """The arrays, as views of the shared block (valid until :meth:`release`)."""
+        self._block = shared_memory.SharedMemory(name=self.name)  # registered here; unlink() unregisters
+        flat = np.ndarray((self._block.size // 4,), np.float32, buffer=self._block.buf)
+        return {tuple(key): flat[start : start + n] for key, start, n in self.layout}
+
+    def release(self) -> None:
+        """Free the block (after the last use of the views :meth:`open` gave)."""
+        block = self._block or shared_memory.SharedMemory(name=self.name)
+        block.unlink()  # the memory goes when the last mapping does
+        try:
+            block.close()
+        except BufferError:  # a view is still alive somewhere: its mapping closes with it
+            pass
+        self._block = None
+
+
+def prepare_in_worker(path: str, known_hash: str | None) -> Prepared:
+    """The CPU part of one file (hash, decode, resampling pyramid), for :func:`finish_prepared`."""
+    from models.extractor import resampling_pyramid
+
+    result, samples = _opened(path, known_hash)
+    if samples is None:
+        return Prepared(result)
+    try:
+        return Prepared(result, SharedArrays(resampling_pyramid(samples)))
+    except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
+        result.error = _one_line(path, error)
+        return Prepared(result)
+
+
+def finish_prepared(context: WorkerContext, prepared: Prepared) -> Extracted:
+    """The rest of :func:`extract_one` from a :class:`Prepared` file, on ``context``'s device; frees its memory."""
+    if prepared.levels is None:
+        return prepared.extracted
+    try:
+        levels = prepared.levels.open()
+        return _finished(context, prepared.extracted, lambda extractor: extractor.from_pyramid(levels).chroma)
+    finally:
+        levels = None
+        prepared.levels.release()

@@ -39,6 +39,7 @@ from models.registry import DEFAULT_MODEL, load
 
 __all__ = [
     "ChromaExtractor", "ChromaFeatures", "chroma_features", "exact_cuda", "reference_features", "reference_hcqt",
+    "resampling_pyramid",
 ]
 
 
@@ -97,6 +98,15 @@ def _fast_hcqt(device: torch.device) -> FastHCQT:
     return FastHCQT(device)
 
 
+def resampling_pyramid(y: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """The CPU part of the front end: ``y`` (22050 Hz) at every rate the HCQT needs, by
+    ``(chain, level)`` (see :meth:`models.hcqt.FastHCQT.pyramid`). Computed where the audio is
+    decoded, it lets one GPU process take the rest from many decoding processes."""
+    if len(y) == 0:
+        raise ParameterError("empty signal")
+    return _fast_hcqt(torch.device("cpu")).pyramid(y)
+
+
 class ChromaExtractor:
     """Fast, exact, bounded-memory deep chroma extraction.
 
@@ -135,8 +145,12 @@ class ChromaExtractor:
         """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, chunk by chunk."""
         if len(y) == 0:
             raise ParameterError("empty signal")
-        levels = self.hcqt.pyramid(y)
-        bounds = grid_boundaries(n_hcqt_frames(len(y)))
+        return self.front_end_from_pyramid(self.hcqt.pyramid(y))
+
+    def front_end_from_pyramid(self, levels: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+        """:meth:`front_end` from the signal's :func:`resampling_pyramid`, which may have been
+        computed in another process (the CPU part; the rest runs on this extractor's device)."""
+        bounds = grid_boundaries(n_hcqt_frames(len(levels[(0, 0)])))
         lows, highs, peak = [], [], 0.0
         for g0 in range(0, len(bounds) - 1, self.chunk_groups):
             g1 = min(g0 + self.chunk_groups, len(bounds) - 1)
@@ -176,6 +190,11 @@ class ChromaExtractor:
     def from_signal(self, y: np.ndarray) -> ChromaFeatures:
         """Deep chroma of a mono float32 signal at 22050 Hz."""
         probs = self.network(self.front_end(y))
+        return chroma_features(probs, probs.shape[0])
+
+    def from_pyramid(self, levels: dict[tuple[int, int], np.ndarray]) -> ChromaFeatures:
+        """Deep chroma from a signal's :func:`resampling_pyramid` (equal to :meth:`from_signal`)."""
+        probs = self.network(self.front_end_from_pyramid(levels))
         return chroma_features(probs, probs.shape[0])
 
     def from_file(self, path: str | Path) -> ChromaFeatures:
