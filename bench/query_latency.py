@@ -1,7 +1,8 @@
 """Query latency, throughput, size and quality by collection size (docs/benchmarks.md, "Search at scale").
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
-                                  [--queries 20] [--factory STRING] [--nprobe 64] [--exhaustive-up-to 10]
+                                  [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
+                                  [--exhaustive-up-to 10]
                                   [--work-dir DIR] [--json-out OUT.json]
 
 Each ``--source`` is an index with its ground truth (the hauptstimme and bach_violin benchmarks).
@@ -64,12 +65,12 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
     return IndexStore.open(target, readonly=True)
 
 
-def measure(store: IndexStore, rows: list[dict], exhaustive: bool) -> dict:
-    """Latency, throughput and MRR of ``rows``' themes on ``store``."""
+def measure(store: IndexStore, rows: list[dict], exhaustive: bool, candidates: int = CANDIDATES) -> dict:
+    """Latency, throughput and MRR of ``rows``' themes on ``store`` (``candidates`` re-ranked)."""
     query(store, rows[0]["query"])  # warm-up: compiled DTW, mapped pages
     ann, rerank, total, parse, rankings = [], [], [], [], []
     for row in rows:
-        result = query(store, row["query"], top=CANDIDATES)  # every candidate the ANN stage passed on
+        result = query(store, row["query"], top=candidates, candidates=candidates)  # all the re-ranked
         ann.append(result.timings.ann)
         rerank.append(result.timings.rerank)
         parse.append(result.timings.extra["parse"])
@@ -77,7 +78,7 @@ def measure(store: IndexStore, rows: list[dict], exhaustive: bool) -> dict:
         rankings.append([Path(m.path).stem for m in result.matches])
     t0 = time.perf_counter()
     for first in range(0, len(rows), 16):
-        query_many(store, [r["query"] for r in rows[first : first + 16]])
+        query_many(store, [r["query"] for r in rows[first : first + 16]], candidates=candidates)
     batched = len(rows) / (time.perf_counter() - t0)
     relevant = [row["recording"] for row in rows]
     out = {
@@ -96,12 +97,12 @@ def _stats(seconds: list[float]) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": statistics.mean(ms)}
 
 
-def row_for(store: IndexStore, rows: list[dict], exhaustive_up_to: float) -> dict:
+def row_for(store: IndexStore, rows: list[dict], exhaustive_up_to: float, candidates: int) -> dict:
     stats = store.stats()
     out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
            "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
            "queries": len(rows)}
-    return {**out, **measure(store, rows, stats["hours"] <= exhaustive_up_to)}
+    return {**out, "candidates": candidates, **measure(store, rows, stats["hours"] <= exhaustive_up_to, candidates)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
     parser.add_argument("--factory", default=None, help="FAISS factory for every collection (default: auto)")
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
+    parser.add_argument("--candidates", type=int, default=CANDIDATES, help="recordings re-ranked per theme")
     parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
     parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
     parser.add_argument("--work-dir", type=Path, default=None)
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             store = build(parts, Path(tmp) / f"c{i}.db", copies, args.factory)
             built = time.perf_counter() - t0
-            r = {**row_for(store, rows, args.exhaustive_up_to), "build_s": built, "nprobe": args.nprobe}
+            r = {**row_for(store, rows, args.exhaustive_up_to, args.candidates), "build_s": built,
+                 "nprobe": args.nprobe}
             store.close()
             for suffix in ("", ".faiss", "-wal", "-shm"):
                 Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)
