@@ -18,7 +18,7 @@ from retrieval.theme import parse_corpus_work
 from ..retrieval.test_query import THEMES
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET_MB = 48
+BUDGET_MB = 96
 
 PROBE = """
 import json, resource, sys
@@ -53,7 +53,7 @@ def test_a_query_answers_from_an_index_larger_than_its_memory(indexed, tmp_path)
     for rec, features in source.iter_features():
         store.put_indexed({**{c: getattr(rec, c) for c in FILE_ROW}, "model_id": rec.model_id}, features)
     rng = np.random.default_rng(0)
-    for i in range(40):  # 40 × 13 min of other music: 200k more shingles, 150 MB of vectors
+    for i in range(80):  # 80 × 13 min of other music: 400k more shingles, 300 MB of vectors
         noise = rng.random((10_000, 12)).astype(np.float32) ** 4
         noise /= np.linalg.norm(noise, axis=1, keepdims=True)
         store.put_indexed({"path": f"/elsewhere/other{i}.wav", "size": 1, "mtime": 0.0, "hash": str(i),
