@@ -35,9 +35,11 @@ IVF_FLAT_LIMIT = 500_000
 shingle); beyond it compact codes (:data:`PQ_CODE`), as scanning full vectors gets too slow for
 the latency targets and they take ~17 MB per audio hour (docs/benchmarks.md, factory sweep)."""
 
-PQ_CODE = "PQ32x4fs"
-"""The codes of large collections: 32 sub-quantisers of 4 bits, searched with FAISS's SIMD
-"fast scan" (16 bytes a shingle + its 8-byte id), chosen by the sweep in docs/benchmarks.md."""
+PQ_CODE = "PQ16x4fs"
+"""The codes of large collections: 16 sub-quantisers of 4 bits, searched with FAISS's SIMD "fast
+scan" (8 bytes a shingle + its 8-byte id: ~0.4 MB per audio hour). Chosen by the sweep in
+docs/benchmarks.md: at 100 h, 32 or 48 sub-quantisers gained 0.025–0.05 MRR (within the noise of
+40 themes) at 1.14–1.32 MB per audio hour with the features, beyond 1 GB per 1000 h."""
 
 MAX_LISTS = 8192
 """At most this many inverted lists (reached at ≈ 4 M shingles, 180 h): more would need a k-means
