@@ -195,11 +195,12 @@ def test_vector_removal_and_factories():
     assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(f"_HNSW32,{PQ_CODE}")
 
 
-def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_path):
+@pytest.mark.parametrize("factory", ["IVF8,Flat", f"IVF8_HNSW32,{PQ_CODE}"])  # medium; large collections' codes
+def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_path, factory):
     db = tmp_path / "ivf.db"
-    index_collection(rendered_dir, db, FeatureSettings(index_factory="IVF8,Flat"), progress=False)
+    index_collection(rendered_dir, db, FeatureSettings(index_factory=factory), progress=False)
     store = check_consistent(db)
-    assert store.factory == "IVF8,Flat"
+    assert store.factory == factory
     from retrieval.query import query
 
     result = query(store, _corpus("haydn/opus74no1/movement3"), measures=(9, 12), top=1)
