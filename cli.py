@@ -74,13 +74,16 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from models.baselines import BASELINE_IDS
-    from models.registry import DEFAULT_MODEL, MODEL_IDS
+    from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
 
     if args.json:
-        print(json.dumps({"default": DEFAULT_MODEL, "models": list(MODEL_IDS), "baselines": list(BASELINE_IDS)}))
+        print(json.dumps({"default": DEFAULT_MODEL, "models": list(MODEL_IDS), "trained": list(SHIPPED_IDS),
+                          "baselines": list(BASELINE_IDS)}))
     else:
         for model_id in MODEL_IDS:
             print(model_id + ("  (default)" if model_id == DEFAULT_MODEL else ""))
+        for model_id in SHIPPED_IDS:
+            print(f"{model_id}  (trained by this project: models/weights/trained/{model_id}/model.json)")
         for baseline in BASELINE_IDS:
             print(f"{baseline}  (baseline: {'classical CENS chroma' if baseline == 'cens' else 'mean of the family'})")
         print("a trained model's folder (cli.py train --out DIR) is accepted wherever an id is")

@@ -21,8 +21,8 @@ from models.errors import RetrievalError
 from models.network import ChromaNet
 
 __all__ = [
-    "DEFAULT_MODEL", "MODEL_IDS", "WEIGHTS_FILE", "ModelError", "UnknownModelError", "load", "model_digest",
-    "resolve_model", "weights_path",
+    "DEFAULT_MODEL", "MODEL_IDS", "SHIPPED_DIR", "SHIPPED_IDS", "WEIGHTS_FILE", "ModelError", "UnknownModelError",
+    "load", "model_digest", "resolve_model", "weights_path",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -46,6 +46,11 @@ MODEL_IDS: tuple[str, ...] = tuple(
     [f"v1_ctc_train{f}" for f in _FOLDS_V1]
     + [f"v2_{kind}_train{f}" for kind in ("ctc", "linear", "strong") for f in _FOLDS_V2]
 )
+SHIPPED_DIR = WEIGHTS_DIR / "trained"
+SHIPPED_IDS: tuple[str, ...] = ("hauptstimme_melody_ctc",)
+"""Models trained by this project (``cli.py train``) and shipped with it: each a folder under
+:data:`SHIPPED_DIR` with its weights and model card (``model.json``: data, licences, results)."""
+
 DEFAULT_MODEL = "v2_ctc_train123valid4"
 WEIGHTS_FILE = "weights.safetensors"
 """File name of a trained model's weights inside its folder (beside ``model.json``)."""
@@ -61,21 +66,22 @@ class UnknownModelError(ModelError):
     def __init__(self, model_id: str) -> None:
         super().__init__(
             f"unknown model {model_id!r}: neither a trained model's folder or .safetensors file nor a model id "
-            f"(valid ids: {', '.join(MODEL_IDS)})"
+            f"(valid ids: {', '.join(MODEL_IDS + SHIPPED_IDS)})"
         )
 
 
 def _is_path(model: str) -> bool:
-    return model not in MODEL_IDS and ("/" in model or model.endswith(".safetensors") or Path(model).exists())
+    return model not in MODEL_IDS + SHIPPED_IDS and (
+        "/" in model or model.endswith(".safetensors") or Path(model).exists())
 
 
 def resolve_model(model: str) -> str:
-    """A pretrained id as it is, a trained model as the absolute path of its weights file.
+    """A pretrained or shipped id as it is, a trained model as the absolute path of its weights file.
 
     Raises :class:`UnknownModelError` for a name that is neither, :class:`ModelError` for a path
     without weights.
     """
-    if model in MODEL_IDS:
+    if model in MODEL_IDS + SHIPPED_IDS:
         return model
     if not _is_path(model):
         raise UnknownModelError(model)
@@ -90,13 +96,15 @@ def resolve_model(model: str) -> str:
 def weights_path(model: str) -> Path:
     """Path of the safetensors file of a model id or trained model."""
     resolved = resolve_model(model)
+    if resolved in SHIPPED_IDS:
+        return SHIPPED_DIR / resolved / WEIGHTS_FILE
     return Path(resolved) if resolved not in MODEL_IDS else WEIGHTS_DIR / f"{resolved}.safetensors"
 
 
 def model_digest(model: str) -> str:
-    """``""`` for a pretrained id (immutable), else the first 16 hex digits of the weights' SHA-256."""
+    """``""`` for a pretrained or shipped id (immutable), else the first 16 hex digits of the weights' SHA-256."""
     resolved = resolve_model(model)
-    if resolved in MODEL_IDS:
+    if resolved in MODEL_IDS + SHIPPED_IDS:
         return ""
     return hashlib.sha256(Path(resolved).read_bytes()).hexdigest()[:16]
 

@@ -11,6 +11,7 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from models.audio import AudioError, load_audio
 from models.registry import MODEL_IDS, UnknownModelError, load
@@ -65,6 +66,19 @@ def test_unknown_model_id_lists_the_valid_ones():
         load("v3_magic")
     assert "v3_magic" in str(info.value)
     assert all(model_id in str(info.value) for model_id in MODEL_IDS)
+
+
+def test_shipped_models_load_by_id_with_their_cards():
+    from models.registry import SHIPPED_DIR, SHIPPED_IDS, model_digest, weights_path
+
+    for model_id in SHIPPED_IDS:
+        card = json.loads((SHIPPED_DIR / model_id / "model.json").read_text())
+        assert weights_path(model_id) == SHIPPED_DIR / model_id / "weights.safetensors"
+        assert model_digest(model_id) == ""  # immutable, like the pretrained ids: indexes record the id
+        trained, start = load(model_id).state_dict(), load(card["init"]).state_dict()
+        assert trained.keys() == start.keys()
+        assert any(not torch.equal(trained[k], start[k]) for k in trained)  # really trained, not a copy
+        assert "NonCommercial" not in json.dumps(card["data"]) and card["licence"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
