@@ -371,7 +371,8 @@ class IndexStore:
         if max_training:
             n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
             step = max(1, int(n[0]) // self.settings.shingle_hop // max_training)
-            parts = [self._shingles(feats)[1][::step] for _, feats in self.iter_features()]
+            # copies: a strided view would keep every recording's full shingle array alive
+            parts = [self._shingles(feats)[1][::step].copy() for _, feats in self.iter_features()]
             parts = [p for p in parts if len(p)]
             if not parts:  # nothing to train on yet: exact search until reorganise() switches
                 return VectorIndex.create("IDMap2,Flat", self.settings.dim)
