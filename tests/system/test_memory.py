@@ -68,7 +68,9 @@ def test_a_query_answers_from_an_index_larger_than_its_memory(indexed, tmp_path)
     (score.parts[part] if part is not None else score).write("musicxml", fp=theme)
     probe = PROBE.format(budget=BUDGET_MB)
     runs = {}
-    env = {**os.environ, "MALLOC_ARENA_MAX": "1"}  # threads share one heap: the budget is not spent on arenas
+    # one heap and one compute thread: the budget is not spent on per-thread arenas and BLAS buffers,
+    # which OpenBLAS would otherwise allocate lazily for whichever thread first runs a product
+    env = {**os.environ, "MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     for mode in ("read", "query"):
         runs[mode] = subprocess.run([sys.executable, "-c", probe, mode, str(db), str(theme), str(indexed)], cwd=ROOT,
                                     capture_output=True, text=True, env=env)
