@@ -7,8 +7,9 @@
 
 Each ``--source`` is an index with its ground truth (the hauptstimme and bach_violin benchmarks).
 Rows: each source alone, then one collection per ``--hours`` made of all sources' stored features
-repeated, copy ``k`` transposed by ``5·k`` semitones (chroma rotated) and, every other copy,
-stretched in time by 10 % (musically other material: the queries' answers stay unique). Every
+repeated, copy ``k`` transposed by ``5·k`` semitones (chroma rotated; from the 12th copy on, pitch
+classes shuffled instead, see :func:`pitch_mapping`) and, every other copy, stretched in time by 10 %
+(musically other material: the queries' answers stay unique). Every
 collection is a new index in today's format (uint8 features) whose vectors are built exactly as
 ``index`` builds them (``auto`` factory, or ``--factory``). No audio is decoded.
 
@@ -45,6 +46,16 @@ def stretched(features: np.ndarray, factor: float) -> np.ndarray:
     return features[np.minimum((np.arange(int(len(features) * factor)) / factor).astype(int), len(features) - 1)]
 
 
+def pitch_mapping(k: int) -> np.ndarray:
+    """Chroma bin order of copy ``k`` > 0: transposed by ``5·k`` semitones for the first 11 copies,
+    then a seeded shuffle of the 12 pitch classes (transpositions repeat after 12: a copy transposed
+    by 0 would be the original again, and the queries' answers would no longer be unique)."""
+    if k < 12:
+        return np.roll(np.arange(12), -(5 * k % 12))
+    order = np.random.default_rng(k).permutation(12)
+    return order if not np.array_equal(order, np.arange(12)) else np.roll(order, 1)
+
+
 def build(sources: list[IndexStore], target: Path, copies: int, factory: str | None) -> IndexStore:
     """A new index at ``target`` holding ``copies`` transformed copies of every source recording."""
     store = IndexStore.create(target, sources[0].settings)
@@ -52,7 +63,7 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
         for source in sources:
             for rec, features in source.iter_features():
                 if k:
-                    features = np.roll(features, 5 * k % 12 or 1, axis=1)
+                    features = features[:, pitch_mapping(k)]
                     features = stretched(features, 1.1) if k % 2 else features
                 path = rec.path if not k else f"{Path(rec.path).parent}/copy{k}/{rec.name}_c{k}.wav"
                 duration = len(features) / store.settings.rate
