@@ -1,7 +1,7 @@
 """Score-to-audio search: ANN over shingles, per-recording aggregation, DTW re-ranking.
 
 1. Every query variant (tempo scale × transposition, :mod:`retrieval.variants`) is cut into
-   shingles (hop 1) and searched in the FAISS index.
+   shingles (every :data:`QUERY_HOP` frames) and searched in the FAISS index.
 2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
    similarity among that shingle's hits in the recording that agree on where the theme starts
    (the shingle's k-th similarity when it has none there); its score is the best over variants.
@@ -53,6 +53,12 @@ CONFIDENCE_THRESHOLD = 0.7
 still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests; right answers on
 bach_violin score 0.81 and more in 95 % of cases)."""
 
+
+QUERY_HOP = 2
+"""Frames between a theme's query shingles (as between a recording's stored ones). Hop 1 searched
+twice as many shingles for no gain: on all queries, hop 1 → 2 moved MRR 0.902 → 0.904 on
+bach_violin and 0.538 → 0.533 on hauptstimme while the FAISS stage took half the time (hop 3:
+0.528, hop 4: 0.524 on hauptstimme; sixth session, docs/benchmarks.md)."""
 
 NEIGHBOURS = 64
 """FAISS neighbours fetched per query shingle (``k``), so that a theme's own recording keeps hits
@@ -171,13 +177,13 @@ class _Hits:
 
 
 def _shingle_hits(collection: Collection, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
-    """Search every variant's shingles (hop 1) of every theme in one batch; per theme its hits
+    """Search every variant's shingles (:data:`QUERY_HOP`) of every theme in one batch; per theme its hits
     (``None`` when nothing was hit)."""
     settings = collection.settings
     queries, owner, offset, theme_of = [], [], [], []
     for ti, variants in enumerate(themes):
         for vi, variant in enumerate(variants):
-            starts, vecs = shingles(variant.features, settings.shingle_length, 1)
+            starts, vecs = shingles(variant.features, settings.shingle_length, QUERY_HOP)
             queries.append(vecs)
             owner.append(np.full(len(starts), vi))
             offset.append(starts)

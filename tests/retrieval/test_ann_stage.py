@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from models.retrieval_features import FeatureSettings
-from retrieval.search import _ann_candidates
+from retrieval.search import QUERY_HOP, _ann_candidates
 from retrieval.variants import QueryVariant
 
 
 class _Vectors:
-    """FAISS stand-in: per query shingle ``i``, the hits ``(similarity, recording, frame(i))``."""
+    """FAISS stand-in: per query shingle ``i`` (starting at frame ``QUERY_HOP·i`` of the theme), the hits
+    ``(similarity, recording, frame(i))``."""
 
     def __init__(self, hits):
         self.hits = hits
@@ -37,11 +38,11 @@ def test_consistent_hits_beat_scattered_better_ones_and_repeats_are_kept():
     collection = _Collection(
         [
             lambda i: (0.90, 2, int(scattered[i])),  # recording 2: closer hits, but anywhere
-            lambda i: (0.80, 1, 100 + i),  # recording 1: every shingle agrees: theme at frame 100
-            lambda i: (0.75, 1, 300 + i),  # ... and again at frame 300 (a repeat)
+            lambda i: (0.80, 1, 100 + QUERY_HOP * i),  # recording 1: every shingle agrees: theme at frame 100
+            lambda i: (0.75, 1, 300 + QUERY_HOP * i),  # ... and again at frame 300 (a repeat)
         ]
     )
-    variant = QueryVariant(1.0, 0, np.eye(12, dtype=np.float32)[np.arange(20) % 12])  # 17 shingles
+    variant = QueryVariant(1.0, 0, np.eye(12, dtype=np.float32)[np.arange(20) % 12])  # 17 frames of shingle starts
     found = _ann_candidates(collection, [variant], k=3, n_candidates=5)
     assert list(found) == [1, 2]
     score, vi, anchors = found[1][0]
