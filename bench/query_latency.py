@@ -17,7 +17,9 @@ Per row: shingles, factory, bytes per audio hour (SQLite + FAISS), ANN / re-rank
 p50 and p95 over ``--queries`` themes per source (reading the theme excluded, shown apart), themes
 per second when answered 16 at a time (``query_many``), how often the right recording is among the
 candidates the ANN stage passes to re-ranking, MRR of ANN and (up to
-``--exhaustive-up-to`` hours) of exhaustive DTW on the same themes.
+``--exhaustive-up-to`` hours) of exhaustive DTW on the same themes, and the peak resident memory of
+a fresh ``cli.py query`` process answering all the row's themes at once (the process a user runs:
+opening the index, the models, music21, the search).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,17 +106,40 @@ def measure(store: IndexStore, rows: list[dict], exhaustive: bool, candidates: i
     return out
 
 
+RSS_PROBE = (
+    "import resource, runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+"""Runs ``cli.py`` with its arguments and prints the process's peak resident set (KiB) last on stderr."""
+
+
+def query_rss(index: Path, themes: list[str]) -> int:
+    """Peak resident bytes of ``cli.py query --db index THEME…`` in a fresh process."""
+    cli = Path(__file__).resolve().parent.parent / "cli.py"
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, str(cli), "query", "--db", str(index), *themes, "--json"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stderr.split()[-1]) * 1024
+
+
 def _stats(seconds: list[float]) -> dict:
     ms = np.array(seconds) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": statistics.mean(ms)}
 
 
-def row_for(store: IndexStore, rows: list[dict], exhaustive_up_to: float, candidates: int) -> dict:
-    stats = store.stats()
-    out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
-           "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
-           "queries": len(rows)}
-    return {**out, "candidates": candidates, **measure(store, rows, stats["hours"] <= exhaustive_up_to, candidates)}
+def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, candidates: int) -> dict:
+    """One table row for the index at ``path``."""
+    store = IndexStore.open(path, readonly=True)
+    try:
+        stats = store.stats()
+        out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
+               "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
+               "queries": len(rows), "candidates": candidates,
+               **measure(store, rows, stats["hours"] <= exhaustive_up_to, candidates)}
+    finally:
+        store.close()
+    return {**out, "query_rss_bytes": query_rss(path, [r["query"] for r in rows])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         sources.append(IndexStore.open(index, readonly=True))
         sampled.append(rows[:: max(1, len(rows) // args.queries)][: args.queries])
     print("| audio h | shingles | factory | bytes/h | ANN p50/p95 ms | re-rank p50/p95 | total p50/p95 | "
-          "themes/s (16) | in candidates | MRR ANN | MRR exhaustive |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "themes/s (16) | in candidates | MRR ANN | MRR exhaustive | query RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     table = []
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         plans = [] if args.skip_sources else [([s], r, 1) for s, r in zip(sources, sampled, strict=True)]
@@ -145,11 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         plans += [(sources, [r for rows in sampled for r in rows], max(1, round(h / base_hours))) for h in args.hours]
         for i, (parts, rows, copies) in enumerate(plans):
             t0 = time.perf_counter()
-            store = build(parts, Path(tmp) / f"c{i}.db", copies, args.factory)
+            build(parts, Path(tmp) / f"c{i}.db", copies, args.factory).close()
             built = time.perf_counter() - t0
-            r = {**row_for(store, rows, args.exhaustive_up_to, args.candidates), "build_s": built,
+            r = {**row_for(Path(tmp) / f"c{i}.db", rows, args.exhaustive_up_to, args.candidates), "build_s": built,
                  "nprobe": args.nprobe}
-            store.close()
             for suffix in ("", ".faiss", "-wal", "-shm"):
                 Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)
             table.append(r)
@@ -158,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "
                   f"{r['rerank_ms']['p50']:.0f} / {r['rerank_ms']['p95']:.0f} | "
                   f"{r['total_ms']['p50']:.0f} / {r['total_ms']['p95']:.0f} | {r['themes_per_s_batched']:.1f} | "
-                  f"{r['candidate_recall']:.2f} | {r['mrr_ann']:.3f} | {exh} |", flush=True)
+                  f"{r['candidate_recall']:.2f} | {r['mrr_ann']:.3f} | {exh} | "
+                  f"{r['query_rss_bytes'] / 2**30:.2f} GiB |", flush=True)
             if args.json_out:
                 args.json_out.write_text(json.dumps(table, indent=2))
     return 0
