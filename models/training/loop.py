@@ -52,9 +52,9 @@ class TrainConfig:
     """What a training run does. Fields that change the result must match to resume a run.
 
     ``init`` is a pretrained id, a trained model's path, or ``"scratch"``; ``pitch_shift`` the
-    largest random transposition (semitones, HCQT and targets rolled together; 0 = none);
-    ``gain_db`` the largest random level change (the network input is normalised per frame, so
-    this only acts through the dB floor: left at 0 unless measured useful).
+    largest random transposition (semitones, HCQT and targets rolled together; 0 = none). No gain
+    augmentation: the network input is normalised per frame, so a level change would only act
+    through the front end's dB floor.
     """
 
     init: str = "v2_ctc_train123valid4"
