@@ -20,12 +20,12 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+import numba
 import numpy as np
 
 from models.errors import ParameterError
@@ -159,21 +159,23 @@ def _vote(hits: _Hits | None, variants: Sequence[QueryVariant], n_candidates: in
     votes = [_votes(hits, len(variants), shift) for shift in (0, ANCHOR_BIN // 2)]
     score, variant, recording, anchor = (np.concatenate(column) for column in zip(*votes, strict=True))
     lengths = np.array([len(v.features) for v in variants])
-    best, other_anchor = _anchors(score, variant, recording, anchor, lengths)
-    return _candidates(score, variant, recording, anchor, best, other_anchor, n_candidates)
+    best, second = _anchors(score, variant * len(hits.recordings) + recording, anchor, lengths[variant])
+    return _candidates(score, variant, hits.recordings[recording], anchor, best, second, n_candidates)
 
 
 @dataclass(frozen=True)
 class _Hits:
     """The ANN hits of all query shingles of all variants, one entry per hit (arrays ``(n_hits,)``),
-    and per query shingle (arrays ``(n_shingles,)``) its variant and its k-th similarity."""
+    per query shingle (arrays ``(n_shingles,)``) its variant and its k-th similarity, and the
+    recordings hit."""
 
     shingle: np.ndarray  # which query shingle hit
     similarity: np.ndarray  # cosine similarity of the hit
-    recording: np.ndarray  # recording id hit
+    recording: np.ndarray  # which recording was hit: an index into ``recordings``
     anchor: np.ndarray  # implied theme start: recording frame − the shingle's offset in the theme
     owner: np.ndarray  # (n_shingles,) variant of each query shingle
     floor: np.ndarray  # (n_shingles,) each shingle's k-th similarity: its score where it has no hit
+    recordings: np.ndarray  # (n_recordings,) the ids of the recordings hit, ascending
 
 
 def _shingle_hits(collection: Collection, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
@@ -207,60 +209,94 @@ def _hits(sims: np.ndarray, rids: np.ndarray, frames: np.ndarray, owner: np.ndar
     if not keep.any():
         return None
     q_idx = q_idx[keep]
-    return _Hits(q_idx, sim[keep], rid[keep], frame[keep].astype(np.int64) - offset[q_idx], owner, floors)
+    recordings, code = np.unique(rid[keep], return_inverse=True)
+    return _Hits(q_idx, sim[keep], code.ravel(), frame[keep].astype(np.int64) - offset[q_idx], owner, floors,
+                 recordings)
+
+
+def _group_codes(variant: np.ndarray, recording: np.ndarray, n_recordings: int, bin_: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense codes ``(n_hits,)`` of the (variant, recording, bin) of every hit, numbered in
+    lexicographic order, and per code its variant and recording ``(n_groups,)``: one sort of one
+    integer key (the voting's main cost) instead of sorting three columns. ``recording`` are dense
+    codes below ``n_recordings``."""
+    bin_code, n_bins = bin_ - bin_.min(), int(bin_.max() - bin_.min()) + 1
+    if (int(variant.max()) + 1) * n_recordings * n_bins >= 2**62:  # sparse bins far apart: number them densely
+        bins, bin_code = np.unique(bin_, return_inverse=True)
+        bin_code, n_bins = bin_code.ravel(), len(bins)
+    packed = (variant.astype(np.int64) * n_recordings + recording) * n_bins + bin_code
+    keys, group = np.unique(packed, return_inverse=True)
+    return group.ravel(), keys // (n_recordings * n_bins), keys // n_bins % n_recordings
 
 
 def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
-    """``(score, variant, recording, anchor)`` per (variant, recording, anchor bin).
+    """``(score, variant, recording, anchor)`` per (variant, recording, anchor bin), in that order
+    (``recording``: the code of :attr:`_Hits.recording`).
 
     Bins are :data:`ANCHOR_BIN` frames, moved by ``shift`` (two binnings half a bin apart keep
     agreeing hits from being split by a bin edge). A bin's score is the mean, over the variant's
     shingles, of the shingle's best hit in that bin (its k-th similarity where it has none); its
-    anchor is its best hit's.
+    anchor is its best hit's (of equal ones, the later query shingle's).
     """
     per_variant_floor = np.bincount(hits.owner, weights=hits.floor, minlength=n_variants)
     n_shingles = np.bincount(hits.owner, minlength=n_variants)
-    bin_ = (hits.anchor + shift) // ANCHOR_BIN
-    # best hit per (query shingle, recording, bin)
-    order = np.lexsort((-hits.similarity, bin_, hits.recording, hits.shingle))
-    order = order[_first_per_group(hits.shingle[order], hits.recording[order], bin_[order])]
-    q, sim, rec, b, anchor = (hits.shingle[order], hits.similarity[order], hits.recording[order], bin_[order],
-                              hits.anchor[order])
-    variant = hits.owner[q]
-    keys, inverse = np.unique(np.stack([variant, rec, b]), axis=1, return_inverse=True)
-    inverse = inverse.ravel()
-    gain = np.bincount(inverse, weights=sim - hits.floor[q], minlength=keys.shape[1])
-    score = (gain + per_variant_floor[keys[0]]) / n_shingles[keys[0]]
-    best_hit = np.empty(keys.shape[1], np.int64)
-    by_sim = np.argsort(sim, kind="stable")
-    best_hit[inverse[by_sim]] = by_sim  # the last write per key is its best hit
-    return score, keys[0], keys[1], anchor[best_hit]
+    group, variant, recording = _group_codes(hits.owner[hits.shingle], hits.recording, len(hits.recordings),
+                                             (hits.anchor + shift) // ANCHOR_BIN)
+    gain, anchor = _tally(hits.shingle, hits.similarity, hits.anchor, group, hits.floor, len(variant))
+    score = (gain + per_variant_floor[variant]) / n_shingles[variant]
+    return score, variant, recording, anchor
 
 
-def _anchors(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
-             lengths: np.ndarray) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
-    """Per (variant, recording): the index of its best bin (into the vote arrays), and its best
-    anchor at least a theme length (``lengths[variant]`` frames) away from that bin's (a second
-    occurrence: a repeated section, a recapitulation)."""
-    order = np.lexsort((-score, recording, variant))
-    first = _first_per_group(variant[order], recording[order])
+@numba.njit(nogil=True, cache=True)
+def _tally(shingle: np.ndarray, similarity: np.ndarray, anchor: np.ndarray, group: np.ndarray, floor: np.ndarray,
+           n_groups: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover (compiled)
+    """Per group ``(n_groups,)``: the sum over query shingles of their best hit's similarity in the
+    group minus their k-th similarity ``floor``, and the anchor of the group's best hit (of equal
+    ones, the later shingle's). One pass over the hits ``(n_hits,)``, which come shingle by shingle
+    in ascending order, each shingle's best first (as FAISS sorts them)."""
+    gain = np.zeros(n_groups)
+    best = np.full(n_groups, -np.inf)
+    best_anchor = np.zeros(n_groups, np.int64)
+    last_shingle = np.full(n_groups, -1, np.int64)
+    for i in range(len(shingle)):
+        g, q = group[i], shingle[i]
+        if last_shingle[g] == q:  # not this shingle's best hit in the group
+            continue
+        last_shingle[g] = q
+        gain[g] += similarity[i] - floor[q]
+        if similarity[i] >= best[g]:
+            best[g], best_anchor[g] = similarity[i], anchor[i]
+    return gain, best_anchor
+
+
+def _anchors(score: np.ndarray, pair: np.ndarray, anchor: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """Per (variant, recording) ``pair`` (one integer per vote, ordered as the pairs): the index of
+    its best vote, and of its best vote whose anchor lies at least a theme length (``length`` of the
+    vote's variant, frames) away from that one's (a second occurrence: a repeated section, a
+    recapitulation), where there is one; indices into the vote arrays."""
+    order = np.lexsort((-score, pair))
+    first = _first_per_group(pair[order])
     best_anchor = anchor[order][first][np.cumsum(first) - 1]
-    elsewhere = order[np.abs(anchor[order] - best_anchor) >= lengths[variant[order]]]
-    second = elsewhere[_first_per_group(variant[elsewhere], recording[elsewhere])]
-    other_anchor = {(int(variant[j]), int(recording[j])): int(anchor[j]) for j in second}
-    return order[first], other_anchor
+    elsewhere = order[np.abs(anchor[order] - best_anchor) >= length[order]]
+    return order[first], elsewhere[_first_per_group(pair[elsewhere])]
 
 
 def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
-                best: np.ndarray, other_anchor: dict[tuple[int, int], int], n_candidates: int) -> dict[int, Hypotheses]:
-    """The ``n_candidates`` recordings of best score, each with its variants' hypotheses, best first."""
-    scored: dict[int, Hypotheses] = defaultdict(list)
-    for j in best[np.argsort(-score[best], kind="stable")]:
+                best: np.ndarray, second: np.ndarray, n_candidates: int) -> dict[int, Hypotheses]:
+    """The ``n_candidates`` recordings of best score (ties: in the order of the vote arrays), each
+    with its variants' hypotheses, best first."""
+    ranked = best[np.argsort(-score[best], kind="stable")]
+    _, first = np.unique(recording[ranked], return_index=True)
+    chosen = recording[ranked[np.sort(first)[:n_candidates]]]
+    second = second[np.isin(recording[second], chosen)]
+    other_anchor = {(int(variant[j]), int(recording[j])): int(anchor[j]) for j in second}
+    scored: dict[int, Hypotheses] = {int(rec): [] for rec in chosen}
+    for j in ranked[np.isin(recording[ranked], chosen)]:
         key = (int(variant[j]), int(recording[j]))
         anchors = (int(anchor[j]),) + ((other_anchor[key],) if key in other_anchor else ())
         scored[key[1]].append((float(score[j]), key[0], anchors))
-    ranked = sorted(scored, key=lambda rec: scored[rec][0][0], reverse=True)[:n_candidates]
-    return {rec: scored[rec] for rec in ranked}
+    return scored
 
 
 def _rerank(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.retrieval_features import FeatureSettings
-from retrieval.search import QUERY_HOP, _ann_candidates
+from retrieval.search import QUERY_HOP, _ann_candidates, _group_codes, _tally
 from retrieval.variants import QueryVariant
 
 
@@ -48,3 +48,25 @@ def test_consistent_hits_beat_scattered_better_ones_and_repeats_are_kept():
     score, vi, anchors = found[1][0]
     assert vi == 0 and anchors == (100, 300)
     assert score > 0.79 and found[2][0][0] < 0.77  # 0.8 everywhere vs one 0.9 hit per bin
+
+
+def test_group_codes_number_groups_in_order_also_for_bins_far_apart():
+    variant, recording = np.array([1, 0, 1, 0, 1]), np.array([0, 2, 0, 1, 0])
+    for bins in (np.array([5, 7, 5, -3, 6]), np.array([5, 2**61, 5, -3, 6])):  # the second overflows packing
+        group, g_variant, g_recording = _group_codes(variant, recording, 3, bins)
+        hits = list(zip(variant.tolist(), recording.tolist(), bins.tolist(), strict=True))
+        keys = sorted(set(hits))
+        assert group.tolist() == [keys.index(key) for key in hits]
+        assert g_variant.tolist() == [key[0] for key in keys] and g_recording.tolist() == [key[1] for key in keys]
+
+
+def test_tally_counts_each_shingles_best_hit_once_and_prefers_the_later_shingle_on_ties():
+    # hits shingle by shingle, each shingle's best first; all in group 0 but the last
+    shingle = np.array([0, 0, 1, 1, 2])
+    similarity = np.array([0.9, 0.8, 0.9, 0.7, 0.5], np.float32)
+    anchor = np.array([10, 11, 20, 21, 30])
+    group = np.array([0, 0, 0, 0, 1])
+    floor = np.array([0.1, 0.2, 0.3], np.float32)
+    gain, best_anchor = _tally(shingle, similarity, anchor, group, floor, 2)
+    np.testing.assert_allclose(gain, [(0.9 - 0.1) + (0.9 - 0.2), 0.5 - 0.3], rtol=1e-6)
+    assert best_anchor.tolist() == [20, 30]
