@@ -60,10 +60,12 @@ twice as many shingles for no gain: on all queries, hop 1 → 2 moved MRR 0.902 
 bach_violin and 0.538 → 0.533 on hauptstimme while the FAISS stage took half the time (hop 3:
 0.528, hop 4: 0.524 on hauptstimme; sixth session, docs/benchmarks.md)."""
 
-NEIGHBOURS = 64
+NEIGHBOURS = 256
 """FAISS neighbours fetched per query shingle (``k``), so that a theme's own recording keeps hits
-among many look-alike passages. 128 moved MRR by at most ±0.016 in the third session's sweep
-(bach_violin and hauptstimme) and was not adopted."""
+among the many look-alike passages of a large collection (a passage's neighbouring shingles fill
+several places each). Sixth session, all queries (docs/benchmarks.md): 64 → 256 moved MRR 0.533 →
+0.555 on hauptstimme (exhaustive DTW: 0.549) and 0.904 → 0.900 on bach_violin, and at 100 h (40
+themes) 0.31 → 0.48 (512: 0.54) for 11 ms more per query."""
 
 CANDIDATES = 30
 """Recordings passed from the ANN stage to DTW re-ranking. In the second session's hauptstimme
