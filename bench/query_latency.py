@@ -2,6 +2,7 @@
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
                                   [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
+                                  [--neighbours 256]
                                   [--exhaustive-up-to 10]
                                   [--work-dir DIR] [--json-out OUT.json]
 
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +42,8 @@ from db.store import FILE_ROW, IndexStore
 from db.vectors import auto_factory
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
-from retrieval.query import query, query_many
-from retrieval.search import CANDIDATES
+from retrieval.query import QueryOptions, query, query_many
+from retrieval.search import CANDIDATES, NEIGHBOURS
 
 
 def stretched(features: np.ndarray, factor: float) -> np.ndarray:
@@ -79,12 +81,13 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
     return IndexStore.open(target, readonly=True)
 
 
-def measure(store: IndexStore, rows: list[dict], exhaustive: bool, candidates: int = CANDIDATES) -> dict:
-    """Latency, throughput and MRR of ``rows``' themes on ``store`` (``candidates`` re-ranked)."""
-    query(store, rows[0]["query"])  # warm-up: compiled DTW, mapped pages
+def measure(store: IndexStore, rows: list[dict], exhaustive: bool, options: QueryOptions) -> dict:
+    """Latency, throughput and MRR of ``rows``' themes on ``store`` (all ``options.candidates`` listed)."""
+    options = replace(options, top=options.candidates)
+    query(store, rows[0]["query"], options)  # warm-up: compiled DTW, mapped pages
     ann, rerank, total, parse, rankings = [], [], [], [], []
     for row in rows:
-        result = query(store, row["query"], top=candidates, candidates=candidates)  # all the re-ranked
+        result = query(store, row["query"], options)
         ann.append(result.timings.ann)
         rerank.append(result.timings.rerank)
         parse.append(result.timings.extra["parse"])
@@ -92,7 +95,7 @@ def measure(store: IndexStore, rows: list[dict], exhaustive: bool, candidates: i
         rankings.append([Path(m.path).stem for m in result.matches])
     t0 = time.perf_counter()
     for first in range(0, len(rows), 16):
-        query_many(store, [r["query"] for r in rows[first : first + 16]], candidates=candidates)
+        query_many(store, [r["query"] for r in rows[first : first + 16]], options)
     batched = len(rows) / (time.perf_counter() - t0)
     relevant = [row["recording"] for row in rows]
     out = {
@@ -101,7 +104,7 @@ def measure(store: IndexStore, rows: list[dict], exhaustive: bool, candidates: i
         "candidate_recall": float(np.mean([rel in ranking for rel, ranking in zip(relevant, rankings, strict=True)])),
     }
     if exhaustive:
-        slow = [[Path(m.path).stem for m in query(store, r["query"], exhaustive=True).matches] for r in rows]
+        slow = [[Path(m.path).stem for m in query(store, r["query"], options, exhaustive=True).matches] for r in rows]
         out["mrr_exhaustive"] = mean_reciprocal_rank(slow, relevant)
     return out
 
@@ -128,15 +131,15 @@ def _stats(seconds: list[float]) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "mean": statistics.mean(ms)}
 
 
-def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, candidates: int) -> dict:
+def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, options: QueryOptions) -> dict:
     """One table row for the index at ``path``."""
     store = IndexStore.open(path, readonly=True)
     try:
         stats = store.stats()
         out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
                "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
-               "queries": len(rows), "candidates": candidates,
-               **measure(store, rows, stats["hours"] <= exhaustive_up_to, candidates)}
+               "queries": len(rows), "candidates": options.candidates, "neighbours": options.neighbours,
+               **measure(store, rows, stats["hours"] <= exhaustive_up_to, options)}
     finally:
         store.close()
     return {**out, "query_rss_bytes": query_rss(path, [r["query"] for r in rows])}
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factory", default=None, help="FAISS factory for every collection (default: auto)")
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
     parser.add_argument("--candidates", type=int, default=CANDIDATES, help="recordings re-ranked per theme")
+    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS, help="FAISS neighbours per query shingle")
     parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
     parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
     parser.add_argument("--work-dir", type=Path, default=None)
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             build(parts, Path(tmp) / f"c{i}.db", copies, args.factory).close()
             built = time.perf_counter() - t0
-            r = {**row_for(Path(tmp) / f"c{i}.db", rows, args.exhaustive_up_to, args.candidates), "build_s": built,
+            options = QueryOptions(candidates=args.candidates, neighbours=args.neighbours)
+            r = {**row_for(Path(tmp) / f"c{i}.db", rows, args.exhaustive_up_to, options), "build_s": built,
                  "nprobe": args.nprobe}
             for suffix in ("", ".faiss", "-wal", "-shm"):
                 Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)

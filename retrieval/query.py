@@ -25,6 +25,7 @@ from retrieval.search import (
     CANDIDATES,
     CONFIDENCE_MARGIN,
     CONFIDENCE_THRESHOLD,
+    NEIGHBOURS,
     Collection,
     Match,
     SearchTimings,
@@ -86,7 +87,8 @@ class QueryOptions:
     ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``symbolic`` or
     ``synthesised`` through the index's model on ``device``, with GM ``program``), ``tempo_scales``,
     ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
-    ``candidates`` re-ranked after the ANN stage, ``exhaustive`` DTW instead, and the confidence
+    ``neighbours`` fetched per query shingle and ``candidates`` re-ranked after the ANN stage
+    (more of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
     rule ``threshold`` / ``margin_threshold`` (see :data:`retrieval.search.CONFIDENCE_THRESHOLD`).
     """
 
@@ -100,13 +102,15 @@ class QueryOptions:
     tempo_scales: tuple[float, ...] = TEMPO_SCALES
     exhaustive: bool = False
     candidates: int = CANDIDATES
+    neighbours: int = NEIGHBOURS
     threshold: float = CONFIDENCE_THRESHOLD
     margin_threshold: float = CONFIDENCE_MARGIN
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.top < 1 or self.candidates < 1:
-            raise ParameterError(f"top and candidates must be at least 1, got {self.top} and {self.candidates}")
+        if min(self.top, self.candidates, self.neighbours) < 1:
+            raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
+                                 f"{self.candidates} and {self.neighbours}")
 
 
 def query(
@@ -165,7 +169,7 @@ def query_many(
         parsed.append(theme)
         timings.append(t)
     found = search_many(
-        collection, variant_sets, top=o.top, candidates=o.candidates, exhaustive=o.exhaustive,
+        collection, variant_sets, top=o.top, k=o.neighbours, candidates=o.candidates, exhaustive=o.exhaustive,
         threshold=o.threshold, margin_threshold=o.margin_threshold, timings=timings,
     )
     return [QueryResult(matches, theme, t) for matches, theme, t in zip(found, parsed, timings, strict=True)]

@@ -9,6 +9,7 @@ import pytest
 
 from cli import main
 from db.store import IndexStore
+from models.errors import ParameterError
 from retrieval.query import query
 from retrieval.search import CONFIDENCE_THRESHOLD
 from retrieval.theme import ThemeError, load_theme, parse_corpus_work
@@ -154,3 +155,13 @@ def test_status_reports_bytes_per_audio_hour(store, capsys):
     assert main(["status", "--db", str(store.path), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["bytes_per_audio_hour"] == pytest.approx((stats["db_bytes"] + stats["faiss_bytes"]) / stats["hours"])
+
+
+def test_neighbours_reach_the_ann_stage_and_are_validated(store):
+    score = parse_corpus_work(THEMES[1][1])
+    default = query(store, score, measures=THEMES[1][2], top=1)
+    one = query(store, score, measures=THEMES[1][2], top=1, neighbours=1)
+    # with one neighbour a shingle's floor is its own best hit: the ANN score is the mean of those
+    assert one.matches[0].ann_score != default.matches[0].ann_score
+    with pytest.raises(ParameterError, match="neighbours"):
+        query(store, score, measures=THEMES[1][2], neighbours=0)
