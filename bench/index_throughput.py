@@ -1,12 +1,14 @@
 """Indexing throughput and index size per audio hour, by worker count and device.
 
     python bench/index_throughput.py AUDIO_DIR [--workers 1 2] [--device cpu|cuda] [--copies N]
-                                     [--work-dir DIR] [--json-out OUT.json]
+                                     [--ray [ADDRESS]] [--work-dir DIR] [--json-out OUT.json]
 
 Indexes AUDIO_DIR from scratch once per worker count (end to end: hashing, decoding the
 compressed files, deep chroma, SQLite and FAISS) and prints a Markdown table: files, hours, wall
 seconds, × real time, files/s, SQLite and FAISS size per audio hour. ``--copies N`` indexes every
 file N times (symbolic links under other names) to make a larger collection from a small one.
+``--ray`` extracts on Ray as ``index --ray`` does (a local Ray started here, or the cluster at
+ADDRESS; ``--workers`` is then ignored by the indexer: Ray schedules one task per file on its CPUs).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         machine += f", {torch.cuda.get_device_name()}"
-    print(f"{machine}; device {args.device}")
+    print(f"{machine}; device {args.device}" + (f"; Ray ({args.ray})" if args.ray else ""))
     print("| workers | files | audio h | wall s | × real time | files/s | SQLite MB/h | FAISS MB/h |")
     print("|---|---|---|---|---|---|---|---|")
     table = []
@@ -54,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         audio = linked_copies(args.audio_dir, args.copies, Path(tmp) / "audio") if args.copies > 1 else args.audio_dir
         for workers in args.workers:
             db = Path(tmp) / f"bench{workers}.db"
-            report = index_collection(audio, db, workers=workers, device=args.device, progress=False)
+            report = index_collection(audio, db, workers=workers, device=args.device, progress=False, ray=args.ray)
             hours = report.audio_seconds / 3600
             faiss_mb = db.with_name(db.name + ".faiss").stat().st_size / 1e6
-            row = {"workers": workers, "device": args.device, "files": len(report.added), "audio_hours": hours,
+            row = {"workers": workers, "device": args.device, "ray": args.ray, "files": len(report.added),
+                   "audio_hours": hours,
                    "seconds": report.seconds, "x_real_time": report.audio_seconds / report.seconds,
                    "sqlite_mb_per_h": db.stat().st_size / 1e6 / hours, "faiss_mb_per_h": faiss_mb / hours,
                    "machine": machine}
