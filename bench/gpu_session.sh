@@ -5,7 +5,8 @@
 # sqlite-utils, pytest and their small dependencies); DATA_DIR: a copy of the parts of ../shared it
 # reads (fixtures/ctc_chroma_reference, data/recordings, data/bach_violin/audio).
 # Writes under OUT_DIR: gpu_check.json (CUDA equality and throughput), pytest_cuda.txt, and the
-# end-to-end indexing tables index_cpu.json (CPU workers 1-16), index_cuda*.json (GPU, workers 16, 8, 1).
+# end-to-end indexing tables index_cpu.json (CPU workers 1-16), index_cuda*.json (GPU, workers 16, 8, 1),
+# and train_cuda_b8.json, train_cuda_b32.json (training throughput per loss on the GPU, batch 8 and 32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${1:?usage: bench/gpu_session.sh WHEELS_DIR DATA_DIR OUT_DIR}; DATA=${2:?}; OUT=${3:?}
@@ -18,6 +19,10 @@ lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/gpu.txt"
 timeout 120 python bench/gpu_check.py --shared ../shared --json-out "$OUT/gpu_check.json" > "$OUT/gpu_check.txt" 2>&1
 timeout 60 python -m pytest -q -p no:cacheprovider tests/models/test_reference_equality.py -k cuda \
   > "$OUT/pytest_cuda.txt" 2>&1
+for batch in 8 32; do
+  timeout 60 python bench/train_throughput.py --device cuda --batch-size $batch --steps 10 --json \
+    > "$OUT/train_cuda_b$batch.json" 2> "$OUT/train_cuda_b$batch.txt"
+done
 AUDIO=../shared/data/bach_violin/audio
 timeout 100 python bench/index_throughput.py "$AUDIO" --device cuda --copies 24 --workers 16 8 \
   --json-out "$OUT/index_cuda.json" > "$OUT/index_cuda.txt" 2>&1
