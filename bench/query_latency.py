@@ -2,7 +2,7 @@
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
                                   [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
-                                  [--neighbours 256]
+                                  [--neighbours K]
                                   [--exhaustive-up-to 10]
                                   [--work-dir DIR] [--json-out OUT.json]
 
@@ -43,7 +43,7 @@ from db.vectors import auto_factory
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
 from retrieval.query import QueryOptions, query, query_many
-from retrieval.search import CANDIDATES, NEIGHBOURS
+from retrieval.search import CANDIDATES, neighbours_for
 
 
 def stretched(features: np.ndarray, factor: float) -> np.ndarray:
@@ -138,7 +138,8 @@ def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, options: Quer
         stats = store.stats()
         out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
                "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
-               "queries": len(rows), "candidates": options.candidates, "neighbours": options.neighbours,
+               "queries": len(rows), "candidates": options.candidates,
+               "neighbours": options.neighbours or neighbours_for(stats["shingles"]),
                **measure(store, rows, stats["hours"] <= exhaustive_up_to, options)}
     finally:
         store.close()
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factory", default=None, help="FAISS factory for every collection (default: auto)")
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
     parser.add_argument("--candidates", type=int, default=CANDIDATES, help="recordings re-ranked per theme")
-    parser.add_argument("--neighbours", type=int, default=NEIGHBOURS, help="FAISS neighbours per query shingle")
+    parser.add_argument("--neighbours", type=int, default=None,
+                        help="FAISS neighbours per query shingle (default: by collection size)")
     parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
     parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
     parser.add_argument("--work-dir", type=Path, default=None)

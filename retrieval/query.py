@@ -25,7 +25,6 @@ from retrieval.search import (
     CANDIDATES,
     CONFIDENCE_MARGIN,
     CONFIDENCE_THRESHOLD,
-    NEIGHBOURS,
     Collection,
     Match,
     SearchTimings,
@@ -87,8 +86,9 @@ class QueryOptions:
     ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``symbolic`` or
     ``synthesised`` through the index's model on ``device``, with GM ``program``), ``tempo_scales``,
     ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
-    ``neighbours`` fetched per query shingle and ``candidates`` re-ranked after the ANN stage
-    (more of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
+    ``neighbours`` fetched per query shingle (default: by the collection's size,
+    :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
+    of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
     rule ``threshold`` / ``margin_threshold`` (see :data:`retrieval.search.CONFIDENCE_THRESHOLD`).
     """
 
@@ -102,13 +102,13 @@ class QueryOptions:
     tempo_scales: tuple[float, ...] = TEMPO_SCALES
     exhaustive: bool = False
     candidates: int = CANDIDATES
-    neighbours: int = NEIGHBOURS
+    neighbours: int | None = None
     threshold: float = CONFIDENCE_THRESHOLD
     margin_threshold: float = CONFIDENCE_MARGIN
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if min(self.top, self.candidates, self.neighbours) < 1:
+        if min(self.top, self.candidates) < 1 or (self.neighbours is not None and self.neighbours < 1):
             raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
                                  f"{self.candidates} and {self.neighbours}")
 

@@ -18,6 +18,7 @@ reference the ANN pipeline is measured against.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.variants import QueryVariant
 
-__all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "search", "search_many"]
+__all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "neighbours_for", "search",
+           "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
@@ -61,11 +63,29 @@ bach_violin and 0.538 → 0.533 on hauptstimme while the FAISS stage took half t
 0.528, hop 4: 0.524 on hauptstimme; sixth session, docs/benchmarks.md)."""
 
 NEIGHBOURS = 256
-"""FAISS neighbours fetched per query shingle (``k``), so that a theme's own recording keeps hits
-among the many look-alike passages of a large collection (a passage's neighbouring shingles fill
-several places each). Sixth session, all queries (docs/benchmarks.md): 64 → 256 moved MRR 0.533 →
-0.555 on hauptstimme (exhaustive DTW: 0.549) and 0.904 → 0.900 on bach_violin, and at 100 h (40
-themes) 0.31 → 0.48 (512: 0.54) for 11 ms more per query."""
+"""FAISS neighbours fetched per query shingle (``k``) in collections of up to
+:data:`NEIGHBOURS_SCALE` shingles, so that a theme's own recording keeps hits among the many
+look-alike passages (a passage's neighbouring shingles fill several places each). Sixth session,
+all queries (docs/benchmarks.md): 64 → 256 moved MRR 0.533 → 0.555 on hauptstimme (exhaustive DTW:
+0.549) and 0.904 → 0.900 on bach_violin, and at 100 h (40 themes) 0.31 → 0.48 for 11 ms more."""
+
+NEIGHBOURS_SCALE = 3_000_000
+"""Shingles (≈ 130 h of audio) beyond which :func:`neighbours_for` fetches more neighbours: twice as
+many from twice this size, four times (:data:`MAX_NEIGHBOURS`) from four times. At 1046 h (23 M
+shingles, 40 themes): k 256 → MRR 0.225 at 58 ms p50, 512 → 0.275 at 91 ms, 1024 → 0.319 at 132 ms
+(sixth session); at 100 h, 512 would cost ~15 ms more than the 50 ms budget allows."""
+
+MAX_NEIGHBOURS = 4 * NEIGHBOURS
+"""At most this many neighbours by default (1024: a query at 1000 h stays within ~150 ms; 2048
+reached 0.344 at 210 ms)."""
+
+
+def neighbours_for(n_shingles: int) -> int:
+    """The default ``k`` for a collection of ``n_shingles``: :data:`NEIGHBOURS`, doubled for each
+    doubling beyond :data:`NEIGHBOURS_SCALE`, at most :data:`MAX_NEIGHBOURS`."""
+    doublings = max(0, math.floor(math.log2(max(n_shingles, 1) / NEIGHBOURS_SCALE)))
+    return min(MAX_NEIGHBOURS, NEIGHBOURS << doublings)
+
 
 CANDIDATES = 30
 """Recordings passed from the ANN stage to DTW re-ranking. In the second session's hauptstimme
@@ -354,7 +374,7 @@ def search_many(
     themes: Sequence[Sequence[QueryVariant]],
     *,
     top: int = 10,
-    k: int = NEIGHBOURS,
+    k: int | None = None,
     candidates: int = CANDIDATES,
     rerank_variants: int = RERANK_VARIANTS,
     exhaustive: bool = False,
@@ -364,10 +384,11 @@ def search_many(
 ) -> list[list[Match]]:
     """Rank the recordings of ``collection`` for each theme, given as its query variants.
 
-    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle; all themes' shingles in one
-    FAISS search) → each theme's ``candidates`` best recordings → DTW re-ranking of their
-    ``rerank_variants`` best tempo variants around the ANN anchors (:data:`RERANK_WINDOW`), all
-    themes' candidates on the thread pool at once; ``exhaustive`` aligns every variant with every
+    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle, by default
+    :func:`neighbours_for` the collection's size; all themes' shingles in one FAISS search) → each
+    theme's ``candidates`` best recordings → DTW re-ranking of their ``rerank_variants`` best tempo
+    variants around the ANN anchors (:data:`RERANK_WINDOW`), all themes' candidates on the thread
+    pool at once; ``exhaustive`` aligns every variant with every
     whole recording instead. Matches are marked confident by the rule of
     :data:`CONFIDENCE_THRESHOLD` and :data:`CONFIDENCE_MARGIN` (``threshold``,
     ``margin_threshold``). ``timings`` (one per theme) receive each stage's time; with several
@@ -375,7 +396,7 @@ def search_many(
     """
     if not themes or any(not variants for variants in themes):
         raise ParameterError("no query variants")
-    if top < 1 or k < 1 or candidates < 1:
+    if top < 1 or (k is not None and k < 1) or candidates < 1:
         raise ParameterError("top, k and candidates must be positive")
     timings = list(timings) if timings is not None else [SearchTimings() for _ in themes]
     n = len(themes)
@@ -387,6 +408,7 @@ def search_many(
         if len(collection.vectors()) == 0:
             raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
+        k = neighbours_for(len(collection.vectors())) if k is None else k
         found = [_vote(hits, variants, max(candidates, top))
                  for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
         ann = time.perf_counter() - t0

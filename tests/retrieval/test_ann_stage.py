@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from models.retrieval_features import FeatureSettings
-from retrieval.search import QUERY_HOP, _ann_candidates, _group_codes, _tally
+from retrieval.search import (
+    MAX_NEIGHBOURS,
+    NEIGHBOURS,
+    NEIGHBOURS_SCALE,
+    QUERY_HOP,
+    _ann_candidates,
+    _group_codes,
+    _tally,
+    neighbours_for,
+)
 from retrieval.variants import QueryVariant
 
 
@@ -70,3 +79,11 @@ def test_tally_counts_each_shingles_best_hit_once_and_prefers_the_later_shingle_
     gain, best_anchor = _tally(shingle, similarity, anchor, group, floor, 2)
     np.testing.assert_allclose(gain, [(0.9 - 0.1) + (0.9 - 0.2), 0.5 - 0.3], rtol=1e-6)
     assert best_anchor.tolist() == [20, 30]
+
+
+def test_neighbours_grow_with_the_collection_up_to_a_cap():
+    assert neighbours_for(0) == neighbours_for(NEIGHBOURS_SCALE - 1) == NEIGHBOURS
+    assert neighbours_for(2 * NEIGHBOURS_SCALE - 1) == NEIGHBOURS
+    assert neighbours_for(2 * NEIGHBOURS_SCALE) == 2 * NEIGHBOURS
+    assert neighbours_for(4 * NEIGHBOURS_SCALE) == MAX_NEIGHBOURS == 4 * NEIGHBOURS
+    assert neighbours_for(10**12) == MAX_NEIGHBOURS
