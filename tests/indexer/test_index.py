@@ -210,7 +210,8 @@ def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_
 def test_ctrl_c_checkpoints_what_was_done(rendered_dir, tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()
-    for i, name in enumerate(list(PIECES) * 2):
+    names = list(PIECES) * 6  # enough work that Ctrl-C lands mid-run even on a fast machine
+    for i, name in enumerate(names):
         shutil.copy(rendered_dir / f"{name}.wav", folder / f"{i:02d}_{name}.wav")
     db = tmp_path / "i.db"
     proc = subprocess.Popen(
@@ -228,9 +229,10 @@ def test_ctrl_c_checkpoints_what_was_done(rendered_dir, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
+    assert done >= 2, f"the run ended (status {proc.returncode}) before two recordings were seen in the index"
     assert proc.returncode == 130 and "interrupted" in out
     store = check_consistent(db)  # everything extracted before Ctrl-C is searchable
-    assert 2 <= len(store.recordings("indexed")) < 10
+    assert 2 <= len(store.recordings("indexed")) < len(names)
 
 
 def test_parallel_workers_give_the_same_index(rendered_dir, indexed, tmp_path):
