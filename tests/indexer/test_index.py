@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -214,23 +215,17 @@ def test_ctrl_c_checkpoints_what_was_done(rendered_dir, tmp_path):
     for i, name in enumerate(names):
         shutil.copy(rendered_dir / f"{name}.wav", folder / f"{i:02d}_{name}.wav")
     db = tmp_path / "i.db"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--db", str(db), "--workers", "1", "-q"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    proc = subprocess.Popen(  # the progress bar (stderr) says how many files are done
+        [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--db", str(db), "--workers", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline, done = time.time() + 120, 0
-    while time.time() < deadline and proc.poll() is None and done < 2:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    done = conn.execute("SELECT count(*) FROM recordings").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.05)
+    seen = ""
+    while proc.poll() is None and not re.search(rf"\b([2-9]|1\d)/{len(names)}\b", seen):
+        seen += proc.stderr.read(1)
+    assert proc.poll() is None, f"the run ended before two files were done: {seen[-300:]}"
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert done >= 2, f"the run ended (status {proc.returncode}) before two recordings were seen in the index"
-    assert proc.returncode == 130 and "interrupted" in out
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out, (out, err[-500:])
     store = check_consistent(db)  # everything extracted before Ctrl-C is searchable
     assert 2 <= len(store.recordings("indexed")) < len(names)
 
