@@ -218,6 +218,9 @@ def test_ctrl_c_checkpoints_what_was_done(rendered_dir, tmp_path):
     proc = subprocess.Popen(  # the progress bar (stderr) says how many files are done
         [sys.executable, str(ROOT / "cli.py"), "index", str(folder), "--db", str(db), "--workers", "1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as in a terminal's foreground: a run started in the background by a script inherits an
+        # ignored SIGINT, and Python keeps it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     while proc.poll() is None and not re.search(rf"\b([2-9]|1\d)/{len(names)}\b", seen):
