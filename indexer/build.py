@@ -96,9 +96,9 @@ def _results(
 ) -> Iterator[Extracted]:
     """Extract every job, in this process or in ``workers`` processes (at most 2 jobs each queued).
 
-    With ``device="cuda"`` and a deep chroma model, the workers only decode and resample (the CPU
-    part, :func:`indexer.extract.prepare_in_worker`) and this process runs the rest on the GPU
-    (:func:`indexer.extract.finish_prepared`): one CUDA context, fed by all cores.
+    With ``device="cuda"`` and a deep chroma model, the workers only hash and decode (the CPU
+    part, :func:`indexer.extract.prepare_in_worker`) and this process runs the whole front end and
+    the network on the GPU (:func:`indexer.extract.finish_prepared`): one CUDA context, fed by all cores.
     """
     if workers <= 1:
         context = WorkerContext(settings, device)
@@ -121,8 +121,8 @@ def _results(
                 yield finish_prepared(gpu, future.result()) if split else future.result()
     finally:
         for future in pending:  # prepared files nobody will finish: free their shared memory
-            if not future.cancel() and not future.exception() and future.result().levels is not None:
-                future.result().levels.release()
+            if not future.cancel() and not future.exception() and future.result().samples is not None:
+                future.result().samples.release()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

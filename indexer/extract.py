@@ -14,8 +14,8 @@ from indexer.walk import check_readable
 from models.audio import decode_audio
 from models.retrieval_features import FeatureSettings, retrieval_features
 
-__all__ = ["Extracted", "Prepared", "SharedArrays", "WorkerContext", "content_hash", "extract_in_worker", "extract_one",
-           "finish_prepared", "prepare_in_worker", "worker_context"]
+__all__ = ["Extracted", "Prepared", "SharedSamples", "WorkerContext", "content_hash", "extract_in_worker",
+           "extract_one", "finish_prepared", "prepare_in_worker", "worker_context"]
 
 
 def content_hash(path: Path, block: int = 1 << 20) -> str:
@@ -129,43 +129,36 @@ def extract_one(context: WorkerContext, path: str, known_hash: str | None = None
 
 @dataclass
 class Prepared:
-    """A file hashed, decoded and resampled in a worker: its :class:`Extracted` so far and, when
-    there is something to extract, its resampling pyramid in shared memory (``levels``)."""
+    """A file hashed and decoded in a worker: its :class:`Extracted` so far and, when there is
+    something to extract, its samples in shared memory."""
 
     extracted: Extracted
-    levels: SharedArrays | None = None
+    samples: SharedSamples | None = None
 
 
-class SharedArrays:
-    """Named float32 arrays in one block of shared memory: a worker fills it, the GPU process reads
-    it without a copy through a pipe, then :meth:`release` frees it."""
+class SharedSamples:
+    """A float32 signal in a block of shared memory: a worker fills it, the GPU process reads it
+    without a copy through a pipe, then :meth:`release` frees it."""
 
-    def __init__(self, arrays: dict[tuple[int, int], np.ndarray]) -> None:
-        self.layout, offset = [], 0
-        for key, array in arrays.items():
-            self.layout.append((key, offset, len(array)))
-            offset += len(array)
-        block = shared_memory.SharedMemory(create=True, size=max(4, 4 * offset))
-        flat = np.ndarray((offset,), np.float32, buffer=block.buf)
-        for (_, start, n), array in zip(self.layout, arrays.values(), strict=True):
-            flat[start : start + n] = array
-        del flat
+    def __init__(self, samples: np.ndarray) -> None:
+        self.length = len(samples)
+        block = shared_memory.SharedMemory(create=True, size=max(4, 4 * self.length))
+        np.ndarray((self.length,), np.float32, buffer=block.buf)[:] = samples
         self.name = block.name
         resource_tracker.unregister(block._name, "shared_memory")  # the GPU process frees it, not this one
         block.close()
         self._block: shared_memory.SharedMemory | None = None
 
     def __getstate__(self) -> dict:
-        return {"layout": self.layout, "name": self.name, "_block": None}
+        return {"length": self.length, "name": self.name, "_block": None}
 
-    def open(self) -> dict[tuple[int, int], np.ndarray]:
-        """The arrays, as views of the shared block (valid until :meth:`release`)."""
+    def open(self) -> np.ndarray:
+        """The samples ``(n,)``, a view of the shared block (valid until :meth:`release`)."""
         self._block = shared_memory.SharedMemory(name=self.name)  # registered here; unlink() unregisters
-        flat = np.ndarray((self._block.size // 4,), np.float32, buffer=self._block.buf)
-        return {tuple(key): flat[start : start + n] for key, start, n in self.layout}
+        return np.ndarray((self.length,), np.float32, buffer=self._block.buf)
 
     def release(self) -> None:
-        """Free the block (after the last use of the views :meth:`open` gave)."""
+        """Free the block (after the last use of the view :meth:`open` gave)."""
         block = self._block or shared_memory.SharedMemory(name=self.name)
         block.unlink()  # the memory goes when the last mapping does
         try:
@@ -176,26 +169,21 @@ class SharedArrays:
 
 
 def prepare_in_worker(path: str, known_hash: str | None) -> Prepared:
-    """The CPU part of one file (hash, decode, resampling pyramid), for :func:`finish_prepared`."""
-    from models.extractor import resampling_pyramid
-
+    """The CPU part of one file (hash, decode), for :func:`finish_prepared` on the GPU, which
+    computes the whole front end there (resampling pyramid included)."""
     result, samples = _opened(path, known_hash)
     if samples is None:
         return Prepared(result)
-    try:
-        return Prepared(result, SharedArrays(resampling_pyramid(samples)))
-    except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
-        result.error = _one_line(path, error)
-        return Prepared(result)
+    return Prepared(result, SharedSamples(samples))
 
 
 def finish_prepared(context: WorkerContext, prepared: Prepared) -> Extracted:
     """The rest of :func:`extract_one` from a :class:`Prepared` file, on ``context``'s device; frees its memory."""
-    if prepared.levels is None:
+    if prepared.samples is None:
         return prepared.extracted
     try:
-        levels = prepared.levels.open()
-        return _finished(context, prepared.extracted, lambda extractor: extractor.from_pyramid(levels).chroma)
+        samples = prepared.samples.open()
+        return _finished(context, prepared.extracted, lambda extractor: extractor.from_signal(samples).chroma)
     finally:
-        levels = None
-        prepared.levels.release()
+        samples = None
+        prepared.samples.release()

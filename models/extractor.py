@@ -39,7 +39,6 @@ from models.registry import DEFAULT_MODEL, load
 
 __all__ = [
     "ChromaExtractor", "ChromaFeatures", "chroma_features", "exact_cuda", "reference_features", "reference_hcqt",
-    "resampling_pyramid",
 ]
 
 
@@ -98,15 +97,6 @@ def _fast_hcqt(device: torch.device) -> FastHCQT:
     return FastHCQT(device)
 
 
-def resampling_pyramid(y: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-    """The CPU part of the front end: ``y`` (22050 Hz) at every rate the HCQT needs, by
-    ``(chain, level)`` (see :meth:`models.hcqt.FastHCQT.pyramid`). Computed where the audio is
-    decoded, it lets one GPU process take the rest from many decoding processes."""
-    if len(y) == 0:
-        raise ParameterError("empty signal")
-    return _fast_hcqt(torch.device("cpu")).pyramid(y)
-
-
 class ChromaExtractor:
     """Fast, exact, bounded-memory deep chroma extraction.
 
@@ -141,28 +131,25 @@ class ChromaExtractor:
         self.batch_frames = batch_frames
         self.batch_size = batch_size
 
-    def front_end(self, y: np.ndarray) -> np.ndarray:
-        """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, chunk by chunk."""
+    def front_end(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, on this extractor's
+        device, chunk by chunk (on a GPU every stage runs there: see :class:`models.hcqt.FastHCQT`)."""
         if len(y) == 0:
             raise ParameterError("empty signal")
-        return self.front_end_from_pyramid(self.hcqt.pyramid(y))
-
-    def front_end_from_pyramid(self, levels: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
-        """:meth:`front_end` from the signal's :func:`resampling_pyramid`, which may have been
-        computed in another process (the CPU part; the rest runs on this extractor's device)."""
+        levels = self.hcqt.pyramid(y)
         bounds = grid_boundaries(n_hcqt_frames(len(levels[(0, 0)])))
-        lows, highs, peak = [], [], 0.0
+        lows, highs, peaks = [], [], []
         for g0 in range(0, len(bounds) - 1, self.chunk_groups):
             g1 = min(g0 + self.chunk_groups, len(bounds) - 1)
             mag = self.hcqt.frames(levels, int(bounds[g0]), int(bounds[g1]))
-            peak = max(peak, float(mag.max()))
+            peaks.append(mag.max())
             low, high = median_bin_db(mag, bounds[g0 : g1 + 1])
             lows.append(low)
             highs.append(high)
-        ref_db = 20.0 * np.log10(max(AMIN, peak))
+        ref_db = 20.0 * np.log10(max(AMIN, float(torch.stack(peaks).max())))
         return normalize_frames(finish_hcqt(torch.cat(lows), torch.cat(highs), ref_db))
 
-    def network(self, x: np.ndarray) -> torch.Tensor:
+    def network(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches.
 
         Output frames ``[s, s + batch_frames)`` come from input frames widened by the network's
@@ -170,6 +157,7 @@ class ChromaExtractor:
         pad each layer with zeros exactly as on the whole signal. Windows of equal length (all
         but the last, usually) are stacked into batches.
         """
+        x = torch.as_tensor(x).to(self.device, torch.float32)
         n, ctx, step = len(x), self.net.receptive_field, self.batch_frames
         by_length: dict[int, list[tuple[int, int, int]]] = {}
         for s in range(0, n, step):
@@ -180,21 +168,16 @@ class ChromaExtractor:
             for windows in by_length.values():
                 for i in range(0, len(windows), self.batch_size):
                     part = windows[i : i + self.batch_size]
-                    batch = torch.from_numpy(np.stack([x[lo:hi] for _, lo, hi in part])).permute(0, 3, 1, 2)
-                    probs = self.net(batch.to(self.device).contiguous(memory_format=torch.channels_last))
+                    batch = torch.stack([x[lo:hi] for _, lo, hi in part]).permute(0, 3, 1, 2)
+                    probs = self.net(batch.contiguous(memory_format=torch.channels_last))
                     for (s, lo, _), p in zip(part, probs, strict=True):
                         m = min(step, n - s)
                         out[s : s + m] = p[s - lo : s - lo + m]
         return out
 
-    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
+    def from_signal(self, y: np.ndarray | torch.Tensor) -> ChromaFeatures:
         """Deep chroma of a mono float32 signal at 22050 Hz."""
         probs = self.network(self.front_end(y))
-        return chroma_features(probs, probs.shape[0])
-
-    def from_pyramid(self, levels: dict[tuple[int, int], np.ndarray]) -> ChromaFeatures:
-        """Deep chroma from a signal's :func:`resampling_pyramid` (equal to :meth:`from_signal`)."""
-        probs = self.network(self.front_end_from_pyramid(levels))
         return chroma_features(probs, probs.shape[0])
 
     def from_file(self, path: str | Path) -> ChromaFeatures:

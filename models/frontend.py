@@ -119,8 +119,9 @@ def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> torch.T
     return med / TOP_DB + 1.0
 
 
-def normalize_frames(hcqt: torch.Tensor) -> np.ndarray:
-    """Network input ``(T, 216, 6)`` from time-first ``(T, 6, 216)``: L2 over the bins per frame.
+def normalize_frames(hcqt: torch.Tensor) -> torch.Tensor:
+    """Network input ``(T, 216, 6)`` from time-first ``(T, 6, 216)``: L2 over the bins per frame,
+    float32 on ``hcqt``'s device.
 
     Equals ``librosa.util.normalize(·, norm=2, fill=True)`` over the bins (in float32, as
     librosa on float32 input): an all-zero frame becomes the uniform vector of unit norm.
@@ -129,9 +130,9 @@ def normalize_frames(hcqt: torch.Tensor) -> np.ndarray:
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     tiny = torch.finfo(torch.float32).tiny
     out = torch.where(norm < tiny, x.new_tensor(x.shape[-1] ** -0.5), x / norm.clamp_min(tiny))
-    return out.transpose(1, 2).contiguous().cpu().numpy()
+    return out.transpose(1, 2).contiguous()
 
 
 def normalize_hcqt(hcqt: np.ndarray) -> np.ndarray:
-    """:func:`normalize_frames` of an HCQT laid out as the reference, ``(6, 216, T)``."""
-    return normalize_frames(torch.from_numpy(np.asarray(hcqt, dtype=np.float32)).permute(2, 0, 1))
+    """:func:`normalize_frames` of an HCQT laid out as the reference, ``(6, 216, T)`` → ``(T, 216, 6)``."""
+    return normalize_frames(torch.from_numpy(np.asarray(hcqt, dtype=np.float32)).permute(2, 0, 1)).numpy()

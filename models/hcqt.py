@@ -4,7 +4,8 @@
 computes the same filter responses with librosa's own filters (``librosa.filters.wavelet``,
 ``librosa.util.sparsify_rows``) and the same multi-rate scheme, but shares the work between
 the six harmonics: one halving pyramid of the signal (soxr, as librosa) instead of one per
-harmonic, and one STFT per (pyramid level, FFT size) whose frames are projected onto all
+harmonic (computed on the device by :class:`models.resample.Decimator`, equal to soxr, or on the
+CPU by soxr itself), and one STFT per (pyramid level, FFT size) whose frames are projected onto all
 harmonics' filters at once by a single matrix product (PyTorch, CPU or CUDA). Where the
 frames overlap four times or more (the upper levels, whose hop is a few samples), the same
 projections are computed by :class:`models.polyphase.PolyphaseFilterBank` instead. Like librosa,
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import scipy.fft
-import soxr
 import torch
 
 from models.errors import ParameterError
 from models.frontend import BINS_PER_OCTAVE, FMIN, HARMONICS, HOP_LENGTH, N_BINS, N_OCTAVES, SAMPLE_RATE
 from models.polyphase import PolyphaseFilterBank
+from models.resample import Decimator, soxr_downsample
 
 __all__ = ["FastHCQT", "hcqt_reference", "n_hcqt_frames"]
 
@@ -87,15 +88,8 @@ def _filter_fft(sr: float, freqs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return sparse.toarray()
 
 
-def _downsample(y: np.ndarray, factor: int) -> np.ndarray:
-    """``librosa.resample(y, orig_sr=factor, target_sr=1, res_type="soxr_hq", scale=True)``."""
-    out = soxr.resample(y, factor, 1, quality="soxr_hq")
-    n = -(-len(y) // factor)
-    return np.pad(out, (0, max(0, n - len(out))))[:n] * np.float32(np.sqrt(factor))
-
-
-def _frame_span(x: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
-    """The samples under frames ``first:first + count`` of ``x``'s centred STFT.
+def _frame_span(x: torch.Tensor, n_fft: int, hop: int, first: int, count: int) -> torch.Tensor:
+    """The samples under frames ``first:first + count`` of ``x``'s centred STFT, on ``x``'s device.
 
     As ``torch.stft(..., center=True, pad_mode="constant")``: frame ``t`` covers
     ``x[t · hop - n_fft / 2 : t · hop + n_fft / 2]``, zeros outside ``x``. The result holds
@@ -103,18 +97,21 @@ def _frame_span(x: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> 
     """
     lo, hi = first * hop - n_fft // 2, (first + count - 1) * hop + n_fft // 2
     body = x[max(lo, 0) : min(hi, len(x))]
-    return np.pad(body, (max(0, -lo), max(0, hi - len(x))))
+    return torch.nn.functional.pad(body, (max(0, -lo), max(0, hi - len(x))))
 
 
 class FastHCQT:
     """Callable computing ``|HCQT|`` ``(6, 216, n_frames)`` of a 22050 Hz signal.
 
-    ``device`` is where the STFTs and projections run; the resampling pyramid is computed on
-    the CPU with soxr. Build once and reuse: the constructor prepares all filter bases.
+    ``device`` is where the STFTs and projections run. The resampling pyramid runs there too
+    when ``pyramid_on_device`` (default: on any device but the CPU, where soxr is faster), so a
+    GPU takes the whole front end with no host round trip; otherwise soxr computes it on the CPU.
+    Build once and reuse: the constructor prepares all filter bases.
     """
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu", pyramid_on_device: bool | None = None) -> None:
         self.device = torch.device(device)
+        self.pyramid_on_device = self.device.type != "cpu" if pyramid_on_device is None else pyramid_on_device
         blocks: dict[tuple[int, int, int], list[tuple[np.ndarray, int]]] = {}
         for hi, h in enumerate(HARMONICS):
             freqs = librosa.cqt_frequencies(N_BINS, fmin=FMIN * h, bins_per_octave=BINS_PER_OCTAVE)
@@ -160,25 +157,35 @@ class FastHCQT:
             )
         self.n_levels = 1 + max(p.level for p in self.projections)
         self.chains = sorted({p.chain for p in self.projections})
+        factors = {2} | {2**c for c in self.chains if c}
+        self.decimators = {f: Decimator(f, self.device) for f in factors} if self.pyramid_on_device else {}
 
-    def pyramid(self, y: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    def pyramid(self, y: np.ndarray | torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
         """The signal at 22050 / 2**level Hz, by ``(chain, level)``, resampled as librosa does.
 
         Chain ``c`` starts with one ``2**c`` soxr resampling, then halves; each step keeps
         ``librosa.resample(..., scale=True)`` semantics (length ``ceil(n / r)``, gain ``sqrt(r)``).
+        Float32 tensors ``(n_level,)``, on the device when :attr:`pyramid_on_device`, else on the CPU.
         """
         if len(y) < 2**self.n_levels:
             raise ParameterError(f"signal of {len(y)} samples is too short for the HCQT")
-        y = np.ascontiguousarray(y, dtype=np.float32)
-        levels: dict[tuple[int, int], np.ndarray] = {(0, 0): y}
+        y = torch.as_tensor(y, dtype=torch.float32)
+        y = y.to(self.device) if self.pyramid_on_device else y.cpu().contiguous()
+        levels: dict[tuple[int, int], torch.Tensor] = {(0, 0): y}
         for chain in self.chains:
-            prev, start = (y, 0) if chain == 0 else (_downsample(y, 2**chain), chain)
+            prev, start = (y, 0) if chain == 0 else (self._downsample(y, 2**chain), chain)
             levels[(chain, start)] = prev
             for level in range(start + 1, self.n_levels):
-                prev = levels[(chain, level)] = _downsample(prev, 2)
+                prev = levels[(chain, level)] = self._downsample(prev, 2)
         return levels
 
-    def frames(self, levels: dict[tuple[int, int], np.ndarray], start: int, stop: int) -> torch.Tensor:
+    def _downsample(self, x: torch.Tensor, factor: int) -> torch.Tensor:
+        """One pyramid step ``(n,)`` → ``(ceil(n / factor),)``: the device's Decimator or soxr."""
+        if self.pyramid_on_device:
+            return self.decimators[factor](x)
+        return torch.from_numpy(soxr_downsample(x.numpy(), factor))
+
+    def frames(self, levels: dict[tuple[int, int], torch.Tensor], start: int, stop: int) -> torch.Tensor:
         """``|HCQT|`` hop frames ``start:stop``, time first ``(stop - start, 6, 216)``, from a :meth:`pyramid`.
 
         Only the part of each level around those frames is transformed, so a long signal can
@@ -203,7 +210,7 @@ class FastHCQT:
                     torch.abs(resp[:, src : src + width], out=out[:, dst : dst + width])
         return out.reshape(count, len(HARMONICS), N_BINS)
 
-    def _spectra(self, padded: np.ndarray, proj: _Projection) -> torch.Tensor:
+    def _spectra(self, padded: torch.Tensor, proj: _Projection) -> torch.Tensor:
         """Bins ``proj.bins`` of the rectangular-window FFT of each frame of ``padded`` (time first).
 
         On the CPU, scipy's pocketfft transforms the strided frame view directly, in parallel
@@ -212,9 +219,9 @@ class FastHCQT:
         """
         hop = HOP_LENGTH >> proj.level
         if self.device.type != "cpu":
-            frames = torch.from_numpy(padded).to(self.device).unfold(0, proj.n_fft, hop)
+            frames = padded.to(self.device).unfold(0, proj.n_fft, hop)
             return torch.fft.rfft(frames, dim=-1)[:, proj.bins]
-        frames = np.lib.stride_tricks.sliding_window_view(padded, proj.n_fft)[::hop]
+        frames = np.lib.stride_tricks.sliding_window_view(padded.cpu().numpy(), proj.n_fft)[::hop]
         return torch.from_numpy(scipy.fft.rfft(frames, axis=-1, workers=torch.get_num_threads())[:, proj.bins])
 
     def __call__(self, y: np.ndarray) -> torch.Tensor:

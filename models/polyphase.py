@@ -57,7 +57,7 @@ class PolyphaseFilterBank:
         first = start - start % self.step
         return first, -(-(start + count - first) // self.step) * self.step
 
-    def __call__(self, padded: np.ndarray) -> torch.Tensor:
+    def __call__(self, padded: torch.Tensor) -> torch.Tensor:
         """Magnitudes ``(n, n_filters)`` of the ``n`` frames ``padded[t · hop : t · hop + n_fft]``.
 
         ``padded`` holds ``(n - 1) · hop + n_fft`` samples, ``n`` a multiple of the block step
@@ -67,7 +67,7 @@ class PolyphaseFilterBank:
         n_blocks, partial = divmod(rows - self.taps + 1, self.step)
         if rem or partial or n_blocks < 1:
             raise ParameterError(f"{len(padded)} samples are not whole blocks of {self.step} frames of hop {self.hop}")
-        u = torch.from_numpy(padded).to(self.device).view(rows, self.hop)
+        u = padded.to(self.device).reshape(rows, self.hop)
         blocks = u.unfold(0, self.block, self.step)  # (blocks, hop, block)
         spec = torch.fft.rfft(blocks, dim=-1)  # (blocks, hop, freq)
         spec = torch.view_as_real(spec).permute(2, 0, 1, 3).reshape(-1, n_blocks, 2 * self.hop)

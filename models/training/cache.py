@@ -66,7 +66,7 @@ class HCQTCache:
         from models.frontend import SAMPLE_RATE
 
         y, _ = load_audio(audio, SAMPLE_RATE)
-        return self._extractor.front_end(y)
+        return self._extractor.front_end(y).cpu().numpy()
 
 
 def _save_npy(tmp: str, array: np.ndarray) -> None:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.errors import ParameterError
 from models.network import ChromaNet
@@ -46,7 +47,7 @@ class RetrievalValidation:
         extractor = ChromaExtractor(device=self.device, net=net)
         out = []
         for rec in self.recordings:
-            x = np.asarray(self.cache.get(rec.audio), dtype=np.float32)
+            x = torch.from_numpy(np.asarray(self.cache.get(rec.audio), dtype=np.float32))
             chroma = chroma_from_probabilities(extractor.network(x)).T.cpu().numpy()
             out.append(retrieval_features(chroma, settings.downsample, settings.smoothing))
         return out

@@ -29,13 +29,13 @@ def test_prepared_in_a_worker_and_finished_here_equals_extract_one(rendered_dir)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         prepared = list(pool.map(prepare_in_worker, files, [None] * len(files)))
     for path, item in zip(files, prepared, strict=True):
-        assert item.levels is not None
+        assert item.samples is not None
         split, whole = finish_prepared(context, item), extract_one(context, path)
         assert split.error is None and split.hash == whole.hash and split.duration == whole.duration
         assert np.array_equal(split.features, whole.features)
     assert _shared_blocks() == before  # every block freed after use
     missing = prepare_in_worker(str(rendered_dir / "absent.wav"), None)
-    assert missing.levels is None and "cannot read" in missing.extracted.error
+    assert missing.samples is None and "cannot read" in missing.extracted.error
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the split path runs with --device cuda)")

@@ -8,6 +8,7 @@ import torch
 
 from models.audio import load_audio
 from models.extractor import ChromaExtractor, exact_cuda, reference_hcqt
+from models.hcqt import FastHCQT
 from models.network import chroma_from_probabilities
 from models.pitch_fft import with_pitch_fft
 from models.registry import MODEL_IDS, load
@@ -46,11 +47,15 @@ def test_reference_front_end_equals_original(reference_dir, recordings_dir, exce
     assert np.abs(hcqt - ref["hcqt"]).max() < 1e-4
 
 
+@pytest.mark.parametrize("pyramid_on_device", [False, True], ids=["soxr-pyramid", "decimator-pyramid"])
 @pytest.mark.parametrize("excerpt", EXCERPTS)
-def test_fast_front_end_equals_original(reference_dir, recordings_dir, excerpt):
+def test_fast_front_end_equals_original(reference_dir, recordings_dir, excerpt, pyramid_on_device):
+    """Also with the resampling pyramid computed as on a GPU (models.resample), here on the CPU."""
     ref = np.load(reference_dir / f"{excerpt}__hcqt.npz")
     y, _ = load_audio(recordings_dir / f"{excerpt}.wav")
-    x = ChromaExtractor().front_end(y)
+    extractor = ChromaExtractor()
+    extractor.hcqt = FastHCQT("cpu", pyramid_on_device=pyramid_on_device)
+    x = extractor.front_end(y).numpy()
     assert x.shape == ref["hcqt_norm"].shape
     assert np.abs(x - ref["hcqt_norm"]).max() < 1e-4
 
