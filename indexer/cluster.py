@@ -72,6 +72,12 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
     """Ray connected for the duration: the cluster at ``address`` joined, or a local instance
     started (and stopped at the end). A Ray the caller already initialised is used as it is.
     Raises :class:`ClusterError` within about :data:`CONNECT_SECONDS` if ``address`` is no Ray head."""
+    if address != LOCAL:
+        check_reachable(address)
+        # Ray retries a head node that accepts connections but does not answer as one (~1 s per
+        # try); its log level is read when it is imported
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(round(CONNECT_SECONDS)))
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     ray = _import_ray()
     if ray.is_initialized():
         yield
@@ -80,18 +86,27 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                  object_store_memory=LOCAL_OBJECT_STORE)
     else:
-        check_reachable(address)
-        # Ray retries a head node that accepts connections but does not answer as one (~1 s per try)
-        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(round(CONNECT_SECONDS)))
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
-        except ConnectionError as error:
+        except Exception as error:  # noqa: BLE001 - Ray's errors here vary by version; all mean "not joined"
+            if _refused_token(error):
+                raise ClusterError(f"--ray {address}: the head node wants Ray's token authentication: set "
+                                   "RAY_AUTH_MODE=token and give this machine the cluster's token "
+                                   "(~/.ray/auth_token or RAY_AUTH_TOKEN)") from None
             raise ClusterError(f"--ray {address}: cannot reach the Ray head node ({error})") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _refused_token(error: BaseException | None) -> bool:
+    """Whether ``error`` or what caused it is Ray refusing this process's authentication token."""
+    while error is not None:
+        if type(error).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _extract_task(settings: FeatureSettings, device: str, path: str, known_hash: str | None) -> Extracted:
