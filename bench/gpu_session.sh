@@ -16,9 +16,9 @@ python -m pip install -q --no-index --no-deps "$WHEELS"/*.whl > "$OUT/pip.txt" 2
 export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/gpu.txt"
-timeout 120 python bench/gpu_check.py --shared ../shared --json-out "$OUT/gpu_check.json" > "$OUT/gpu_check.txt" 2>&1
-timeout 60 python -m pytest -q -p no:cacheprovider tests/models/test_reference_equality.py -k cuda \
-  > "$OUT/pytest_cuda.txt" 2>&1
+timeout 180 python bench/gpu_check.py --shared ../shared --json-out "$OUT/gpu_check.json" > "$OUT/gpu_check.txt" 2>&1
+timeout 90 python -m pytest -q -p no:cacheprovider tests/models/test_reference_equality.py \
+  tests/models/test_resample.py tests/indexer/test_gpu_feed.py -k cuda > "$OUT/pytest_cuda.txt" 2>&1
 for batch in 8 32; do
   timeout 60 python bench/train_throughput.py --device cuda --batch-size $batch --steps 10 --json \
     > "$OUT/train_cuda_b$batch.json" 2> "$OUT/train_cuda_b$batch.txt"

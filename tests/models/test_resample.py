@@ -12,16 +12,22 @@ from models.hcqt import FastHCQT
 from models.resample import Decimator, soxr_downsample
 
 LENGTHS = [256, 257, 258, 259, 1000, 6561, 100_003]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="no CUDA device on this machine: the GPU pyramid unchecked")),
+]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("factor", [2, 4])
 @pytest.mark.parametrize("n", LENGTHS)
-def test_decimator_equals_soxr(factor, n):
+def test_decimator_equals_soxr(factor, n, device):
     """Equal up to float32 rounding (an FFT's: relative to the block's peak, far below the HCQT's
     80 dB floor); a wrong delay, length rule or start-up would be off by 1e-3 to 1e-1."""
     y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     ref = soxr_downsample(y, factor)
-    got = Decimator(factor)(torch.from_numpy(y)).numpy()
+    got = Decimator(factor, device)(torch.from_numpy(y)).cpu().numpy()
     assert got.shape == ref.shape == (-(-n // factor),)
     assert np.abs(got - ref).max() < 5e-6 * np.abs(ref).max()
 
