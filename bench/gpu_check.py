@@ -58,7 +58,7 @@ def fixtures(shared: Path) -> dict:
 def throughput(y: np.ndarray, device: str, pyramid_on_device: bool | None = None, chunk_seconds: float = 120.0,
                repeats: int = 3) -> dict:
     """× real time of front end, network and both on ``y`` (median of ``repeats`` after a warm-up)."""
-    extractor = ChromaExtractor(device=device, batch_size=32 if device == "cuda" else 1, chunk_seconds=chunk_seconds)
+    extractor = ChromaExtractor(device=device, chunk_seconds=chunk_seconds)
     extractor.hcqt = FastHCQT(device, pyramid_on_device=pyramid_on_device)
     seconds = len(y) / SAMPLE_RATE
     x = extractor.front_end(y)
