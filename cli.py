@@ -383,7 +383,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         init=args.init, loss=args.loss, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
         excerpt_seconds=args.excerpt_seconds, steps_per_epoch=args.steps_per_epoch, patience=args.patience,
-        pitch_shift=args.pitch_shift, device=args.device,
+        pitch_shift=args.pitch_shift, mix=args.mix, device=args.device,
     )
     cache_dir = args.cache or args.out / "cache"
     data = load_training_data(args.data, args.shared or _shared_dir(), cache_dir, args.validation)
@@ -530,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: all excerpts)")
     p.add_argument("--patience", type=int, default=3, help="epochs without validation gain before stopping (3)")
     p.add_argument("--pitch-shift", type=int, default=0, help="largest random transposition, semitones (default 0)")
+    p.add_argument("--mix", type=float, default=0.0,
+                   help="share of excerpts with another recording's excerpt mixed in, 0 to 12 dB below (default 0)")
     p.add_argument("--validation", type=Path, default=None, help="ground-truth CSV of validation queries")
     p.add_argument("--cache", type=Path, default=None, help="front-end cache folder (default OUT/cache)")
     p.add_argument("--shared", type=Path, default=None, help="data folder ($SCORE_RETRIEVAL_SHARED or ../shared)")

@@ -143,6 +143,11 @@ class ChromaExtractor:
     def front_end(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The normalised network input ``(T, 216, 6)`` of a 22050 Hz signal, on this extractor's
         device, chunk by chunk (on a GPU every stage runs there: see :class:`models.hcqt.FastHCQT`)."""
+        return normalize_frames(self.log_hcqt(y))
+
+    def log_hcqt(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The front end before its per-frame normalisation: ``(T, 6, 216)``, time first,
+        ``(1/80)·dB + 1`` relative to the signal's largest magnitude, 0 at the 80 dB floor."""
         if len(y) == 0:
             raise ParameterError("empty signal")
         levels = self.hcqt.pyramid(y)
@@ -156,7 +161,7 @@ class ChromaExtractor:
             lows.append(low)
             highs.append(high)
         ref_db = 20.0 * np.log10(max(AMIN, float(torch.stack(peaks).max())))
-        return normalize_frames(finish_hcqt(torch.cat(lows), torch.cat(highs), ref_db))
+        return finish_hcqt(torch.cat(lows), torch.cat(highs), ref_db)
 
     def network(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches.

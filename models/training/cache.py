@@ -1,9 +1,12 @@
-"""The network input of every training recording, computed once and kept on disk as float16.
+"""The front end of every training recording, computed once and kept on disk as float16.
 
-The front end (decoding, resampling, HCQT, binning, normalisation) costs as much as the
-network's forward pass; training reads the same recordings every epoch, so it is computed once
-per recording and stored as ``(T, 216, 6)`` float16 ``.npy`` (values in [0, 1], relative error
-≤ 5e-4; 2.6 kB per 25 Hz frame, 233 MB per audio hour), read back by memory map. Files are
+The front end (decoding, resampling, HCQT, binning) costs as much as the network's forward
+pass; training reads the same recordings every epoch, so it is computed once per recording and
+stored before its per-frame normalisation — the log-HCQT ``(T, 6, 216)`` of
+:meth:`models.extractor.ChromaExtractor.log_hcqt`, which mixing augmentation needs (levels are
+lost once each frame is normalised) — as float16 ``.npy`` (values in [0, 1], relative error
+≤ 5e-4; 2.6 kB per 25 Hz frame, 233 MB per audio hour), read back by memory map;
+:func:`network_input` normalises it. Files are
 named by the audio's content hash and :data:`FRONT_END_VERSION`, so a changed recording or front
 end is never read stale; plain ``.npy`` (no pickle) is the only format read.
 """
@@ -14,18 +17,26 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from models.files import atomic_write
 
-__all__ = ["FRONT_END_VERSION", "HCQTCache"]
+__all__ = ["FRONT_END_VERSION", "HCQTCache", "network_input"]
 
-FRONT_END_VERSION = 1
-"""Bumped when the front end's output changes: older cache files are then ignored."""
+FRONT_END_VERSION = 2
+"""Bumped when what is cached changes (2: the log-HCQT before normalisation): older files are then ignored."""
+
+
+def network_input(log_hcqt: np.ndarray) -> np.ndarray:
+    """Cached ``(T, 6, 216)`` → the network input ``(T, 216, 6)`` float32 (L2 per frame and harmonic)."""
+    from models.frontend import normalize_frames
+
+    return normalize_frames(torch.from_numpy(np.asarray(log_hcqt, dtype=np.float32))).numpy()
 
 
 class HCQTCache:
-    """Network inputs ``(T, 216, 6)`` of audio files, cached in ``folder``."""
+    """Log-HCQTs ``(T, 6, 216)`` of audio files, cached in ``folder``."""
 
     def __init__(self, folder: str | Path, device: str = "cpu") -> None:
         self.folder = Path(folder)
@@ -44,7 +55,7 @@ class HCQTCache:
         return self.folder / self._keys[audio]
 
     def get(self, audio: str | Path) -> np.ndarray:
-        """The cached input of ``audio`` (computed first if missing), memory-mapped float16."""
+        """The cached log-HCQT of ``audio`` (computed first if missing), memory-mapped float16."""
         audio = Path(audio)
         target = self.path(audio)
         if not target.is_file():
@@ -66,7 +77,7 @@ class HCQTCache:
         from models.frontend import SAMPLE_RATE
 
         y, _ = load_audio(audio, SAMPLE_RATE)
-        return self._extractor.front_end(y).cpu().numpy()
+        return self._extractor.log_hcqt(y).cpu().numpy()
 
 
 def _save_npy(tmp: str, array: np.ndarray) -> None:

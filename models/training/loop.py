@@ -31,7 +31,8 @@ from models.errors import ParameterError
 from models.files import atomic_write, atomic_write_text
 from models.network import ChromaNet
 from models.registry import WEIGHTS_FILE, load
-from models.training.cache import HCQTCache
+from models.training.augment import MIX_GAIN_DB, SEMITONE_BINS, mix_log_hcqt, shift_bins
+from models.training.cache import HCQTCache, network_input
 from models.training.pairs import Excerpt, PairRecording, cut_excerpts
 from models.training.targets import BLANK, LOSSES, ctc_target, linear_target, strong_target
 
@@ -40,7 +41,6 @@ __all__ = ["CARD_FILE", "TrainConfig", "TrainResult", "TrainingInterrupted", "tr
 CARD_FILE = "model.json"
 CARD_FORMAT = "score-audio-retrieval/chroma-model/1"
 SCRATCH = "scratch"
-SEMITONE_BINS = 3  # HCQT bins per semitone (36 per octave)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -52,7 +52,9 @@ class TrainConfig:
     """What a training run does. Fields that change the result must match to resume a run.
 
     ``init`` is a pretrained id, a trained model's path, or ``"scratch"``; ``pitch_shift`` the
-    largest random transposition (semitones, HCQT and targets rolled together; 0 = none). No gain
+    largest random transposition (semitones, HCQT and targets rolled together; 0 = none); ``mix``
+    the share of excerpts that get an excerpt of another recording mixed in, at a level drawn from
+    :data:`models.training.augment.MIX_GAIN_DB`, their targets unchanged (0 = none). No gain
     augmentation: the network input is normalised per frame, so a level change would only act
     through the front end's dB floor.
     """
@@ -67,6 +69,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: every excerpt once per epoch
     patience: int = 3  # epochs without a better validation MRR before stopping
     pitch_shift: int = 0
+    mix: float = 0.0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -77,6 +80,8 @@ class TrainConfig:
                 raise ParameterError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.excerpt_seconds <= 0:
             raise ParameterError("lr and excerpt_seconds must be positive")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ParameterError(f"mix must be a share between 0 and 1, got {self.mix}")
 
     def resumable_with(self, other: TrainConfig) -> bool:
         keep = ("epochs", "patience", "device")
@@ -132,25 +137,29 @@ class _Batches:
             source = self.inputs[e.recording]
             lo, hi = max(0, e.start - self.context), min(len(source), e.stop + self.context)
             at = self.context - (e.start - lo)
-            x[b, at : at + hi - lo] = source[lo:hi]
+            log_hcqt = np.asarray(source[lo:hi], dtype=np.float32)
+            if rng.random() < self.config.mix:
+                log_hcqt = mix_log_hcqt(log_hcqt, self._other(e.recording, hi - lo, rng), rng.uniform(*MIX_GAIN_DB))
+            x[b, at : at + hi - lo] = network_input(log_hcqt)
             target = self.target(e)
             shift = int(rng.integers(-self.config.pitch_shift, self.config.pitch_shift + 1))
             if shift:
-                x[b] = _shift_bins(x[b], shift * SEMITONE_BINS)
+                x[b] = shift_bins(x[b], shift * SEMITONE_BINS)
                 target = np.where(target == BLANK, BLANK, (target + shift) % 12)
             targets.append(target)
             lengths.append(e.n_frames)
         return torch.from_numpy(x).permute(0, 3, 1, 2), targets, lengths
 
-
-def _shift_bins(x: np.ndarray, bins: int) -> np.ndarray:
-    """``(T, 216, 6)`` moved up ``bins`` bins (down if negative), zeros shifted in."""
-    out = np.zeros_like(x)
-    if bins > 0:
-        out[:, bins:] = x[:, :-bins]
-    else:
-        out[:, :bins] = x[:, -bins:]
-    return out
+    def _other(self, recording: int, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_frames`` of log-HCQT from a random excerpt of another recording (of this one if it is
+        the only one), zero-padded (silence) where that recording ends."""
+        others = [i for i in range(len(self.inputs)) if i != recording] or [recording]
+        source = self.inputs[others[int(rng.integers(len(others)))]]
+        start = int(rng.integers(max(1, len(source) - n_frames + 1)))
+        part = np.zeros((n_frames,) + source.shape[1:], dtype=np.float32)
+        piece = source[start : start + n_frames]
+        part[: len(piece)] = piece
+        return part
 
 
 def _loss(net: ChromaNet, x: torch.Tensor, targets: list[np.ndarray], lengths: list[int], loss: str,

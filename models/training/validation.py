@@ -15,7 +15,7 @@ import torch
 
 from models.errors import ParameterError
 from models.network import ChromaNet
-from models.training.cache import HCQTCache
+from models.training.cache import HCQTCache, network_input
 from models.training.pairs import PairRecording
 
 __all__ = ["RetrievalValidation"]
@@ -47,7 +47,7 @@ class RetrievalValidation:
         extractor = ChromaExtractor(device=self.device, net=net)
         out = []
         for rec in self.recordings:
-            x = torch.from_numpy(np.asarray(self.cache.get(rec.audio), dtype=np.float32))
+            x = torch.from_numpy(network_input(self.cache.get(rec.audio)))
             chroma = chroma_from_probabilities(extractor.network(x)).T.cpu().numpy()
             out.append(retrieval_features(chroma, settings.downsample, settings.smoothing))
         return out

@@ -1,4 +1,5 @@
-"""Learning chroma (issue 10): targets, losses, the training loop, resumption, models by path, bad data."""
+"""Learning chroma (issue 10): targets, losses, augmentation, the training loop, resumption, models by path,
+bad data."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import soundfile as sf
 import torch
 
 from cli import main
+from models.audio import load_audio
+from models.extractor import ChromaExtractor
 from models.registry import ModelError, load, model_digest
 from models.tones import harmonic_tones
-from models.training.cache import HCQTCache
+from models.training.augment import mix_log_hcqt, shift_bins
+from models.training.cache import HCQTCache, network_input
 from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, _loss, train
 from models.training.pairs import Excerpt, LabelledNote, PairError, csv_pairs, cut_excerpts, melody_line
 from models.training.targets import BLANK, ctc_target, linear_target, strong_target
@@ -190,7 +194,7 @@ def test_saved_model_loads_with_identical_outputs(generated, tmp_path, cache):
     card = json.loads((tmp_path / "m" / "model.json").read_text())
     assert card["loss"] == "ctc" and card["init"] == "v2_ctc_train123valid4" and len(card["validation_history"]) == 1
     trained, pretrained = load(str(tmp_path / "m")), load("v2_ctc_train123valid4")
-    x = torch.from_numpy(np.asarray(cache.get(pairs[0].audio), dtype=np.float32)).permute(2, 0, 1)[None, :, :100]
+    x = torch.from_numpy(network_input(cache.get(pairs[0].audio))).permute(2, 0, 1)[None, :, :100]
     with torch.no_grad():
         ours, theirs = trained(x), pretrained(x)
     checkpoint = {k[4:]: v for k, v in __import__("safetensors.torch").torch.load_file(
@@ -303,3 +307,65 @@ def test_bad_models_name_the_file(tmp_path, capsys):
     assert main(["index", str(tmp_path), "--db", str(tmp_path / "i.db"), "--model", "nope", "--quiet"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "i.db").exists()
+
+
+# -- augmentation, and the cache it reads (the log-HCQT) -----------------------------------------------
+
+THREE_DB = 10 * np.log10(2) / 80  # a signal added to itself: twice the power, on the (1/80)·dB scale
+
+
+def _log_hcqt(seed: int, floor_share: float = 0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(0.2, 1.0, (50, 6, 216)).astype(np.float32)
+    v[rng.random(v.shape) < floor_share] = 0.0  # bins at the 80 dB floor
+    return v
+
+
+def test_mixing_silence_changes_nothing_and_a_copy_adds_3_db():
+    a = _log_hcqt(0)
+    assert np.allclose(mix_log_hcqt(a, np.zeros_like(a), 0.0), a, atol=1e-6)
+    doubled = mix_log_hcqt(a, a, 0.0)
+    assert np.allclose(doubled[a > 0], a[a > 0] + THREE_DB, atol=1e-6) and not doubled[a == 0].any()
+
+
+def test_mixing_applies_the_gain_and_the_floor():
+    a, b = np.zeros((50, 6, 216), np.float32), _log_hcqt(1, floor_share=0.0)
+    b[:, :, :20] = 0.1  # 12 dB down, these fall below the floor
+    quieter = mix_log_hcqt(a, b, -12.0)  # b alone, 12 dB down: 12/80 lower, at least the floor
+    assert np.allclose(quieter, np.maximum(b - 12 / 80, 0.0), atol=1e-6)
+    assert (quieter == 0).any() and quieter.min() >= 0.0
+
+
+def test_shift_bins_moves_pitch_and_fills_zeros():
+    x = np.random.default_rng(2).random((4, 216, 6)).astype(np.float32)
+    up = shift_bins(x, 3)
+    assert np.array_equal(up[:, 3:], x[:, :-3]) and not up[:, :3].any()
+    assert np.array_equal(shift_bins(x, 0), x) and np.array_equal(shift_bins(up, -3)[:, :-3], x[:, :-3])
+
+
+def test_cache_holds_the_log_hcqt_whose_normalisation_is_the_network_input(generated, cache):
+    audio = generated / "r0.wav"
+    y, _ = load_audio(audio)
+    expected = ChromaExtractor().front_end(y).numpy()
+    cached = cache.get(audio)
+    assert cached.dtype == np.float16 and cached.shape == (len(expected), 6, 216)
+    assert np.abs(network_input(cached) - expected).max() < 2e-3  # float16 storage
+
+
+def test_mixed_batches_keep_their_targets_and_change_their_inputs(generated, cache):
+    pairs = csv_pairs(generated / "pairs.csv")[:3]
+    plain, mixed = (_Batches(pairs, cache, TrainConfig(init=SCRATCH, excerpt_seconds=2.0, mix=m), context=5)
+                    for m in (0.0, 1.0))
+    chosen = np.arange(4)
+    x0, t0, l0 = plain.batch(chosen, np.random.default_rng(0))
+    x1, t1, l1 = mixed.batch(chosen, np.random.default_rng(0))
+    assert l0 == l1 and all(np.array_equal(a, b) for a, b in zip(t0, t1, strict=True))
+    assert x0.shape == x1.shape and not np.allclose(x0.numpy(), x1.numpy(), atol=1e-3)
+    frames = x1.numpy()[:, 0].reshape(-1, 216)  # the first harmonic of every frame, padding included
+    norms = np.linalg.norm(frames, axis=1)
+    assert np.allclose(norms[norms > 0], 1.0, atol=1e-4)  # still normalised per frame; padding stays zero
+
+
+def test_mix_share_is_validated():
+    with pytest.raises(Exception, match="mix"):
+        TrainConfig(mix=1.5)
