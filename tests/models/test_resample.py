@@ -8,7 +8,8 @@ import torch
 
 from models.errors import ParameterError
 from models.extractor import ChromaExtractor
-from models.hcqt import FastHCQT
+from models.frontend import finish_hcqt, grid_boundaries, median_bin_db, normalize_frames
+from models.hcqt import FastHCQT, n_hcqt_frames
 from models.resample import Decimator, soxr_downsample
 
 LENGTHS = [256, 257, 258, 259, 1000, 6561, 100_003]
@@ -70,3 +71,19 @@ def test_features_with_device_pyramid_equal_soxr_ones(recordings_dir):
     got = extractor.from_signal(y)
     assert np.abs(got.probabilities - ref.probabilities).max() < 1e-4
     assert np.abs(got.chroma - ref.chroma).max() < 1e-4
+
+
+def test_the_device_front_end_keeps_every_tensor_on_its_device():
+    """The GPU front end (pyramid, framing, projections, median binning, normalisation) run on
+    PyTorch's ``meta`` device — shapes without data: a tensor left on the CPU anywhere on the way
+    fails here as it would on a GPU, so the CUDA path is checked for placement without one."""
+    y = np.random.default_rng(0).standard_normal(22050 * 20).astype(np.float32)
+    hcqt = FastHCQT("meta")
+    levels = hcqt.pyramid(y)
+    assert {v.device.type for v in levels.values()} == {"meta"}
+    assert {k: len(v) for k, v in levels.items()} == {k: len(v) for k, v in FastHCQT("cpu").pyramid(y).items()}
+    n = n_hcqt_frames(len(y))
+    mag = hcqt.frames(levels, 0, n)
+    low, high = median_bin_db(mag, grid_boundaries(n))
+    x = normalize_frames(finish_hcqt(low, high, 0.0))
+    assert x.device.type == "meta" and x.shape == (len(grid_boundaries(n)) - 1, 216, 6)
