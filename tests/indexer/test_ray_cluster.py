@@ -48,13 +48,18 @@ def cluster(tmp_path_factory):
     env, port = _ray_env(home, token), _free_port()
     address = f"127.0.0.1:{port}"
     try:
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run([RAY, "start", f"--address={address}", "--num-cpus=1"], env=env, check=True,
-                       capture_output=True, timeout=120)
+        small = f"--object-store-memory={2**27}"  # results are small; CI's shared memory may be too
+        _ray(env, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+             "--disable-usage-stats", small)
+        _ray(env, "start", f"--address={address}", "--num-cpus=1", small)
         yield address, env
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def _ray(env: dict[str, str], *args: str) -> None:
+    run = subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"ray {' '.join(args)} failed: {run.stderr[-2000:]}"
 
 
 def _index(folder: Path, db: Path, address: str, env: dict[str, str]) -> subprocess.CompletedProcess:
