@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from models.errors import RetrievalError
@@ -10,6 +11,7 @@ from retrieval.evaluation import (
     QueryOutcome,
     hit_rate,
     mean_reciprocal_rank,
+    paired_bootstrap,
     rank_of,
     reciprocal_rank,
     span_overlap_rate,
@@ -97,3 +99,25 @@ def test_evaluate_cli_on_the_generated_collection(indexed, tmp_path, capsys):
     assert m["mrr"] == pytest.approx(2 / 3) and m["top1"] == pytest.approx(2 / 3)
     assert m["top1_with_times"] == 1 and m["top1_span_overlap"] == 1.0
     assert [q["rank"] for q in report["queries"]] == [1, 1, None]
+
+
+def test_paired_bootstrap_of_identical_shifted_and_noisy_scores():
+    a = [1.0, 0.5, 0.0, 1 / 3, 1.0, 0.25]
+    assert paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
+    diff, low, high = paired_bootstrap(a, [x + 0.1 for x in a])  # every query 0.1 better: no doubt at all
+    assert diff == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    rng = np.random.default_rng(0)
+    noisy_a, noisy_b = rng.random(100), rng.random(100)  # unrelated systems: an interval around their gap
+    diff, low, high = paired_bootstrap(noisy_a, noisy_b)
+    assert low < diff < high and 0.05 < high - low < 0.4
+    wide = paired_bootstrap(noisy_a, noisy_b, confidence=0.99)
+    assert wide[1] < low and wide[2] > high
+
+
+def test_paired_bootstrap_validates():
+    with pytest.raises(RetrievalError):
+        paired_bootstrap([1.0], [1.0, 0.5])
+    with pytest.raises(RetrievalError):
+        paired_bootstrap([], [])
+    with pytest.raises(RetrievalError):
+        paired_bootstrap([1.0], [0.5], confidence=1.5)
