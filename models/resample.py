@@ -9,8 +9,8 @@ reach the first outputs differently (soxr's two-stage start-up). Both the filter
 start-up correction are read off soxr's responses to unit impulses when a :class:`Decimator` is
 built, so the reproduction holds for the soxr installed, and :meth:`Decimator.check` compares the
 two on a random signal. soxr returns ``floor(n / f + 1/2)`` samples; like
-:func:`models.hcqt.soxr_downsample` (librosa's ``scale=True`` resampling) the result is scaled
-by ``sqrt(f)`` and zero-padded to ``ceil(n / f)``.
+:func:`soxr_downsample` (librosa's ``scale=True`` resampling) the result is scaled by
+``sqrt(f)`` and zero-padded to ``ceil(n / f)``.
 """
 
 from __future__ import annotations
