@@ -21,7 +21,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from db.store import FILE_ROW, IndexStore, Recording
-from indexer.extract import Extracted, WorkerContext, extract_in_worker, extract_one, finish_prepared, prepare_in_worker
+from indexer.extract import (
+    Extracted,
+    Prepared,
+    WorkerContext,
+    extract_in_worker,
+    extract_one,
+    finish_prepared,
+    prepare_in_worker,
+)
 from indexer.walk import find_audio
 from models.baselines import BASELINE_IDS
 from models.errors import ParameterError
@@ -63,6 +71,11 @@ class IndexReport:
         }
 
 
+GPU_BATCH_SECONDS = 3600.0
+"""Audio the GPU process extracts in one pass, files decoded meanwhile batched together (its
+front ends take ~0.5 GB of GPU memory per audio hour)."""
+
+
 def default_workers() -> int:
     """One worker per 4 cores (each runs PyTorch on its share); 1 on small machines."""
     return max(1, (os.cpu_count() or 1) // 4)
@@ -98,7 +111,8 @@ def _results(
 
     With ``device="cuda"`` and a deep chroma model, the workers only hash and decode (the CPU
     part, :func:`indexer.extract.prepare_in_worker`) and this process runs the whole front end and
-    the network on the GPU (:func:`indexer.extract.finish_prepared`): one CUDA context, fed by all cores.
+    the network on the GPU (:func:`indexer.extract.finish_prepared`), the files decoded meanwhile
+    batched together: one CUDA context, fed by all cores.
     """
     if workers <= 1:
         context = WorkerContext(settings, device)
@@ -117,13 +131,31 @@ def _results(
                 pending.add(pool.submit(prepare_in_worker, *job) if split else
                             pool.submit(extract_in_worker, settings, device, threads, *job))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield finish_prepared(gpu, future.result()) if split else future.result()
+            if not split:
+                yield from (future.result() for future in done)
+                continue
+            for batch in _gpu_batches([future.result() for future in done]):  # all ready now: one GPU pass
+                yield from finish_prepared(gpu, batch)
     finally:
         for future in pending:  # prepared files nobody will finish: free their shared memory
             if not future.cancel() and not future.exception() and future.result().samples is not None:
                 future.result().samples.release()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _gpu_batches(prepared: list[Prepared]) -> Iterator[list[Prepared]]:
+    """``prepared`` in consecutive groups of at most :data:`GPU_BATCH_SECONDS` of audio (a longer
+    file alone), so the front ends of one group fit the GPU's memory together."""
+    batch, seconds = [], 0.0
+    for item in prepared:
+        duration = item.extracted.duration or 0.0
+        if batch and seconds + duration > GPU_BATCH_SECONDS:
+            yield batch
+            batch, seconds = [], 0.0
+        batch.append(item)
+        seconds += duration
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)

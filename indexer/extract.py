@@ -177,13 +177,25 @@ def prepare_in_worker(path: str, known_hash: str | None) -> Prepared:
     return Prepared(result, SharedSamples(samples))
 
 
-def finish_prepared(context: WorkerContext, prepared: Prepared) -> Extracted:
-    """The rest of :func:`extract_one` from a :class:`Prepared` file, on ``context``'s device; frees its memory."""
-    if prepared.samples is None:
-        return prepared.extracted
+def finish_prepared(context: WorkerContext, prepared: list[Prepared]) -> list[Extracted]:
+    """The rest of :func:`extract_one` for files :func:`prepare_in_worker` made ready, on
+    ``context``'s device, the network's windows batched across them; frees their memory.
+
+    If the batch fails, each file is done alone, so one bad file fails only itself."""
+    ready = [p for p in prepared if p.samples is not None]
     try:
-        samples = prepared.samples.open()
-        return _finished(context, prepared.extracted, lambda extractor: extractor.from_signal(samples).chroma)
+        signals = [p.samples.open() for p in ready]
+        try:
+            chromas = [f.chroma for f in context.extractor().from_signals(signals)]
+        except Exception:  # noqa: BLE001 - redone one at a time below, each file with its own error
+            chromas = [None] * len(ready)
+        for p, y, chroma in zip(ready, signals, chromas, strict=True):
+            if chroma is None:
+                _finished(context, p.extracted, lambda extractor, y=y: extractor.from_signal(y).chroma)
+            else:
+                _finished(context, p.extracted, lambda _, chroma=chroma: chroma)
     finally:
-        samples = None
-        prepared.samples.release()
+        signals = y = None
+        for p in ready:
+            p.samples.release()
+    return [p.extracted for p in prepared]

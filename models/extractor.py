@@ -11,6 +11,7 @@ network's receptive fields, so the result equals whole-signal processing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -164,35 +165,47 @@ class ChromaExtractor:
         return finish_hcqt(torch.cat(lows), torch.cat(highs), ref_db)
 
     def network(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches.
+        """Probabilities ``(T, 13)`` from network input ``(T, 216, 6)``, in overlapping batches
+        (:meth:`network_many` of one input)."""
+        return self.network_many([x])[0]
+
+    def network_many(self, xs: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
+        """Probabilities ``(T_i, 13)`` of several network inputs ``(T_i, 216, 6)``, their windows
+        batched together — across recordings, so a GPU gets full batches from short files too.
 
         Output frames ``[s, s + batch_frames)`` come from input frames widened by the network's
         receptive field on each side, clipped to the signal: at the ends the convolutions then
         pad each layer with zeros exactly as on the whole signal. Windows of equal length (all
-        but the last, usually) are stacked into batches.
+        but each input's last, usually) are stacked into batches of ``batch_size``.
         """
-        x = torch.as_tensor(x).to(self.device, torch.float32)
-        n, ctx, step = len(x), self.net.receptive_field, self.batch_frames
-        by_length: dict[int, list[tuple[int, int, int]]] = {}
-        for s in range(0, n, step):
-            lo, hi = max(0, s - ctx), min(n, s + step + ctx)
-            by_length.setdefault(hi - lo, []).append((s, lo, hi))
-        out = torch.empty(n, 13, device=self.device)
+        xs = [torch.as_tensor(x).to(self.device, torch.float32) for x in xs]
+        ctx, step = self.net.receptive_field, self.batch_frames
+        by_length: dict[int, list[tuple[int, int, int, int]]] = {}
+        for i, x in enumerate(xs):
+            for s in range(0, len(x), step):
+                lo, hi = max(0, s - ctx), min(len(x), s + step + ctx)
+                by_length.setdefault(hi - lo, []).append((i, s, lo, hi))
+        outs = [torch.empty(len(x), 13, device=self.device) for x in xs]
         with torch.inference_mode():
             for windows in by_length.values():
-                for i in range(0, len(windows), self.batch_size):
-                    part = windows[i : i + self.batch_size]
-                    batch = torch.stack([x[lo:hi] for _, lo, hi in part]).permute(0, 3, 1, 2)
+                for first in range(0, len(windows), self.batch_size):
+                    part = windows[first : first + self.batch_size]
+                    batch = torch.stack([xs[i][lo:hi] for i, _, lo, hi in part]).permute(0, 3, 1, 2)
                     probs = self.net(batch.contiguous(memory_format=torch.channels_last))
-                    for (s, lo, _), p in zip(part, probs, strict=True):
-                        m = min(step, n - s)
-                        out[s : s + m] = p[s - lo : s - lo + m]
-        return out
+                    for (i, s, lo, _), p in zip(part, probs, strict=True):
+                        m = min(step, len(xs[i]) - s)
+                        outs[i][s : s + m] = p[s - lo : s - lo + m]
+        return outs
 
     def from_signal(self, y: np.ndarray | torch.Tensor) -> ChromaFeatures:
         """Deep chroma of a mono float32 signal at 22050 Hz."""
-        probs = self.network(self.front_end(y))
-        return chroma_features(probs, probs.shape[0])
+        return self.from_signals([y])[0]
+
+    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor]) -> list[ChromaFeatures]:
+        """Deep chroma of several signals, the network's windows batched across them (see
+        :meth:`network_many`); each result equals :meth:`from_signal` of its signal."""
+        probs = self.network_many([self.front_end(y) for y in ys])
+        return [chroma_features(p, p.shape[0]) for p in probs]
 
     def from_file(self, path: str | Path) -> ChromaFeatures:
         """Deep chroma of an audio file (see :func:`models.audio.load_audio`)."""

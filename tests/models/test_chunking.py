@@ -18,3 +18,14 @@ def test_chunked_ten_minute_signal_equals_whole_signal():
     assert chunked.probabilities.shape == whole.probabilities.shape == (13, len(whole.times))
     assert np.abs(chunked.probabilities - whole.probabilities).max() < 1e-5
     assert np.abs(chunked.chroma - whole.chroma).max() < 1e-5
+
+
+def test_windows_batched_across_signals_equal_each_signal_alone():
+    rng = np.random.default_rng(4)
+    signals = [harmonic_tones(rng.integers(40, 90, size=n), note_seconds=0.5) for n in (30, 71, 9)]
+    extractor = ChromaExtractor(batch_frames=100, batch_size=4)  # windows of three files share batches
+    together = extractor.from_signals(signals)
+    for y, mixed in zip(signals, together, strict=True):
+        alone = ChromaExtractor(batch_frames=100, batch_size=1).from_signal(y)
+        assert mixed.probabilities.shape == alone.probabilities.shape
+        assert np.abs(mixed.probabilities - alone.probabilities).max() < 1e-5
