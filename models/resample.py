@@ -91,7 +91,7 @@ class Decimator:
         h, self.lead, start = _measured(factor)
         self.factor, self.taps, self.device = factor, len(h), torch.device(device)
         self.block = 1 << int(np.ceil(np.log2(4 * self.taps)))
-        self.step = self.block - self.taps + 1
+        self.step = (self.block - self.taps + 1) // factor * factor  # valid outputs per block, whole output periods
         scale = np.sqrt(factor)
         spectrum = np.conj(np.fft.rfft(h * scale, self.block)).astype(np.complex64)  # correlation, not convolution
         self.spectrum = torch.from_numpy(spectrum).to(self.device)
@@ -102,24 +102,26 @@ class Decimator:
         n, f = len(x), self.factor
         kept = int(np.floor(n / f + 0.5))  # what soxr returns; the rest is zero padding
         x = x.to(self.device, torch.float32)
-        span = f * (kept - 1) + 1 if kept else 0  # full-rate correlation outputs needed
-        n_blocks = -(-span // self.step)
-        padded = torch.nn.functional.pad(x, (self.lead, max(0, n_blocks * self.step + self.taps - 1 - self.lead - n)))
+        out = torch.zeros(-(-n // f), dtype=torch.float32, device=self.device)
+        if kept == 0:
+            return out
+        n_blocks = -(-kept // (self.step // f))  # each block gives step / f outputs
+        needed = (n_blocks - 1) * self.step + self.block  # samples the blocks read
+        padded = torch.nn.functional.pad(x, (self.lead, max(0, needed - self.lead - n)))
         blocks = padded.unfold(0, self.block, self.step)
         parts = []
         for b in range(0, n_blocks, _BLOCKS):
             spec = torch.fft.rfft(blocks[b : b + _BLOCKS], dim=-1) * self.spectrum
-            parts.append(torch.fft.irfft(spec, n=self.block, dim=-1)[:, : self.step].reshape(-1))
-        full = torch.cat(parts) if parts else x.new_zeros(0)
-        out = torch.zeros(-(-n // f), dtype=torch.float32, device=self.device)
-        out[:kept] = full[:span:f]
+            parts.append(torch.fft.irfft(spec, n=self.block, dim=-1)[:, : self.step : f].reshape(-1))
+        out[:kept] = torch.cat(parts)[:kept]
         rows, cols = min(kept, self.start.shape[0]), min(n, self.start.shape[1])
         if rows and cols:
             out[:rows] += self.start[:rows, :cols] @ x[:cols]
         return out
 
     def check(self, n: int = 50_000, seed: int = 0) -> float:
-        """Largest difference from soxr on ``n`` samples of white noise (about 1e-7 when exact)."""
+        """Largest difference from soxr on ``n`` samples of unit white noise: a few 1e-6 when exact
+        (float32 rounding), 1e-3 or more for a wrong filter, delay or start-up."""
         y = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
         mine = self(torch.from_numpy(y)).cpu().numpy()
         return float(np.abs(mine - soxr_downsample(y, self.factor)).max())

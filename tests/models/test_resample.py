@@ -33,6 +33,16 @@ def test_decimator_equals_soxr(factor, n, device):
     assert np.abs(got - ref).max() < 5e-6 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("factor", [2, 4])
+def test_decimator_of_a_long_signal_spans_several_fft_groups(factor):
+    decimator = Decimator(factor)
+    n = 300 * decimator.step + 123  # more blocks than one FFT call takes
+    y = np.random.default_rng(factor).standard_normal(n).astype(np.float32)
+    ref = soxr_downsample(y, factor)
+    got = decimator(torch.from_numpy(y)).numpy()
+    assert got.shape == ref.shape and np.abs(got - ref).max() < 5e-6 * np.abs(ref).max()
+
+
 @pytest.mark.parametrize("position", range(16))
 def test_decimator_reproduces_soxr_start_up(position):
     """At 4:1 soxr treats odd samples at the very start differently (two-stage start-up): an
