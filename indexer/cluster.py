@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -87,7 +89,8 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
                  object_store_memory=LOCAL_OBJECT_STORE)
     else:
         try:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            with _stderr_kept_unless_failed():
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
         except Exception as error:  # noqa: BLE001 - Ray's errors here vary by version; all mean "not joined"
             if _refused_token(error):
                 raise ClusterError(f"--ray {address}: the head node wants Ray's token authentication: set "
@@ -98,6 +101,25 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _stderr_kept_unless_failed() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 inside (Ray's C++ client logs each retry
+    there, whatever its log level): replayed if the block succeeds, dropped if it raises, when
+    the one-line error that follows says what happened."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)  # reached only on success
+        os.write(2, held.read())
 
 
 def _refused_token(error: BaseException | None) -> bool:
