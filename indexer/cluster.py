@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from indexer.extract import Extracted, extract_in_worker
 from models.errors import ParameterError, RetrievalError
 from models.retrieval_features import FeatureSettings
+from models.stderr import captured_stderr
 
 __all__ = ["CONNECT_SECONDS", "GPU_SHARE", "LOCAL", "TASK_RETRIES", "ClusterError", "check_reachable",
            "ray_results", "ray_session"]
@@ -89,8 +88,9 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
                  object_store_memory=LOCAL_OBJECT_STORE)
     else:
         try:
-            with _stderr_kept_unless_failed():
+            with captured_stderr() as held:  # Ray's C++ client logs each retry there, whatever its level
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
+            os.write(2, b"".join(held))  # joined: pass them on; failed: the one-line error below says it
         except Exception as error:  # noqa: BLE001 - Ray's errors here vary by version; all mean "not joined"
             if _refused_token(error):
                 raise ClusterError(f"--ray {address}: the head node wants Ray's token authentication: set "
@@ -101,25 +101,6 @@ def ray_session(address: str = LOCAL) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-@contextmanager
-def _stderr_kept_unless_failed() -> Iterator[None]:
-    """Hold back what is written to file descriptor 2 inside (Ray's C++ client logs each retry
-    there, whatever its log level): replayed if the block succeeds, dropped if it raises, when
-    the one-line error that follows says what happened."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        held.seek(0)  # reached only on success
-        os.write(2, held.read())
 
 
 def _refused_token(error: BaseException | None) -> bool:

@@ -8,9 +8,7 @@ so memory stays at the size of the output signal rather than of the decoded orig
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import soxr
 
 from models.errors import RetrievalError
 from models.frontend import SAMPLE_RATE
+from models.stderr import captured_stderr
 
 __all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio"]
 
@@ -137,16 +136,11 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, int
 def _named_decoder_messages(path: Path) -> Iterator[None]:
     """Messages the C decoders print to the process's stderr (mpg123's "Xing stream size off"…),
     re-printed with the file's name: without it a warning in a long run names no file."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
+    captured: list[bytes] = []
+    try:
+        with captured_stderr() as captured:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            lines = {line.strip() for line in capture.read().decode("utf-8", "replace").splitlines() if line.strip()}
-            for line in sorted(lines):
-                print(f"warning: {path}: decoder: {line}", file=sys.stderr)
+    finally:
+        text = b"".join(captured).decode("utf-8", "replace")
+        for line in sorted({line.strip() for line in text.splitlines() if line.strip()}):
+            print(f"warning: {path}: decoder: {line}", file=sys.stderr)
