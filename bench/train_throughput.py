@@ -24,7 +24,7 @@ import torch
 
 from models.extractor import exact_cuda
 from models.registry import load
-from models.training.loop import _loss
+from models.training.loop import batch_loss, network_logits
 from models.training.targets import BLANK
 
 RATE = 25
@@ -49,7 +49,7 @@ def measure(loss: str, device: str, batch: int, seconds: float, steps: int) -> d
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        value = _loss(net, x, targets, [frames] * batch, loss, net.receptive_field)
+        value = batch_loss(network_logits(net, x, net.receptive_field), targets, [frames] * batch, loss)
         optimiser.zero_grad(set_to_none=True)
         value.backward()
         optimiser.step()

@@ -36,7 +36,7 @@ from models.training.cache import HCQTCache, network_input
 from models.training.pairs import Excerpt, PairRecording, cut_excerpts
 from models.training.targets import BLANK, LOSSES, ctc_target, linear_target, strong_target
 
-__all__ = ["CARD_FILE", "TrainConfig", "TrainResult", "TrainingInterrupted", "train"]
+__all__ = ["CARD_FILE", "TrainConfig", "TrainResult", "TrainingInterrupted", "batch_loss", "network_logits", "train"]
 
 CARD_FILE = "model.json"
 CARD_FORMAT = "score-audio-retrieval/chroma-model/1"
@@ -162,19 +162,26 @@ class _Batches:
         return part
 
 
-def _loss(net: ChromaNet, x: torch.Tensor, targets: list[np.ndarray], lengths: list[int], loss: str,
-          context: int) -> torch.Tensor:
-    logits = net.logits(x)[:, context : x.shape[2] - context]  # (B, T, 13)
+def batch_loss(logits: torch.Tensor, targets: list[np.ndarray], lengths: list[int], loss: str) -> torch.Tensor:
+    """The training loss of a batch: ``logits`` ``(B, T, 13)`` (excerpt frames only, context
+    cropped), ``targets`` per excerpt from :mod:`models.training.targets` (a pitch-class sequence for
+    ``ctc``, frame labels for ``linear`` and ``strong``), ``lengths`` the excerpts' frames (the
+    rest of ``T`` is padding, ignored)."""
     log_probs = F.log_softmax(logits, dim=-1)
     if loss == "ctc":
-        flat = torch.from_numpy(np.concatenate(targets)).to(x.device)
+        flat = torch.from_numpy(np.concatenate(targets)).to(logits.device)
         target_lengths = torch.tensor([len(t) for t in targets])
         return F.ctc_loss(log_probs.transpose(0, 1), flat, torch.tensor(lengths), target_lengths,
                           blank=BLANK, reduction="mean", zero_infinity=True)
     frame_targets = torch.full(log_probs.shape[:2], -100, dtype=torch.long)
     for b, t in enumerate(targets):
         frame_targets[b, : len(t)] = torch.from_numpy(t)
-    return F.nll_loss(log_probs.reshape(-1, 13), frame_targets.view(-1).to(x.device), ignore_index=-100)
+    return F.nll_loss(log_probs.reshape(-1, 13), frame_targets.view(-1).to(logits.device), ignore_index=-100)
+
+
+def network_logits(net: ChromaNet, x: torch.Tensor, context: int) -> torch.Tensor:
+    """``net``'s logits ``(B, T, 13)`` of input ``(B, 6, T + 2·context, 216)``, context frames cropped."""
+    return net.logits(x)[:, context : x.shape[2] - context]
 
 
 def _initial_network(init: str, device: str) -> ChromaNet:
@@ -219,7 +226,8 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
                 rng = np.random.default_rng([config.seed, state.epoch, state.step])
                 chosen = order[state.step * config.batch_size : (state.step + 1) * config.batch_size]
                 x, targets, lengths = data.batch(chosen, rng)
-                loss = _loss(net, x.to(config.device), targets, lengths, config.loss, net.receptive_field)
+                logits = network_logits(net, x.to(config.device), net.receptive_field)
+                loss = batch_loss(logits, targets, lengths, config.loss)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

@@ -20,7 +20,7 @@ from models.registry import ModelError, load, model_digest
 from models.tones import harmonic_tones
 from models.training.augment import mix_log_hcqt, shift_bins
 from models.training.cache import HCQTCache, network_input
-from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, _loss, train
+from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, batch_loss, network_logits, train
 from models.training.pairs import Excerpt, LabelledNote, PairError, csv_pairs, cut_excerpts, melody_line
 from models.training.targets import BLANK, ctc_target, linear_target, strong_target
 
@@ -150,14 +150,14 @@ def _fit(data: _Batches, shuffle: bool, steps: int = 8) -> tuple[float, float]:
     first = last = None
     for _ in range(steps):
         labels = relabel(rng.permutation(12)) if shuffle else targets
-        loss = _loss(net, x, labels, lengths, data.config.loss, 5)
+        loss = batch_loss(network_logits(net, x, 5), labels, lengths, data.config.loss)
         opt.zero_grad()
         loss.backward()
         opt.step()
         first = float(loss.detach()) if first is None else first
     with torch.no_grad():
         labels = relabel(rng.permutation(12)) if shuffle else targets
-        last = float(_loss(net, x, labels, lengths, data.config.loss, 5))
+        last = float(batch_loss(network_logits(net, x, 5), labels, lengths, data.config.loss))
     return first, last
 
 
