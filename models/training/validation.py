@@ -18,7 +18,7 @@ from models.network import ChromaNet
 from models.training.cache import HCQTCache, network_input
 from models.training.pairs import PairRecording
 
-__all__ = ["RetrievalValidation"]
+__all__ = ["RetrievalValidation", "evaluate_features"]
 
 
 class RetrievalValidation:
@@ -53,21 +53,32 @@ class RetrievalValidation:
         return out
 
     def __call__(self, net: ChromaNet) -> dict[str, float]:
-        from db.store import IndexStore
-        from models.retrieval_features import FeatureSettings
-        from retrieval.benchmark import run_benchmark
-
-        features = self.features(net)
-        with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
-            store = IndexStore.create(Path(folder) / "validation.db", FeatureSettings())
-            try:
-                for rec, feats in zip(self.recordings, features, strict=True):
-                    stat = rec.audio.stat()
-                    store.put_indexed({"path": str(rec.audio), "size": stat.st_size, "mtime": stat.st_mtime,
-                                       "hash": "", "duration": len(feats) / store.settings.rate, "sample_rate": None,
-                                       "channels": None, "model_id": "training"}, feats)
-                store.checkpoint()
-                metrics, _ = run_benchmark(store, self.rows, top=10)
-            finally:
-                store.close()
+        metrics, _ = evaluate_features([r.audio for r in self.recordings], self.features(net), self.rows)
         return {"mrr": metrics["mrr"], "top1": metrics["top1"], "top10": metrics["top10"]}
+
+
+def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list[dict], **options
+                      ) -> tuple[dict, list[dict]]:
+    """Search ``rows`` (ground truth with parsed ``query`` themes) in a temporary index of
+    ``features`` (retrieval features ``(T', 12)`` of each audio file, as stored by the indexer),
+    without writing anything else: ``(metrics, per-query rows)`` of
+    :func:`retrieval.benchmark.run_benchmark` (``options``: its :class:`~retrieval.query.QueryOptions`
+    fields, e.g. ``exhaustive=True``). Experiments and validation score features this way before
+    any model is saved.
+    """
+    from db.store import IndexStore
+    from models.retrieval_features import FeatureSettings
+    from retrieval.benchmark import run_benchmark
+
+    with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
+        store = IndexStore.create(Path(folder) / "validation.db", FeatureSettings())
+        try:
+            for audio, feats in zip(audios, features, strict=True):
+                stat = audio.stat()
+                store.put_indexed({"path": str(audio), "size": stat.st_size, "mtime": stat.st_mtime, "hash": "",
+                                   "duration": len(feats) / store.settings.rate, "sample_rate": None,
+                                   "channels": None, "model_id": "training"}, feats)
+            store.checkpoint()
+            return run_benchmark(store, rows, top=10, **options)
+        finally:
+            store.close()
