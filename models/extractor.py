@@ -11,7 +11,7 @@ network's receptive fields, so the result equals whole-signal processing.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -169,9 +169,12 @@ class ChromaExtractor:
         (:meth:`network_many` of one input)."""
         return self.network_many([x])[0]
 
-    def network_many(self, xs: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
+    def network_many(self, xs: Sequence[np.ndarray | torch.Tensor],
+                     fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Probabilities ``(T_i, 13)`` of several network inputs ``(T_i, 216, 6)``, their windows
         batched together — across recordings, so a GPU gets full batches from short files too.
+        ``fn`` computes something else frame by frame with the network's receptive field instead
+        (``(B, 6, T, 216)`` → ``(B, T, K)``, e.g. ``self.net.salience``); default the network.
 
         Output frames ``[s, s + batch_frames)`` come from input frames widened by the network's
         receptive field on each side, clipped to the signal: at the ends the convolutions then
@@ -179,20 +182,25 @@ class ChromaExtractor:
         but each input's last, usually) are stacked into batches of ``batch_size``.
         """
         xs = [torch.as_tensor(x).to(self.device, torch.float32) for x in xs]
+        if any(len(x) == 0 for x in xs):
+            raise ParameterError("a network input has no frames")
         ctx, step = self.net.receptive_field, self.batch_frames
         by_length: dict[int, list[tuple[int, int, int, int]]] = {}
         for i, x in enumerate(xs):
             for s in range(0, len(x), step):
                 lo, hi = max(0, s - ctx), min(len(x), s + step + ctx)
                 by_length.setdefault(hi - lo, []).append((i, s, lo, hi))
-        outs = [torch.empty(len(x), 13, device=self.device) for x in xs]
+        fn = fn or self.net
+        outs: list[torch.Tensor | None] = [None] * len(xs)
         with torch.inference_mode():
             for windows in by_length.values():
                 for first in range(0, len(windows), self.batch_size):
                     part = windows[first : first + self.batch_size]
                     batch = torch.stack([xs[i][lo:hi] for i, _, lo, hi in part]).permute(0, 3, 1, 2)
-                    probs = self.net(batch.contiguous(memory_format=torch.channels_last))
-                    for (i, s, lo, _), p in zip(part, probs, strict=True):
+                    frames = fn(batch.contiguous(memory_format=torch.channels_last))
+                    for (i, s, lo, _), p in zip(part, frames, strict=True):
+                        if outs[i] is None:
+                            outs[i] = p.new_empty((len(xs[i]),) + p.shape[1:])
                         m = min(step, len(xs[i]) - s)
                         outs[i][s : s + m] = p[s - lo : s - lo + m]
         return outs

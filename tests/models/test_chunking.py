@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
+from models.errors import ParameterError
 from models.extractor import ChromaExtractor
 from models.tones import harmonic_tones
 
@@ -29,3 +32,22 @@ def test_windows_batched_across_signals_equal_each_signal_alone():
         alone = ChromaExtractor(batch_frames=100, batch_size=1).from_signal(y)
         assert mixed.probabilities.shape == alone.probabilities.shape
         assert np.abs(mixed.probabilities - alone.probabilities).max() < 1e-5
+
+
+def test_windowed_salience_equals_the_whole_input():
+    rng = np.random.default_rng(5)
+    y = harmonic_tones(rng.integers(40, 90, size=40), note_seconds=0.5)
+    extractor = ChromaExtractor(batch_frames=64, batch_size=3)
+    x = extractor.front_end(y)  # (T, 216, 6)
+    windowed = extractor.network_many([x], fn=extractor.net.salience)[0]
+    with torch.inference_mode():
+        whole = extractor.net.salience(x.permute(2, 0, 1)[None])[0]
+    assert windowed.shape == whole.shape == (len(x), 216)
+    assert len(x) > 3 * 64  # several windows, so their seams are checked
+    assert torch.abs(windowed - whole).max() < 1e-5
+
+
+def test_a_network_input_without_frames_is_refused():
+    extractor = ChromaExtractor()
+    with pytest.raises(ParameterError, match="no frames"):
+        extractor.network_many([np.zeros((0, 216, 6), np.float32)])
