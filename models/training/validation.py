@@ -15,6 +15,7 @@ import torch
 
 from models.errors import ParameterError
 from models.network import ChromaNet
+from models.retrieval_features import FeatureSettings
 from models.training.cache import HCQTCache, network_input
 from models.training.pairs import PairRecording
 
@@ -41,7 +42,7 @@ class RetrievalValidation:
         """Retrieval features ``(T', 12)`` of every validation recording with ``net``."""
         from models.extractor import ChromaExtractor
         from models.network import chroma_from_probabilities
-        from models.retrieval_features import FeatureSettings, retrieval_features
+        from models.retrieval_features import retrieval_features
 
         settings = FeatureSettings()
         extractor = ChromaExtractor(device=self.device, net=net)
@@ -57,21 +58,22 @@ class RetrievalValidation:
         return {"mrr": metrics["mrr"], "top1": metrics["top1"], "top10": metrics["top10"]}
 
 
-def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list[dict], **options
-                      ) -> tuple[dict, list[dict]]:
+def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list[dict],
+                      settings: FeatureSettings | None = None, **options) -> tuple[dict, list[dict]]:
     """Search ``rows`` (ground truth with parsed ``query`` themes) in a temporary index of
-    ``features`` (retrieval features ``(T', 12)`` of each audio file, as stored by the indexer),
-    without writing anything else: ``(metrics, per-query rows)`` of
+    ``features`` (retrieval features ``(T', 12)`` of each audio file, as stored by the indexer,
+    computed with ``settings``: default :class:`~models.retrieval_features.FeatureSettings`,
+    the index's; the queries are cut with the same), without writing anything else:
+    ``(metrics, per-query rows)`` of
     :func:`retrieval.benchmark.run_benchmark` (``options``: its :class:`~retrieval.query.QueryOptions`
     fields, e.g. ``exhaustive=True``). Experiments and validation score features this way before
     any model is saved.
     """
     from db.store import IndexStore
-    from models.retrieval_features import FeatureSettings
     from retrieval.benchmark import run_benchmark
 
     with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
-        store = IndexStore.create(Path(folder) / "validation.db", FeatureSettings())
+        store = IndexStore.create(Path(folder) / "validation.db", settings or FeatureSettings())
         try:
             for audio, feats in zip(audios, features, strict=True):
                 stat = audio.stat()

@@ -369,3 +369,32 @@ def test_mixed_batches_keep_their_targets_and_change_their_inputs(generated, cac
 def test_mix_share_is_validated():
     with pytest.raises(Exception, match="mix"):
         TrainConfig(mix=1.5)
+
+
+# -- validation ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_evaluate_features_searches_at_the_rate_of_its_settings(tmp_path, downsample):
+    """A theme planted 20 s into one of two noise recordings is found there, in seconds, at either
+    retrieval rate: the temporary index and the queries take the given settings, not the default."""
+    from models.retrieval_features import FeatureSettings, retrieval_features
+    from models.training.validation import evaluate_features
+    from retrieval.theme import NoteEvent, Theme
+    from retrieval.variants import symbolic_chroma
+
+    rng = np.random.default_rng(0)
+    theme = Theme(tuple(NoteEvent(0.4 * i, 0.4, 60 + int(p)) for i, p in enumerate(rng.integers(0, 12, 20))))
+    settings = FeatureSettings(downsample=downsample)
+    audios, features = [], []
+    for name in ("a", "b"):
+        chroma = rng.random((12, 1500)).astype(np.float32) ** 4  # 60 s at 25 Hz
+        if name == "a":
+            planted = symbolic_chroma(theme.notes)
+            chroma[:, 500 : 500 + planted.shape[1]] = planted
+        audios.append(tmp_path / f"{name}.wav")
+        audios[-1].touch()
+        features.append(retrieval_features(chroma, settings.downsample, settings.smoothing))
+    rows = [{"query_id": "q", "recording": "a", "query": theme}]
+    metrics, table = evaluate_features(audios, features, rows, settings=settings)
+    assert metrics["mrr"] == 1.0
+    assert table[0]["start"] == pytest.approx(20.0, abs=0.3)
