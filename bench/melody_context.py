@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from models.audio import load_audio
 from models.extractor import ChromaExtractor
-from models.files import atomic_write, atomic_write_text
+from models.files import atomic_write_npy, atomic_write_text
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.network import LEAKY_SLOPE, N_BINS, ChromaNet, chroma_from_probabilities
 from models.retrieval_features import FeatureSettings, retrieval_features
@@ -101,12 +101,7 @@ def salience(audios: list[Path], folder: Path) -> dict[str, np.ndarray]:
             y, _ = load_audio(audio, SAMPLE_RATE)
             sal = extractor.network_many([extractor.front_end(y)], fn=extractor.net.salience)[0]
             array = sal.numpy().astype(np.float16)
-
-            def write(tmp: str, array: np.ndarray = array) -> None:
-                with open(tmp, "wb") as f:
-                    np.save(f, array, allow_pickle=False)
-
-            atomic_write(target, write)
+            atomic_write_npy(target, array)
         out[audio.stem] = np.load(target, allow_pickle=False)
     return out
 

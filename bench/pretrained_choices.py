@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from models.baselines import FoldMeanExtractor
 from models.extractor import ChromaExtractor
-from models.files import atomic_write, atomic_write_text
+from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
 from models.registry import DEFAULT_MODEL
 from models.retrieval_features import FeatureSettings, retrieval_features
@@ -48,19 +48,13 @@ DEFAULT_MODELS = ("v2_ctc_train123valid4", "v2_ctc_train234valid5", "v2_ctc_trai
 
 def probabilities(model: str, audios: list[Path], cache: HCQTCache, folder: Path) -> dict[str, np.ndarray]:
     """Class probabilities ``(T, 13)`` float16 of ``model`` for each recording, cached in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     extractor, out = None, {}
     for audio in tqdm(audios, desc=model, unit="rec", dynamic_ncols=True):
         target = folder / f"{audio.stem}.npy"
         if not target.is_file():
             extractor = extractor or ChromaExtractor(model)
             probs = extractor.network_many([network_input(cache.get(audio))])[0].numpy().astype(np.float16)
-
-            def write(tmp: str, array: np.ndarray = probs) -> None:
-                with open(tmp, "wb") as f:
-                    np.save(f, array, allow_pickle=False)
-
-            atomic_write(target, write)
+            atomic_write_npy(target, probs)
         out[audio.stem] = np.load(target, allow_pickle=False)
     return out
 

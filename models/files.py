@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+import numpy as np
+
+__all__ = ["atomic_write", "atomic_write_npy", "atomic_write_text"]
 
 
 def _default_mode() -> int:
@@ -42,5 +44,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
     def write(tmp: str) -> None:
         Path(tmp).write_text(text)
+
+    atomic_write(path, write)
+
+
+def atomic_write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically as plain ``.npy`` (no pickle), the caches' format."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
     atomic_write(path, write)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.files import atomic_write
+from models.files import atomic_write_npy
 
 __all__ = ["FRONT_END_VERSION", "HCQTCache", "network_input"]
 
@@ -60,7 +60,7 @@ class HCQTCache:
         target = self.path(audio)
         if not target.is_file():
             x = self._front_end(audio).astype(np.float16)
-            atomic_write(target, lambda tmp: _save_npy(tmp, x))
+            atomic_write_npy(target, x)
         return np.load(target, mmap_mode="r", allow_pickle=False)
 
     def fill(self, audios: list[Path], progress: bool = True) -> None:
@@ -78,8 +78,3 @@ class HCQTCache:
 
         y, _ = load_audio(audio, SAMPLE_RATE)
         return self._extractor.log_hcqt(y).cpu().numpy()
-
-
-def _save_npy(tmp: str, array: np.ndarray) -> None:
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
