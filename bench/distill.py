@@ -16,7 +16,8 @@ length, at a uniform random start; the data order depends only on ``--seed``. OU
 ``weights.safetensors`` (usable as ``--model OUT`` everywhere) and ``model.json`` (teacher, init,
 steps, seed, loss by 10 steps), written atomically at the end and on Ctrl-C (then with the steps
 done). Retrieval is measured afterwards, as for any model: ``cli.py index --model OUT`` and
-``cli.py evaluate`` (docs/benchmarks.md, tenth session, has the commands).
+``cli.py evaluate`` (docs/benchmarks.md, tenth session, has the commands). ``--device cuda`` trains
+on a GPU (the teacher's probabilities are computed once, on the CPU, and cached).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="HCQT cache folder (default WORK/hcqt)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     works = HAUPTSTIMME_SPLITS[args.split]
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_probs = [probabilities(m, audios, cache, args.work / "probs" / m) for m in folds]
     teacher = {a.stem: np.mean([p[a.stem].astype(np.float32) for p in fold_probs], axis=0) for a in audios}
     inputs = {a.stem: cache.get(a) for a in audios}
-    net = load(args.init).train()
+    net = load(args.init, args.device).train()
     context = net.receptive_field
     names = [n for n in inputs if len(inputs[n]) > EXCERPT_FRAMES + 2 * context]
     weights = np.array([len(inputs[n]) for n in names], dtype=float)
@@ -106,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     card = {"format": "score-audio-retrieval/chroma-model/1", "init": args.init, "loss": "distillation",
             "teacher": f"{args.teacher}_mean ({', '.join(folds)})", "training_audio": [a.name for a in audios],
             "lr": args.lr, "batch_size": args.batch_size, "excerpt_seconds": EXCERPT_FRAMES / FEATURE_RATE,
-            "seed": args.seed, "versions": {"python": platform.python_version(), "torch": torch.__version__}}
+            "seed": args.seed, "device": args.device,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__}}
     try:
         for _ in tqdm(range(args.steps), desc="distilling", unit="step", dynamic_ncols=True):
             x, t = sample_batch(inputs, teacher, names, weights / weights.sum(), context, args.batch_size, rng)
-            loss = distillation_loss(network_logits(net, x, context), t)
+            loss = distillation_loss(network_logits(net, x.to(args.device), context), t.to(args.device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
