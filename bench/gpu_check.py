@@ -94,18 +94,27 @@ def main(argv: list[str] | None = None) -> int:
                                       key=lambda p: p.stat().st_size)
     report = {"device": torch.cuda.get_device_name(), "cpu": platform.processor() or platform.machine(),
               "torch": torch.__version__, "recording": str(recording)}
-    report["fixture_max_delta"] = fixtures(args.shared)
-    report["decimator_max_delta"] = {f"{f}:1": Decimator(f, "cuda").check() for f in (2, 4)}
+
+    def stage(key: str, value) -> None:
+        """Record one stage's result and write the report so far (a run cut short keeps it)."""
+        report[key] = value
+        print(f"{key}: done", file=sys.stderr, flush=True)
+        if args.json_out:
+            args.json_out.write_text(json.dumps(report, indent=2))
+
+    stage("fixture_max_delta", fixtures(args.shared))
+    stage("decimator_max_delta", {f"{f}:1": Decimator(f, "cuda").check() for f in (2, 4)})
     y, _ = load_audio(recording)
     report["audio_seconds"] = len(y) / SAMPLE_RATE
     cpu = ChromaExtractor(device="cpu").from_signal(y).probabilities
     cuda = ChromaExtractor(device="cuda").from_signal(y).probabilities
-    report["cpu_vs_cuda_max_delta"] = float(np.abs(cpu - cuda).max())
+    stage("cpu_vs_cuda_max_delta", float(np.abs(cpu - cuda).max()))
     long = np.tile(y, -(-THROUGHPUT_SECONDS * SAMPLE_RATE // len(y)))  # long enough for 600 s chunks to matter
     report["throughput_audio_seconds"] = len(long) / SAMPLE_RATE
-    report["throughput"] = {"cuda": throughput(long, "cuda"), "cuda, soxr pyramid": throughput(long, "cuda", False),
-                            "cuda, 600 s chunks": throughput(long, "cuda", chunk_seconds=600.0),
-                            "cpu": throughput(long, "cpu")}
+    report["throughput"] = {}
+    for name, device, options in (("cuda", "cuda", {}), ("cuda, soxr pyramid", "cuda", {"pyramid_on_device": False}),
+                                  ("cuda, 600 s chunks", "cuda", {"chunk_seconds": 600.0}), ("cpu", "cpu", {})):
+        stage("throughput", {**report["throughput"], name: throughput(long, device, **options)})
     worst = max(report["fixture_max_delta"].values())
     decimators = max(report["decimator_max_delta"].values())
     ok = worst < 1e-3 and report["cpu_vs_cuda_max_delta"] < 1e-4 and decimators < 1e-5
@@ -117,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'device':<18} {'front end ×':>12} {'network ×':>10} {'total ×':>8}")
     for device, row in report["throughput"].items():
         print(f"{device:<18} {row['front_end_x']:12.0f} {row['network_x']:10.0f} {row['total_x']:8.0f}")
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2))
     return 0 if ok else 1
 
 
