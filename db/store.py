@@ -391,11 +391,10 @@ class IndexStore:
                 self.db.execute("UPDATE recordings SET in_index = 0")
             self._rebuild_all = False
         pending = [r[0] for r in self.db.execute("SELECT recording_id FROM pending_removals")]
-        vectors.remove(pending)
         todo = [r[0] for r in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed' AND in_index = 0")]
+        vectors.remove(pending + todo)  # one call: old vectors of a re-indexed recording go too
         for rid in todo:
             starts, vecs = self._shingles(self.features(rid))
-            vectors.remove([rid])
             vectors.add(rid, starts, vecs)
         self._unsaved = (pending, todo)
         return len(todo)

@@ -155,7 +155,20 @@ class VectorIndex:
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
     def remove(self, recording_ids: list[int]) -> int:
-        """Drop every vector of the given recordings; returns how many were removed."""
+        """Drop every vector of the given recordings; returns how many were removed.
+
+        On a flat index (``IDMap2,Flat``) all of them go in one pass, and only if any is there:
+        FAISS moves every vector behind a removed one, so one removal per recording made adding
+        R recordings cost R passes over the index — 14 ms per file at 11 h of audio, growing
+        with the index (docs/benchmarks.md, eleventh session). An inverted file removes by id
+        range, list by list, moving nothing.
+        """
+        if not len(recording_ids) or not len(self):
+            return 0
+        if isinstance(self.index, faiss.IndexIDMap2):
+            ids = faiss.vector_to_array(self.index.id_map)
+            doomed = ids[np.isin(ids >> FRAME_BITS, np.asarray(recording_ids, dtype=np.int64))]
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(doomed))) if len(doomed) else 0
         removed = 0
         for rid in recording_ids:
             lo = int(rid) << FRAME_BITS

@@ -184,6 +184,12 @@ def test_vector_removal_and_factories():
     assert index.remove([1]) == 100 and len(index) == 200
     sims, rids, frames = index.search(vectors[150:151], 1)
     assert rids[0, 0] == 2 and frames[0, 0] == 50 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert index.remove([5]) == 0 and len(index) == 200  # a recording with no vectors: nothing changes
+    index.add(3, np.arange(40), vectors[:40])
+    index.add(4, np.arange(60), vectors[40:100])
+    assert index.remove([3, 9, 4]) == 100 and len(index) == 200  # several at once, absent ones ignored
+    sims, rids, frames = index.search(vectors[[150, 250]], 1)
+    assert rids[:, 0].tolist() == [2, 2] and frames[:, 0].tolist() == [50, 150]
 
     ivf = VectorIndex.create("IVF4,Flat", 24, training=vectors)
     ivf.add(7, np.arange(300), vectors)
