@@ -39,13 +39,26 @@ from models.pitch_fft import with_pitch_fft
 from models.registry import DEFAULT_MODEL, load
 
 __all__ = [
-    "GPU_BATCH", "ChromaExtractor", "ChromaFeatures", "chroma_features", "exact_cuda", "reference_features",
-    "reference_hcqt",
+    "CPU_CHUNK_SECONDS", "GPU_BATCH", "GPU_CHUNK_SECONDS", "ChromaExtractor", "ChromaFeatures", "chroma_features",
+    "default_chunk_seconds", "exact_cuda", "reference_features", "reference_hcqt",
 ]
 
 
 GPU_BATCH = 32
 """Network windows per batch on a GPU (the batch the throughput tables were measured with)."""
+
+CPU_CHUNK_SECONDS = 120.0
+"""Audio per front-end chunk on the CPU (600 s was slower there: 262× against 325× front end)."""
+
+GPU_CHUNK_SECONDS = 600.0
+"""Audio per front-end chunk on a GPU: fewer, larger kernels. On an H100, 22 min of decoded audio,
+front end and network: 13,406× real time against 9,508× with 120 s chunks (bench/gpu_check.py,
+2026-11-26)."""
+
+
+def default_chunk_seconds(device: str | torch.device) -> float:
+    """Audio per front-end chunk on ``device``: :data:`CPU_CHUNK_SECONDS` or :data:`GPU_CHUNK_SECONDS`."""
+    return CPU_CHUNK_SECONDS if torch.device(device).type == "cpu" else GPU_CHUNK_SECONDS
 
 
 @dataclass(frozen=True)
@@ -110,7 +123,8 @@ class ChromaExtractor:
     ----------
     model_id : one of :data:`models.registry.MODEL_IDS`.
     device : ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
-    chunk_seconds : audio per front-end chunk (working memory ∝ this).
+    chunk_seconds : audio per front-end chunk (working memory ∝ this; default
+        :data:`CPU_CHUNK_SECONDS` on the CPU, :data:`GPU_CHUNK_SECONDS` on a GPU).
     batch_frames : 25 Hz frames per network chunk; chunks are stacked ``batch_size`` at a time
         (default: 1 on the CPU, where larger batches gain nothing, :data:`GPU_BATCH` on a GPU,
         where one window of 400 frames leaves it mostly idle).
@@ -121,7 +135,7 @@ class ChromaExtractor:
         self,
         model_id: str = DEFAULT_MODEL,
         device: str | torch.device = "cpu",
-        chunk_seconds: float = 120.0,
+        chunk_seconds: float | None = None,
         batch_frames: int = 400,
         batch_size: int | None = None,
         net: ChromaNet | None = None,
@@ -130,6 +144,8 @@ class ChromaExtractor:
         self.device = torch.device(device)
         if batch_size is None:
             batch_size = 1 if self.device.type == "cpu" else GPU_BATCH
+        if chunk_seconds is None:
+            chunk_seconds = default_chunk_seconds(self.device)
         if chunk_seconds <= 0 or batch_frames <= 0 or batch_size <= 0:
             raise ParameterError("chunk_seconds, batch_frames and batch_size must be positive")
         if self.device.type == "cuda":

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from models.errors import ParameterError
-from models.extractor import ChromaExtractor
+from models.extractor import CPU_CHUNK_SECONDS, GPU_CHUNK_SECONDS, ChromaExtractor, default_chunk_seconds
+from models.frontend import FEATURE_RATE
 from models.tones import harmonic_tones
 
 
@@ -51,3 +52,11 @@ def test_a_network_input_without_frames_is_refused():
     extractor = ChromaExtractor()
     with pytest.raises(ParameterError, match="no frames"):
         extractor.network_many([np.zeros((0, 216, 6), np.float32)])
+
+
+def test_default_chunk_is_longer_on_an_accelerator():
+    """120 s front-end chunks on the CPU, 600 s on a GPU (faster there: docs/benchmarks.md)."""
+    assert default_chunk_seconds("cpu") == CPU_CHUNK_SECONDS == 120.0
+    assert default_chunk_seconds(torch.device("cuda", 0)) == GPU_CHUNK_SECONDS == 600.0
+    assert ChromaExtractor().chunk_groups == CPU_CHUNK_SECONDS * FEATURE_RATE
+    assert ChromaExtractor(chunk_seconds=37.0).chunk_groups == 37 * FEATURE_RATE
