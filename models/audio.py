@@ -22,7 +22,7 @@ from models.errors import RetrievalError
 from models.frontend import SAMPLE_RATE
 from models.stderr import captured_stderr
 
-__all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio"]
+__all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio", "mix_down"]
 
 # libsndfile 1.2 misplaces the Opus pre-skip (312 samples appear mid-stream) when one read asks
 # for 2**18 frames or more, as librosa.load's single whole-file read does; reads of 2**16
@@ -85,6 +85,22 @@ DAMAGED_SHARE = 0.9
 as damaged. Headers of intact files agree with their decoded length to within a frame or two."""
 
 
+def mix_down(block: np.ndarray) -> np.ndarray:
+    """The channel mean ``(n,)`` of float32 frames ``(n, channels)``, equal to
+    ``block.mean(axis=1, dtype=np.float32)`` bit for bit and ~30× faster on stereo: NumPy's mean
+    over a short inner axis cost as much as decoding an MP3 (1.65 ms against 0.05 ms per 2**16
+    stereo frames, 2-core machine, 2026-11-26). From 8 channels on NumPy sums in another order
+    (pairwise), so those blocks go to it."""
+    if block.shape[1] >= 8:
+        return block.mean(axis=1, dtype=np.float32)
+    mono = block[:, 0].copy()
+    for channel in range(1, block.shape[1]):
+        mono += block[:, channel]
+    if block.shape[1] > 1:
+        mono /= np.float32(block.shape[1])
+    return mono
+
+
 def decode_audio(path: str | Path, sr: int = SAMPLE_RATE) -> DecodedAudio:
     """Decode a file to mono float32 at ``sr`` Hz, as ``librosa.load``, trusting only what is read.
 
@@ -106,7 +122,7 @@ def decode_audio(path: str | Path, sr: int = SAMPLE_RATE) -> DecodedAudio:
                 block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if len(block) == 0 or (previous is not None and np.array_equal(block, previous) and block.any()):
                     break
-                mono = block.mean(axis=1, dtype=np.float32)
+                mono = mix_down(block)
                 chunks.append(mono if stream is None else stream.resample_chunk(mono, last=False))
                 n_in += len(block)
                 if len(block) < _BLOCK_FRAMES:

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.audio import AudioError, load_audio
+from models.audio import AudioError, load_audio, mix_down
 from models.registry import MODEL_IDS, UnknownModelError, load
 from models.tones import harmonic_tones
 
@@ -59,6 +59,14 @@ def test_load_audio_equals_librosa_load_for_any_rate_and_channels(collection):
         expected, _ = librosa.load(collection / name, sr=22050)
         assert y.shape == expected.shape
         assert np.abs(y - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_mix_down_equals_numpy_mean_bit_for_bit(channels):
+    block = np.random.default_rng(channels).standard_normal((5000, channels)).astype(np.float32) * 0.3
+    mono = mix_down(block)
+    assert mono.dtype == np.float32 and np.array_equal(mono, block.mean(axis=1, dtype=np.float32))
+    assert np.shares_memory(mono, block) is False
 
 
 def test_unknown_model_id_lists_the_valid_ones():

@@ -1,0 +1,68 @@
+"""Decoding speed per file, and the mix-down against NumPy's mean, on one core.
+
+    taskset -c 0 python bench/decode_speed.py AUDIO_DIR [--repeats 3]
+
+Indexing from compressed files first decodes them (``models.audio.decode_audio``: libsndfile,
+mix-down to mono, soxr to 22050 Hz) in the worker processes, so the decoders bound what any
+number of GPUs can index. Prints each file's format, rate, duration and × real time (best of
+``--repeats``), the total per format, and, side by side on the same decoded blocks of 2**16
+frames, the mix-down (:func:`models.audio.mix_down`) against ``block.mean(axis=1)``, which it
+replaced (equal bit for bit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from indexer.walk import find_audio
+from models.audio import decode_audio, mix_down
+
+
+def best_seconds(fn, repeats: int) -> float:
+    """The shortest of ``repeats`` timings of ``fn()``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("audio_dir", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(f"{platform.processor() or platform.machine()}; one process")
+    print("| file | Hz | s | × real time |")
+    print("|---|---:|---:|---:|")
+    per_format: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    mean_s = mix_s = audio_s = 0.0
+    for path in find_audio([args.audio_dir]):
+        decoded = decode_audio(path)
+        seconds = best_seconds(lambda path=path: decode_audio(path), args.repeats)
+        print(f"| {path.name} | {decoded.native_rate} | {decoded.seconds:.0f} | {decoded.seconds / seconds:.0f} |")
+        per_format[path.suffix.lower()][0] += decoded.seconds
+        per_format[path.suffix.lower()][1] += seconds
+        with sf.SoundFile(path) as f:
+            blocks = list(f.blocks(1 << 16, dtype="float32", always_2d=True))
+        audio_s += decoded.header_seconds
+        mean_s += best_seconds(lambda blocks=blocks: [b.mean(axis=1, dtype=np.float32) for b in blocks], args.repeats)
+        mix_s += best_seconds(lambda blocks=blocks: [mix_down(b) for b in blocks], args.repeats)
+    for suffix, (audio, seconds) in sorted(per_format.items()):
+        print(f"all {suffix}: {audio / 3600:.2f} h at {audio / seconds:.0f}× real time")
+    print(f"mix-down of all blocks: NumPy mean {audio_s / mean_s:.0f}×, mix_down {audio_s / mix_s:.0f}× real time "
+          f"(ratio {mean_s / mix_s:.1f}×)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
