@@ -246,7 +246,7 @@ def _query_options(args: argparse.Namespace):
     return QueryOptions(
         top=args.top, part=args.part, measures=_measures(args.measures), expand_repeats=args.expand_repeats,
         transpose=args.transpose, rendering=args.rendering, program=args.program, exhaustive=args.exhaustive,
-        device=args.device,
+        candidates=args.candidates, device=args.device,
     )
 
 
@@ -309,9 +309,13 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
+    from retrieval.search import CANDIDATES
     from retrieval.variants import RENDERINGS
 
     parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
+    parser.add_argument("--candidates", type=int, default=CANDIDATES,
+                        help=f"recordings the ANN stage passes to DTW re-ranking (default {CANDIDATES}); "
+                             "more is slower and finds more orchestral themes (docs/benchmarks.md)")
     parser.add_argument("--part", default=None, help="part of the score to search for: name or 0-based index")
     parser.add_argument("--measures", default=None, help="measure range A-B of the score (default: all)")
     parser.add_argument("--expand-repeats", action="store_true", help="play repeats as written out")

@@ -43,3 +43,14 @@ def test_an_input_error_is_one_line(tmp_path, capsys):
     assert main(["status", "--db", str(tmp_path / "none.db")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "none.db" in err
+
+
+def test_candidates_reach_the_query_options_and_are_checked(tmp_path, capsys):
+    import cli
+
+    args = cli.build_parser().parse_args(["query", "theme.xml", "--candidates", "71"])
+    assert cli._query_options(args).candidates == 71
+    assert cli._query_options(cli.build_parser().parse_args(["query", "theme.xml"])).candidates == 30
+    assert main(["query", str(tmp_path / "theme.xml"), "--candidates", "0", "--db", str(tmp_path / "x.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "candidates" in err
