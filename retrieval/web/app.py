@@ -38,7 +38,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from models.errors import RetrievalError
-from retrieval.search import Collection
+from retrieval.search import CANDIDATES, Collection
 from retrieval.theme import MAX_THEME_NOTES, ThemeError
 
 __all__ = ["THEME_FORMATS", "create_app"]
@@ -49,6 +49,10 @@ THEME_FORMATS = {"musicxml": ".musicxml", "xml": ".xml", "mxl": ".mxl", "mid": "
 """Accepted theme formats (upload extension or JSON ``format``) → the extension music21 reads by."""
 
 _RESULTS_KEPT = 64  # recent query results kept for their plots
+
+MAX_CANDIDATES = 1000
+"""At most this many recordings re-ranked for one request (a served page must not let one query
+re-rank a whole archive); the CLI and the library take any number."""
 
 
 class _Collections:
@@ -158,11 +162,16 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             top = int(raw.get("top") or 10)
         except ValueError:
             raise HTTPException(400, f"top must be a number, got {raw['top']!r}") from None
+        try:
+            candidates = int(raw.get("candidates") or CANDIDATES)
+        except ValueError:
+            raise HTTPException(400, f"candidates must be a number, got {raw['candidates']!r}") from None
         rendering = str(raw.get("rendering") or "symbolic")
         if rendering not in ("symbolic", "synthesised"):
             raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering!r}")
         options = QueryOptions(top=max(1, min(top, 100)), part=raw.get("part") or None, measures=measures,
-                               transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"))
+                               transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"),
+                               candidates=max(1, min(candidates, MAX_CANDIDATES)))
         return options, flag("notation")
 
     def run_with_file(data: bytes, name: str, work: Callable[[Path], object]):

@@ -260,3 +260,13 @@ def test_an_index_without_vectors_answers_one_line(tmp_path, haydn_theme):
     with TestClient(_app(tmp_path / "empty.db")) as client:
         response = _upload(client, haydn_theme)
     assert response.status_code == 400 and "\n" not in response.json()["error"]
+
+
+def test_candidates_option_is_passed_and_checked(client, haydn_theme):
+    """One candidate re-ranked: the best match has no other score to have a margin over."""
+    alone = _upload(client, haydn_theme, top=1, candidates=1).json()["matches"][0]
+    every = _upload(client, haydn_theme, top=1, candidates=1000).json()["matches"][0]
+    assert alone["path"] == every["path"] and alone["score"] == every["score"]
+    assert alone["margin"] is None and every["margin"] > 0.05
+    bad = _upload(client, haydn_theme, candidates="many")
+    assert bad.status_code == 400 and "candidates" in bad.json()["error"]

@@ -17,6 +17,7 @@ function themeRequest() {
   // multipart with the file, or JSON with pasted text; the options either way
   const options = {
     part: $("part").value.trim(), measures: $("measures").value.trim(), top: $("top").value,
+    candidates: $("candidates").value,
     rendering: $("rendering").value, transpose: $("transpose").checked, exhaustive: $("exhaustive").checked,
   };
   const file = $("theme-file").files[0];
