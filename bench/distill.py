@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from models.baselines import FoldMeanExtractor
+from models.baselines import family_members
 from models.files import atomic_write, atomic_write_text
 from models.frontend import FEATURE_RATE
 from models.network import ChromaNet
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not audios:
         parser.error(f"{args.audio_dir}: no renderings of the {args.split} works")
     cache = HCQTCache(args.cache or args.work / "hcqt")
-    folds = [m.model_id for m in FoldMeanExtractor(args.teacher).members]
+    folds = family_members(args.teacher)
     fold_probs = [probabilities(m, audios, cache, args.work / "probs" / m) for m in folds]
     teacher = {a.stem: np.mean([p[a.stem].astype(np.float32) for p in fold_probs], axis=0) for a in audios}
     inputs = {a.stem: cache.get(a) for a in audios}

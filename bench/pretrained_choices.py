@@ -2,6 +2,7 @@
 averages of their probabilities, and the retrieval rate.
 
     python bench/pretrained_choices.py AUDIO_DIR WORK_DIR [--split train,selection] [--cache HCQT_DIR]
+        [--models ID ...] [--rates DOWNSAMPLE:SMOOTHING ...] [--ensembles SPEC ...]
 
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``); WORK_DIR: the class
 probabilities ``(T, 13)`` of every model and recording (float16, ``probs/MODEL/NAME.npy``) and
@@ -14,7 +15,9 @@ nominal tempo only, which keeps a run of ~10 choices × 224 queries within minut
 and measures the features rather than the ANN stage or the tempo search. Choices: every model
 of ``--models`` at the index's default settings; the mean of the five ``v2_ctc`` folds (the id
 ``v2_ctc_mean`` an index accepts) and of all ``--models``; the default model and the all-model
-mean at each ``--rates`` (``downsample:smoothing``; 1:5 is 25 Hz). Prints a Markdown table with
+mean at each ``--rates`` (``downsample:smoothing``; 1:5 is 25 Hz); each of ``--ensembles`` (model
+families — ``v2_strong`` for its five folds, as ``v2_strong_mean`` — and model ids joined by ``+``,
+e.g. ``v1_ctc+v2_ctc``: all their probabilities averaged) at each ``--rates``. Prints a Markdown table with
 each choice's difference to the default and its 95 % paired-bootstrap interval; writes
 ``WORK_DIR/pretrained_choices_<split>.json`` (every query's reciprocal rank).
 """
@@ -32,11 +35,11 @@ import torch
 from melody_context import split_rows
 from tqdm import tqdm
 
-from models.baselines import FoldMeanExtractor
+from models.baselines import family_members
 from models.extractor import ChromaExtractor
 from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
-from models.registry import DEFAULT_MODEL
+from models.registry import DEFAULT_MODEL, MODEL_IDS
 from models.retrieval_features import FeatureSettings, retrieval_features
 from models.training.cache import HCQTCache, network_input
 from models.training.validation import evaluate_features
@@ -69,6 +72,11 @@ def mean_features(probs: list[dict[str, np.ndarray]], names: list[str], settings
     return out
 
 
+def ensemble_members(spec: str) -> list[str]:
+    """Model ids of an ensemble ``"v1_ctc+v2_ctc"``: each part a model id or a family's five folds."""
+    return [m for part in spec.split("+") for m in ([part] if part in MODEL_IDS else family_members(part))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio_dir", type=Path)
@@ -77,14 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="HCQT cache folder (default WORK/hcqt)")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--rates", nargs="*", default=["1:5", "1:3"], help="downsample:smoothing pairs")
+    parser.add_argument("--ensembles", nargs="*", default=[],
+                        help="'+'-joined model families (v2_ctc, v1_ctc, ...) or ids whose probabilities are averaged")
     args = parser.parse_args(argv)
     models = [DEFAULT_MODEL, *(m for m in args.models if m != DEFAULT_MODEL)]  # the first row is the baseline
-    folds = [m.model_id for m in FoldMeanExtractor("v2_ctc").members]
+    folds = family_members("v2_ctc")
+    ensembles = {spec: ensemble_members(spec) for spec in args.ensembles}
     audios = sorted(args.audio_dir.glob("*.wav"))
     names = [a.stem for a in audios]
     rows = [row for split in args.split.split(",") for row in split_rows(split)]
     cache = HCQTCache(args.cache or args.work / "hcqt")
-    probs = {m: probabilities(m, audios, cache, args.work / "probs" / m) for m in sorted(set(models) | set(folds))}
+    needed = set(models) | set(folds) | {m for members in ensembles.values() for m in members}
+    probs = {m: probabilities(m, audios, cache, args.work / "probs" / m) for m in sorted(needed)}
     default = FeatureSettings()
     choices = [(m, [m], default) for m in models]
     choices += [("v2_ctc_mean", folds, default), (f"mean of {len(models)}", models, default)]
@@ -93,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(default, downsample=downsample, smoothing=smoothing)
         choices += [(f"{DEFAULT_MODEL} at {rate}", [DEFAULT_MODEL], settings),
                     (f"mean of {len(models)} at {rate}", models, settings)]
+        choices += [(f"{spec} ({len(members)} models) at {rate}", members, settings)
+                    for spec, members in ensembles.items()]
     print(f"{len(rows)} queries ({args.split}), exhaustive DTW at the nominal tempo")
     print("| choice | MRR | top-1 | top-10 | − default [95 %] |\n|---|---:|---:|---:|---|")
     results, base = {}, None

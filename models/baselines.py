@@ -20,7 +20,7 @@ from models.extractor import ChromaExtractor, ChromaFeatures, chroma_features
 from models.frontend import FEATURE_RATE, HOP_LENGTH, SAMPLE_RATE, grid_boundaries
 from models.registry import DEFAULT_MODEL, MODEL_IDS
 
-__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "make_extractor"]
+__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "family_members", "make_extractor"]
 
 BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean")
 
@@ -45,16 +45,22 @@ class CensExtractor(_FromFile):
         return ChromaFeatures(probabilities, chroma, np.arange(chroma.shape[1]) / FEATURE_RATE)
 
 
+def family_members(family: str) -> list[str]:
+    """The model ids whose probabilities ``<family>_mean`` averages: the five folds trained on three
+    of the five data folds (``v1_ctc`` also has five trained on four; those are left out)."""
+    folds = [m for m in MODEL_IDS if m.startswith(family + "_train") and m.count("train") == 1]
+    folds = [m for m in folds if len(m.split("_train")[1].split("valid")[0]) == 3] or folds
+    if not folds:
+        raise ParameterError(f"no model family {family!r}")
+    return folds
+
+
 class FoldMeanExtractor(_FromFile):
     """Mean of the probabilities of the five folds of one model family (e.g. ``v2_ctc``)."""
 
     def __init__(self, family: str, device: str | torch.device = "cpu") -> None:
-        folds = [m for m in MODEL_IDS if m.startswith(family + "_train") and m.count("train") == 1]
-        folds = [m for m in folds if len(m.split("_train")[1].split("valid")[0]) == 3] or folds
-        if not folds:
-            raise ParameterError(f"no model family {family!r}")
         self.model_id = f"{family}_mean"
-        self.members = [ChromaExtractor(m, device=device) for m in folds]
+        self.members = [ChromaExtractor(m, device=device) for m in family_members(family)]
 
     def from_signal(self, y: np.ndarray) -> ChromaFeatures:
         x = self.members[0].front_end(y)

@@ -119,3 +119,22 @@ def test_cli_unknown_model_is_a_one_line_error(collection, tmp_path):
     result = _cli("features", str(collection / "good_stereo.flac"), "-o", str(tmp_path), "--model", "nope")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "unknown model 'nope'" in result.stderr
+
+
+def test_fold_mean_averages_exactly_its_family_members():
+    """``v1_ctc_mean`` averages the five three-fold v1 models (not the four-fold ones), frame by frame."""
+    from models.baselines import FoldMeanExtractor, family_members
+    from models.errors import ParameterError
+    from models.extractor import ChromaExtractor
+
+    members = family_members("v1_ctc")
+    assert members == ["v1_ctc_train123valid4", "v1_ctc_train234valid5", "v1_ctc_train345valid1",
+                       "v1_ctc_train451valid2", "v1_ctc_train512valid3"]
+    assert family_members("v2_strong") == [m for m in MODEL_IDS if m.startswith("v2_strong_")]
+    with pytest.raises(ParameterError, match="no model family 'v3_ctc'"):
+        family_members("v3_ctc")
+    y = harmonic_tones([57, 61, 64], note_seconds=0.4, sr=22050)
+    mean = FoldMeanExtractor("v1_ctc").from_signal(y).probabilities
+    singles = [ChromaExtractor(m).from_signal(y).probabilities for m in members]
+    np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-6)
+    assert np.abs(singles[0] - singles[1]).max() > 1e-3  # the members differ, so the mean is a real average
