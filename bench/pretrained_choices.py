@@ -7,8 +7,10 @@ averages of their probabilities, and the retrieval rate.
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``); WORK_DIR: the class
 probabilities ``(T, 13)`` of every model and recording (float16, ``probs/MODEL/NAME.npy``) and
 the results. Queries: the hauptstimme ground truth of the works of ``--split``
-(:data:`models.training.pairs.HAUPTSTIMME_SPLITS`; none of these models saw any of them, so the
-train and selection works together choose, and the report works are kept for the choice made).
+(:data:`models.training.pairs.HAUPTSTIMME_SPLITS`; none of the pretrained models saw any of them, so
+the train and selection works together choose, and the report works are kept for the choice made;
+a shipped model such as ``hauptstimme_melody_ctc`` learned from the train works, so with it only
+``--split selection`` is unseen).
 
 Each choice is searched exhaustively (subsequence DTW over whole recordings) at the theme's
 nominal tempo only, which keeps a run of ~10 choices × 224 queries within minutes on 2 cores
@@ -16,9 +18,10 @@ and measures the features rather than the ANN stage or the tempo search. Choices
 of ``--models`` at the index's default settings; the mean of the five ``v2_ctc`` folds (the id
 ``v2_ctc_mean`` an index accepts) and of all ``--models``; the default model and the all-model
 mean at each ``--rates`` (``downsample:smoothing``; 1:5 is 25 Hz); each of ``--ensembles`` (model
-families — ``v2_strong`` for its five folds, as ``v2_strong_mean`` — and model ids joined by ``+``,
-e.g. ``v1_ctc+v2_ctc``: all their probabilities averaged) at each ``--rates``. Prints a Markdown table with
-each choice's difference to the default and its 95 % paired-bootstrap interval; writes
+families — ``v2_strong`` for its five folds, as ``v2_strong_mean`` — and model ids, pretrained or
+shipped, joined by ``+``, e.g. ``v1_ctc+v2_ctc``: all their probabilities averaged) at each
+``--rates``. Prints a Markdown table with each choice's difference to the default and its 95 %
+paired-bootstrap interval; writes
 ``WORK_DIR/pretrained_choices_<split>.json`` (every query's reciprocal rank).
 """
 
@@ -39,7 +42,7 @@ from models.baselines import family_members
 from models.extractor import ChromaExtractor
 from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
-from models.registry import DEFAULT_MODEL, MODEL_IDS
+from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
 from models.retrieval_features import FeatureSettings, retrieval_features
 from models.training.cache import HCQTCache, network_input
 from models.training.validation import evaluate_features
@@ -73,8 +76,10 @@ def mean_features(probs: list[dict[str, np.ndarray]], names: list[str], settings
 
 
 def ensemble_members(spec: str) -> list[str]:
-    """Model ids of an ensemble ``"v1_ctc+v2_ctc"``: each part a model id or a family's five folds."""
-    return [m for part in spec.split("+") for m in ([part] if part in MODEL_IDS else family_members(part))]
+    """Model ids of an ensemble ``"v1_ctc+v2_ctc"``: each part a model id (pretrained or shipped, e.g.
+    ``hauptstimme_melody_ctc``) or a family's five folds."""
+    ids = MODEL_IDS + SHIPPED_IDS
+    return [m for part in spec.split("+") for m in ([part] if part in ids else family_members(part))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--rates", nargs="*", default=["1:5", "1:3"], help="downsample:smoothing pairs")
     parser.add_argument("--ensembles", nargs="*", default=[],
-                        help="'+'-joined model families (v2_ctc, v1_ctc, ...) or ids whose probabilities are averaged")
+                        help="'+'-joined model families (v2_ctc, v1_ctc, ...) or ids (pretrained or shipped) "
+                             "whose probabilities are averaged")
     args = parser.parse_args(argv)
     models = [DEFAULT_MODEL, *(m for m in args.models if m != DEFAULT_MODEL)]  # the first row is the baseline
     folds = family_members("v2_ctc")
