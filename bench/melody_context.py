@@ -2,6 +2,7 @@
 
     python bench/melody_context.py head AUDIO_DIR WORK_DIR --loss strong [--epochs 8] [--report]
     python bench/melody_context.py oracle AUDIO_DIR WORK_DIR [--accuracy 1 0.9 0.8 0.7 0.6]
+    python bench/melody_context.py score-oracle AUDIO_DIR WORK_DIR [--melody-weight 2 4]
 
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``), WORK_DIR: this script's
 caches and results. Splits are :data:`models.training.pairs.HAUPTSTIMME_SPLITS`.
@@ -19,7 +20,15 @@ exhaustive) with the best epoch (by selection) and, for information, the last on
 ``oracle``: no network — every recording's chroma is its melody itself (one pitch class per
 note, from the renderer's timing; blank between notes), each note replaced by a wrong pitch class
 with probability ``1 − accuracy``: how accurate a melody extractor must be for the report works'
-MRR to reach a target. Results go to WORK_DIR as JSON and are printed.
+MRR to reach a target.
+
+``score-oracle``: every recording's chroma is its whole score's pitch classes at the renderer's
+times (a perfect multi-pitch transcription, all parts, chords whole): each sounding pitch class 1
+(*presence*), or the number of notes sounding it (*voices*, as loudness adds up at equal velocity),
+or presence with the melody's pitch class raised to ``w`` (a melody ``w`` times as strong as
+anything else); beside the melody alone. Would training towards all of the score's pitch classes
+(chord-level targets) serve melody queries, and how strongly must a chroma mark the melody?
+Results go to WORK_DIR as JSON and are printed.
 """
 
 from __future__ import annotations
@@ -42,7 +51,15 @@ from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.network import LEAKY_SLOPE, N_BINS, ChromaNet, chroma_from_probabilities
 from models.retrieval_features import FeatureSettings, retrieval_features
 from models.training.loop import batch_loss
-from models.training.pairs import HAUPTSTIMME_SPLITS, PairRecording, cut_excerpts, hauptstimme_pairs, hauptstimme_work
+from models.training.pairs import (
+    HAUPTSTIMME_SPLITS,
+    PairRecording,
+    cut_excerpts,
+    hauptstimme_pairs,
+    hauptstimme_work,
+    rendering_clock,
+    score_notes,
+)
 from models.training.targets import BLANK, ctc_target, strong_target
 from models.training.validation import evaluate_features
 from retrieval.benchmark import read_ground_truth
@@ -240,9 +257,50 @@ def run_oracle(args: argparse.Namespace) -> dict:
     return result
 
 
+def pitch_class_grid(notes: list[tuple[float, float, int]], n_frames: int, count: bool) -> np.ndarray:
+    """Chroma ``(12, T)`` at 25 Hz of ``(onset s, offset s, MIDI pitch)`` notes: 1 where a pitch class
+    sounds, or (``count``) the number of notes sounding it; every note at least one frame."""
+    grid = np.zeros((12, n_frames), np.float32)
+    for onset, offset, pitch in notes:
+        a = int(onset * FEATURE_RATE)
+        b = max(a + 1, min(n_frames, int(offset * FEATURE_RATE)))
+        grid[pitch % 12, a:b] = grid[pitch % 12, a:b] + 1 if count else 1
+    return grid
+
+
+def run_score_oracle(args: argparse.Namespace) -> dict:
+    import soundfile
+
+    scores = SHARED / "data" / "hauptstimme"
+    recordings = hauptstimme_pairs(scores, args.audio_dir, None, args.work / "cache")
+    full = {p.stem: p for p in scores.rglob("*.mxl") if not p.stem.endswith("_melody")}
+    grids = {}
+    for r in tqdm(recordings, desc="scores", unit="rec", dynamic_ncols=True):
+        n_frames = int(np.ceil(soundfile.info(str(r.audio)).duration * FEATURE_RATE))
+        seconds = rendering_clock(args.audio_dir / f"{r.name}.timing.json")
+        notes = [(seconds(q0), seconds(q1), pitch) for q0, q1, pitch in score_notes(full[r.name], args.work / "cache")]
+        melody = [(note.onset, note.offset, note.pitch) for note in r.notes]
+        grids[r.name] = (pitch_class_grid(notes, n_frames, False), pitch_class_grid(notes, n_frames, True),
+                         pitch_class_grid(melody, n_frames, False))
+    choices = {"melody alone": lambda presence, voices, melody: melody,
+               "all parts, presence": lambda presence, voices, melody: presence,
+               "all parts, voices": lambda presence, voices, melody: voices}
+    choices |= {f"all parts, melody x{w:g}": (lambda presence, voices, melody, w=w: np.maximum(presence, w * melody))
+                for w in args.melody_weight}
+    rows, result = split_rows("report"), {"score_oracle": []}
+    for label, chroma in choices.items():
+        # a floor keeps silent frames defined (uniform) after the features' normalisation
+        features = [features_of(chroma(*grids[r.name]) + 1e-3) for r in recordings]
+        metrics, _ = evaluate_features([r.audio for r in recordings], features, rows)
+        result["score_oracle"].append({"chroma": label, "mrr": metrics["mrr"], "top1": metrics["top1"],
+                                       "top10": metrics["top10"]})
+        print(result["score_oracle"][-1], flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("head", "oracle"))
+    parser.add_argument("what", choices=("head", "oracle", "score-oracle"))
     parser.add_argument("audio_dir", type=Path)
     parser.add_argument("work", type=Path)
     parser.add_argument("--loss", choices=("ctc", "strong", "contrastive"), default="strong")
@@ -253,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--accuracy", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7, 0.6])
+    parser.add_argument("--melody-weight", type=float, nargs="+", default=[2.0, 4.0])
     args = parser.parse_args(argv)
-    result = run_head(args) if args.what == "head" else run_oracle(args)
-    name = f"head_{args.loss}.json" if args.what == "head" else "oracle.json"
+    run = {"head": run_head, "oracle": run_oracle, "score-oracle": run_score_oracle}[args.what]
+    result = run(args)
+    name = f"head_{args.loss}.json" if args.what == "head" else f"{args.what.replace('-', '_')}.json"
     atomic_write_text(args.work / name, json.dumps(result, indent=1, default=str))
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ __all__ = [
     "hauptstimme_pairs",
     "hauptstimme_work",
     "melody_line",
+    "rendering_clock",
+    "score_notes",
 ]
 
 HAUPTSTIMME_SPLITS: dict[str, tuple[str, ...]] = {
@@ -148,9 +151,6 @@ def hauptstimme_pairs(scores_dir: str | Path, audio_dir: str | Path, works: tupl
     seconds, so the labels are exact (``aligned``). ``works`` restricts to those works;
     ``cache_dir`` keeps the parsed melodies as JSON (music21 parsing takes seconds per score).
     """
-    from retrieval.soundfont import TempoWarp
-    from retrieval.theme import TempoMap
-
     scores_dir, audio_dir = Path(scores_dir), Path(audio_dir)
     if not audio_dir.is_dir():
         raise PairError(f"{audio_dir}: no such folder (render it with bench/build_hauptstimme.sh)")
@@ -162,22 +162,29 @@ def hauptstimme_pairs(scores_dir: str | Path, audio_dir: str | Path, works: tupl
         audio, timing_file = audio_dir / f"{stem}.wav", audio_dir / f"{stem}.timing.json"
         if not audio.is_file() or not timing_file.is_file():
             continue
-        timing = json.loads(timing_file.read_text())
-        tempo, warp, start = TempoMap.from_dict(timing["tempo"]), TempoWarp(**timing["warp"]), timing["start"]
-
-        def seconds(q: float, tempo=tempo, warp=warp, start=start) -> float:
-            return warp(tempo.seconds(q) - start)
-
-        score_notes = _melody_notes(melody, cache_dir)
-        notes = [LabelledNote(seconds(q0), seconds(q1), pitch, q0, q1) for q0, q1, pitch in score_notes]
+        seconds = rendering_clock(timing_file)
+        notes = [LabelledNote(seconds(q0), seconds(q1), pitch, q0, q1)
+                 for q0, q1, pitch in score_notes(melody, cache_dir)]
         pairs.append(PairRecording(audio, melody_line(notes), hauptstimme_work(stem), stem, True, "CC0 (score)"))
     if not pairs:
         raise PairError(f"{audio_dir}: no rendered Hauptstimme movements with timing files")
     return pairs
 
 
-def _melody_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float, float, int]]:
-    """``(score onset, score offset, MIDI pitch)`` of every note of a score, at sounding pitch."""
+def rendering_clock(timing_file: str | Path) -> Callable[[float], float]:
+    """Score offset (quarter notes) → seconds in a rendering, from the renderer's ``X.timing.json``
+    (its tempo map, start and tempo drift)."""
+    from retrieval.soundfont import TempoWarp
+    from retrieval.theme import TempoMap
+
+    timing = json.loads(Path(timing_file).read_text())
+    tempo, warp, start = TempoMap.from_dict(timing["tempo"]), TempoWarp(**timing["warp"]), timing["start"]
+    return lambda offset: warp(tempo.seconds(offset) - start)
+
+
+def score_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float, float, int]]:
+    """``(score onset, score offset, MIDI pitch)`` of every note of a score (all its parts, chords
+    whole), at sounding pitch; ``cache_dir`` keeps them as JSON (music21 parsing takes seconds)."""
     from retrieval.theme import parse_score, theme_from_stream
 
     cached = None

@@ -21,8 +21,17 @@ from models.tones import harmonic_tones
 from models.training.augment import mix_log_hcqt, shift_bins
 from models.training.cache import HCQTCache, network_input
 from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, batch_loss, network_logits, train
-from models.training.pairs import Excerpt, LabelledNote, PairError, csv_pairs, cut_excerpts, melody_line
+from models.training.pairs import (
+    Excerpt,
+    LabelledNote,
+    PairError,
+    csv_pairs,
+    cut_excerpts,
+    melody_line,
+    rendering_clock,
+)
 from models.training.targets import BLANK, ctc_target, linear_target, strong_target
+from retrieval.soundfont import TempoWarp
 
 NOTE_S, LEAD_IN = 0.5, 0.5
 
@@ -67,6 +76,20 @@ def test_linear_target_stretches_the_score_over_the_excerpt():
     assert t[:10].tolist() == [0] * 10
     assert t[10:20].tolist() == [BLANK] * 10
     assert t[20:].tolist() == [4] * 20
+
+
+def test_rendering_clock_applies_tempo_marks_start_and_drift(tmp_path):
+    # 4 quarters at 0.5 s, then 0.25 s per quarter; the rendering starts at the score's 0.5 s
+    tempo = {"offsets": [0.0, 4.0], "seconds_at": [0.0, 2.0], "seconds_per_quarter": [0.5, 0.25]}
+    steady, drifting = tmp_path / "steady.timing.json", tmp_path / "drifting.timing.json"
+    steady.write_text(json.dumps({"start": 0.5, "tempo": tempo, "warp": {"depth": 0.0, "end": 10.0}}))
+    warp = {"depth": 0.2, "end": 10.0, "period": 3.0, "seed": 7}
+    drifting.write_text(json.dumps({"start": 0.5, "tempo": tempo, "warp": warp}))
+    clock = rendering_clock(steady)
+    assert [clock(q) for q in (1.0, 2.0, 6.0)] == pytest.approx([0.0, 0.5, 2.0])
+    drift = rendering_clock(drifting)
+    assert drift(6.0) == pytest.approx(TempoWarp(**warp)(2.0))
+    assert abs(drift(6.0) - 2.0) > 1e-3  # the drift moves notes
 
 
 def test_cut_excerpts_holds_whole_notes_within_the_length():
