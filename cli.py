@@ -415,22 +415,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the web page and HTTP API over an index (read-only) with uvicorn."""
+    from functools import partial
+
     import uvicorn
 
     from db.store import IndexStore
     from retrieval.web.app import create_app
+    from retrieval.web.workers import WorkerLimits
 
     db = args.db or _default_db()
     IndexStore.open(db, readonly=True).close()  # a clear error now rather than on the first request
+    if min(args.workers, args.request_seconds, args.worker_memory_mb, args.max_upload_mb) <= 0:
+        raise ParameterError("--workers, --request-seconds, --worker-memory-mb and --max-upload-mb must be positive")
 
     def version() -> tuple[int, int]:
         faiss = Path(f"{db}.faiss")
         return (db.stat().st_mtime_ns, faiss.stat().st_mtime_ns if faiss.exists() else 0)
 
-    app = create_app(lambda: IndexStore.open(db, readonly=True), version=version,
-                     max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers)
+    limits = WorkerLimits(seconds=args.request_seconds, memory_bytes=int(args.worker_memory_mb * 2**20))
+    app = create_app(partial(IndexStore.open, db, readonly=True), version=version,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, limits=limits,
+                     show_paths=args.show_paths)
     print(f"serving {db} on http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     return 0
 
 
@@ -547,8 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=2, help="queries answered at once (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes: queries answered at once (default 2)")
     p.add_argument("--max-upload-mb", type=float, default=5.0, help="largest theme upload in MB (default 5)")
+    p.add_argument("--request-seconds", type=float, default=120.0,
+                   help="longest a query may run; its worker is then stopped and replaced (default 120)")
+    p.add_argument("--worker-memory-mb", type=float, default=2048.0,
+                   help="memory a query may take in its worker, beyond the libraries (default 2048)")
+    p.add_argument("--show-paths", action="store_true",
+                   help="answer recordings' absolute paths (default: relative to the collection's folder)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")

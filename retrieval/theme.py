@@ -22,7 +22,7 @@ from models.errors import RetrievalError
 
 __all__ = [
     "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "load_theme", "parse_corpus_work", "parse_score",
-    "select_part", "theme_from_stream",
+    "measure_numbers", "select_measures", "select_part", "theme_from_stream",
 ]
 
 DEFAULT_QPM = 120.0
@@ -124,7 +124,7 @@ def parse_score(path: str | Path) -> music21.stream.Score:
     try:
         with _time_limit(PARSE_SECONDS, f"{path}: parsing took longer than {PARSE_SECONDS:.0f} s; {_TOO_LONG}"):
             parsed = music21.converter.parseFile(path, forceSource=True, storePickle=False)
-    except ThemeError:
+    except (ThemeError, MemoryError):
         raise
     except Exception as error:  # music21 raises many kinds for a file it cannot read
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
@@ -190,6 +190,35 @@ def select_part(score: music21.stream.Score, part: str | int, name: str) -> musi
     return selected
 
 
+def select_measures(score: music21.stream.Score, measures: tuple[int, int],
+                    name: str) -> tuple[music21.stream.Score, float]:
+    """The measures ``first``–``last`` of ``score`` and the quarter-note offset where they start.
+
+    The range is checked against the score's own :func:`measure_numbers` first: music21's
+    ``score.measures(a, b)`` allocates in proportion to ``b``, whatever the score holds, so an
+    absurd upper bound would exhaust memory.
+    """
+    first, last = measures
+    if first < 0 or last < first:
+        raise ThemeError(f"{name}: bad measure range {first}-{last}")
+    numbers = measure_numbers(score)
+    if not numbers:
+        raise ThemeError(f"{name}: the score has no numbered measures to choose from")
+    if last > numbers[-1]:
+        raise ThemeError(f"{name}: measures {first}-{last} are not all in the score "
+                         f"(its measures: {numbers[0]}-{numbers[-1]})")
+    measure = score.parts[0].measure(first) if score.parts else None
+    if measure is None:
+        raise ThemeError(f"{name}: no measure {first} in the score")
+    return score.measures(first, last), float(measure.getOffsetInHierarchy(score.parts[0]))
+
+
+def measure_numbers(score: music21.stream.Score) -> list[int]:
+    """The sorted measure numbers of the score's first part (empty for a score without measures)."""
+    part = score.parts[0] if score.parts else score
+    return sorted({int(m.number) for m in part.getElementsByClass(music21.stream.Measure)})
+
+
 def _part_label(part: music21.stream.Part) -> str:
     """What a reader calls a part: its name, abbreviation or instrument (music21's ``id`` may be an object id)."""
     instrument = part.getInstrument(returnDefault=False)
@@ -243,14 +272,7 @@ def theme_from_stream(
     if part is not None:
         score = select_part(score, part, name)
     if measures is not None:
-        first, last = measures
-        if first < 0 or last < first:
-            raise ThemeError(f"{name}: bad measure range {first}-{last}")
-        measure = score.parts[0].measure(first) if score.parts else None
-        if measure is None:
-            raise ThemeError(f"{name}: no measure {first} in the score")
-        base = float(measure.getOffsetInHierarchy(score.parts[0]))
-        score = score.measures(first, last)
+        score, base = select_measures(score, measures, name)
     parts = list(score.parts) or [score]
     notes: list[NoteEvent] = []
     for index, p in enumerate(parts):

@@ -10,38 +10,47 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 - ``GET /api/recordings/{id}/audio``: the recording's file, by id only (HTTP ranges: 206).
 - ``GET /api/recordings/{id}/plot?query_id=…``: theme vs. matched excerpt chroma (PNG).
 
-Safety: no path from a client reaches the file system (audio by recording id; an upload is saved
-under a sanitised name in a private temporary folder); uploads above ``max_upload_bytes`` answer
-413, themes with too many notes 422 before they are parsed, unreadable ones 400 with the CLI's
-one-line message; queries run in a bounded worker pool (the event loop never blocks) and give up
-after ``query_seconds`` (504). The server only reads the index: each worker thread holds its own
-read-only connection and reopens it when an ``index`` run has saved a new checkpoint.
+Safety: no path from a client reaches the file system (audio by recording id, and only while the
+file is still the one indexed: same size and modification time); a request body is counted as
+it arrives and refused (413) past ``max_upload_bytes``, chunked or not; an ``.mxl`` upload is
+inflated only up to :data:`INFLATE_FACTOR` times that; themes with too many notes answer 422
+before they are parsed, unreadable ones 400 with the CLI's one-line message. Parsing, searching,
+engraving and plotting run in worker processes limited in time and memory
+(:mod:`retrieval.web.workers`): a runaway request costs its own worker, which is replaced. The
+index listings, status and audio are answered by this process's own threads, never behind a
+query. Answers name recordings relative to the collection's folder unless ``show_paths``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import re
-import tempfile
+import json
+import math
+import os
+import secrets
+import stat
 import threading
-import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from models.errors import RetrievalError
+from retrieval.query import QueryOptions
 from retrieval.search import CANDIDATES, Collection
-from retrieval.theme import MAX_THEME_NOTES, ThemeError
+from retrieval.theme import MAX_THEME_NOTES
+from retrieval.web.tasks import RequestError, notation_task, plot_task, query_task
+from retrieval.web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
-__all__ = ["THEME_FORMATS", "create_app"]
+__all__ = ["INFLATE_FACTOR", "THEME_FORMATS", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
 THEME_FORMATS = {"musicxml": ".musicxml", "xml": ".xml", "mxl": ".mxl", "mid": ".mid", "midi": ".mid",
@@ -54,9 +63,16 @@ MAX_CANDIDATES = 1000
 """At most this many recordings re-ranked for one request (a served page must not let one query
 re-rank a whole archive); the CLI and the library take any number."""
 
+INFLATE_FACTOR = 20
+"""An ``.mxl`` upload (a zip) may inflate to at most this many times the upload limit."""
+
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the other fields, beyond the theme itself
+
+MAX_RECORDING_ID = 2**63 - 1  # SQLite's largest integer
+
 
 class _Collections:
-    """One read-only collection per worker thread, reopened after an index run saved a checkpoint."""
+    """One read-only collection per thread, reopened after an index run saved a checkpoint."""
 
     def __init__(self, open_collection: Callable[[], Collection], version: Callable[[], object]) -> None:
         self.open, self.version = open_collection, version
@@ -72,14 +88,48 @@ class _Collections:
         return self.local.collection
 
 
-def _safe_name(filename: str | None, extension: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "theme").stem)[:60].strip("._") or "theme"
-    return stem + extension
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, counted as it arrives: 413 as soon as it passes ``limit`` bytes
+    (a declared Content-Length or a chunked stream alike)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"a body of {declared} bytes; the limit is {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"a body of more than {limit} bytes; the limit is {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _count_notes_cheaply(data: bytes, extension: str) -> int | None:
+def _inflated_xml(data: bytes, name: str, limit: int) -> list[bytes]:
+    """Chunks of the MusicXML files in an ``.mxl`` zip, inflated up to ``limit`` bytes in all:
+    413 when the sizes the archive declares, or the bytes it really inflates to, pass it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = [i for i in archive.infolist() if i.filename.lower().endswith((".xml", ".musicxml"))
+                       and not i.filename.startswith("META-INF")]
+            declared = sum(i.file_size for i in archive.infolist())
+            if declared > limit:
+                raise HTTPException(413, f"{name}: inflates to {declared} bytes; the limit is {limit} bytes")
+            chunks, size = [], 0
+            for entry in entries:
+                with archive.open(entry) as member:
+                    while chunk := member.read(2**16):
+                        size += len(chunk)
+                        if size > limit:
+                            raise HTTPException(413, f"{name}: inflates to more than {limit} bytes "
+                                                     f"(its directory says {declared}); the limit is {limit} bytes")
+                        chunks.append(chunk)
+            return chunks
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as error:
+        raise HTTPException(400, f"{name}: not a readable .mxl archive ({str(error)[:80]})") from None
+
+
+def _count_notes_cheaply(data: bytes, extension: str, name: str, inflate_limit: int) -> int | None:
     """Notes of a MusicXML/MXL theme (``<note`` tags) or a MIDI file (note-on messages, read by mido)
-    counted without music21's slow parse; ``None`` for other formats or unreadable bytes."""
+    counted without music21's slow parse; ``None`` for other formats or unreadable MIDI."""
     if extension == ".mid":
         import mido
 
@@ -88,110 +138,184 @@ def _count_notes_cheaply(data: bytes, extension: str) -> int | None:
         except Exception:  # noqa: BLE001 - any unreadable MIDI: music21 will report it properly
             return None
         return sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
-    if extension == ".mxl":
+    if extension not in (".musicxml", ".xml", ".mxl"):
+        return None
+    chunks = _inflated_xml(data, name, inflate_limit) if extension == ".mxl" else [data]
+    count, tail = 0, b""
+    for chunk in chunks:  # a tag split between two chunks is counted once: the tail is shorter than a tag
+        joined = tail + chunk
+        count += joined.count(b"<note>") + joined.count(b"<note ")
+        tail = joined[-5:]
+    return count
+
+
+def _whole_number(raw: dict, key: str, default: int, low: int, high: int) -> int:
+    """The request field ``key`` as a whole number clamped to [low, high]; 400 for anything else
+    (text that is not a number, lists, booleans, infinities)."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return default
+    number: Any = value
+    if isinstance(value, str):
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                data = b"".join(archive.read(n) for n in archive.namelist() if n.lower().endswith((".xml", ".musicxml"))
-                                and not n.startswith("META-INF"))
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return None
-    if extension in (".musicxml", ".xml", ".mxl"):
-        return data.count(b"<note>") + data.count(b"<note ")
-    return None
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise HTTPException(400, f"{key} must be a whole number, got {str(value)[:40]!r}")
+    return max(low, min(number, high))
+
+
+def _measure_range(raw: dict) -> tuple[int, int] | None:
+    """The ``measures`` field ``A-B`` (or ``A``) as ``(A, B)``, or ``None``; 400 when malformed."""
+    text = raw.get("measures")
+    if text in (None, ""):
+        return None
+    first, _, last = str(text).partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise HTTPException(400, f"measures must look like A-B, got {str(text)[:40]!r}") from None
+
+
+def _options(raw: dict) -> tuple[QueryOptions, bool]:
+    """The :class:`QueryOptions` of a request's fields, and whether it asks for notation."""
+    def flag(key: str) -> bool:
+        return str(raw.get(key, "")).lower() in ("1", "true", "on", "yes")
+
+    rendering = str(raw.get("rendering") or "symbolic")
+    if rendering not in ("symbolic", "synthesised"):
+        raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering[:40]!r}")
+    part = raw.get("part")
+    options = QueryOptions(
+        top=_whole_number(raw, "top", 10, 1, 100), part=None if part in (None, "") else str(part)[:200],
+        measures=_measure_range(raw), transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"),
+        candidates=_whole_number(raw, "candidates", CANDIDATES, 1, MAX_CANDIDATES),
+    )
+    return options, flag("notation")
+
+
+def _private_prefixes(collection: Collection) -> list[str]:
+    """Folder prefixes an answer does not show: the collection's (the recordings' common folder)
+    and the index's, longest first."""
+    folders = [os.path.dirname(r.path) for r in collection.recordings()]
+    prefixes = {os.path.commonpath(folders)} if folders else set()
+    path = getattr(collection, "path", None)
+    if path is not None:
+        prefixes.add(str(Path(path).resolve().parent))
+    return sorted((p.rstrip(os.sep) + os.sep for p in prefixes if p.rstrip(os.sep)), key=len, reverse=True)
+
+
+def _without_prefixes(value: Any, prefixes: list[str]) -> Any:
+    """``value`` (JSON-like) with every string's private folder prefixes removed."""
+    if isinstance(value, str):
+        for prefix in prefixes:
+            value = value.replace(prefix, "")
+        return value
+    if isinstance(value, dict):
+        return {k: _without_prefixes(v, prefixes) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_prefixes(v, prefixes) for v in value]
+    return value
 
 
 def create_app(open_collection: Callable[[], Collection], *, version: Callable[[], object] = lambda: 0,
-               max_upload_bytes: int = 5 * 2**20, workers: int = 2, query_seconds: float = 120.0) -> FastAPI:
-    """The application over the collection ``open_collection()`` returns (read-only, one per worker thread).
+               max_upload_bytes: int = 5 * 2**20, workers: int = 2, limits: WorkerLimits | None = None,
+               show_paths: bool = False) -> FastAPI:
+    """The application over the collection ``open_collection()`` returns (read-only).
 
-    ``version()`` changes when the index on disk changed (e.g. the FAISS file's mtime), so workers
-    reopen their collection and see the last checkpoint.
+    ``open_collection`` must be picklable (e.g. ``functools.partial(IndexStore.open, db,
+    readonly=True)``): each of the ``workers`` processes opens its own. ``version()`` changes
+    when the index on disk changed (e.g. the FAISS file's mtime), so every reader reopens it and
+    sees the last checkpoint. ``limits``: each request's time and memory (:class:`WorkerLimits`).
+    ``show_paths``: answer recordings' absolute paths (by default relative to the collection's folder).
     """
-    from retrieval.query import QueryOptions, query
+    limits = limits or WorkerLimits()
+    pool: list[WorkerPool] = []  # started on first use, stopped with the app
 
-    app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0], docs_url=None)
+    def workers_pool() -> WorkerPool:
+        if not pool:
+            pool.append(WorkerPool(open_collection, workers, limits))
+        return pool[0]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        workers_pool().start()
+        yield
+        if pool:
+            pool.pop().close()
+
+    app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0], docs_url=None,
+                  lifespan=lifespan)
     collections = _Collections(open_collection, version)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="query")
-    results: OrderedDict[str, object] = OrderedDict()
+    light = ThreadPoolExecutor(4, thread_name_prefix="listing")  # SQLite rows and file checks: never a query
+    results: OrderedDict[str, Any] = OrderedDict()
+    prefixes: dict[object, list[str]] = {}
 
-    async def in_pool(function, *args):
-        loop = asyncio.get_running_loop()
+    async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(light, function, *args)
+
+    async def public(value: Any) -> Any:
+        """``value`` as a client may see it: without the collection's and the index's folders."""
+        if show_paths:
+            return value
+        current = version()
+        if current not in prefixes:
+            prefixes.clear()
+            prefixes[current] = await in_thread(lambda: _private_prefixes(collections.get()))
+        return _without_prefixes(value, prefixes[current])
+
+    async def in_worker(function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return await asyncio.wait_for(loop.run_in_executor(pool, function, *args), query_seconds)
-        except TimeoutError:
-            raise HTTPException(504, f"the query took longer than {query_seconds:.0f} s") from None
+            return await workers_pool().run(function, version(), *args)
+        except (RequestError, WorkerOverrun) as error:
+            raise HTTPException(error.status, error.message) from None
 
-    async def theme_input(request: Request) -> tuple[bytes, str, dict]:
-        """(bytes, file name, options) of a multipart upload or a JSON body; 413/400 on bad input."""
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"upload of {declared} bytes; the limit is {max_upload_bytes} bytes")
+    async def theme_input(request: Request) -> tuple[bytes, str, str, dict]:
+        """(bytes, file name, extension, options) of a multipart upload or a JSON body; 4xx on bad input."""
+        body = await _read_body(request, max_upload_bytes + _FORM_OVERHEAD)
         kind = request.headers.get("content-type", "")
         if kind.startswith("application/json"):
-            body = await request.json()
-            fmt = str(body.get("format", "abc")).lower()
-            if fmt not in THEME_FORMATS or not isinstance(body.get("text"), str):
+            try:
+                raw = json.loads(body)
+            except (ValueError, RecursionError) as error:
+                raise HTTPException(400, f"the body is not valid JSON ({str(error)[:80]})") from None
+            if not isinstance(raw, dict):
+                raise HTTPException(400, "the JSON body must be an object: {\"text\": …, \"format\": \"abc\", …}")
+            fmt = str(raw.get("format", "abc")).lower()
+            if fmt not in THEME_FORMATS or not isinstance(raw.get("text"), str):
                 raise HTTPException(400, "JSON needs 'text' (the theme) and 'format' (abc or kern)")
-            data, name, options = body["text"].encode(), f"theme.{fmt}", body
+            data, name = raw["text"].encode(), f"theme.{fmt}"
         elif kind.startswith("multipart/form-data"):
-            form = await request.form(max_part_size=max_upload_bytes + 1)
+            async def replay() -> dict:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            try:
+                form = await Request(request.scope, replay).form(max_part_size=max_upload_bytes + 1)
+            except HTTPException:
+                raise
+            except Exception as error:  # noqa: BLE001 - a malformed multipart body
+                raise HTTPException(400, f"not a readable multipart body ({str(error)[:80]})") from None
             upload = form.get("theme")
             if upload is None or isinstance(upload, str):
                 raise HTTPException(400, "multipart upload needs a file field 'theme'")
-            data, name = await upload.read(max_upload_bytes + 1), upload.filename or "theme"
-            options = {k: v for k, v in form.items() if isinstance(v, str)}
+            data, name = await upload.read(max_upload_bytes + 1), Path(upload.filename or "theme").name
+            raw = {k: v for k, v in form.items() if isinstance(v, str)}
         else:
             raise HTTPException(415, "send the theme as multipart/form-data (field 'theme') or JSON {text, format}")
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
-        return data, name, options
-
-    def options_of(raw: dict) -> tuple[QueryOptions, bool]:
-        """The :class:`QueryOptions` of a request's fields, and whether it asks for notation."""
-        def flag(key: str) -> bool:
-            return str(raw.get(key, "")).lower() in ("1", "true", "on", "yes")
-
-        measures = None
-        if raw.get("measures"):
-            first, _, last = str(raw["measures"]).partition("-")
-            try:
-                measures = (int(first), int(last or first))
-            except ValueError:
-                raise HTTPException(400, f"measures must look like A-B, got {raw['measures']!r}") from None
-        try:
-            top = int(raw.get("top") or 10)
-        except ValueError:
-            raise HTTPException(400, f"top must be a number, got {raw['top']!r}") from None
-        try:
-            candidates = int(raw.get("candidates") or CANDIDATES)
-        except ValueError:
-            raise HTTPException(400, f"candidates must be a number, got {raw['candidates']!r}") from None
-        rendering = str(raw.get("rendering") or "symbolic")
-        if rendering not in ("symbolic", "synthesised"):
-            raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering!r}")
-        options = QueryOptions(top=max(1, min(top, 100)), part=raw.get("part") or None, measures=measures,
-                               transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"),
-                               candidates=max(1, min(candidates, MAX_CANDIDATES)))
-        return options, flag("notation")
-
-    def run_with_file(data: bytes, name: str, work: Callable[[Path], object]):
         extension = THEME_FORMATS.get(Path(name).suffix.lower().lstrip("."))
         if extension is None:
             raise HTTPException(400, f"{name}: not a theme format the engine reads "
                                      f"({', '.join(sorted(set(THEME_FORMATS.values())))})")
-        notes = _count_notes_cheaply(data, extension)
+        notes = _count_notes_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
         if notes is not None and notes > 2 * MAX_THEME_NOTES:
             raise HTTPException(422, f"{name}: {notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); "
                                      "choose a passage (measures) and/or one part")
-        with tempfile.TemporaryDirectory(prefix="theme_upload_") as folder:
-            path = Path(folder) / _safe_name(name, extension)
-            path.write_bytes(data)
-            try:
-                return work(path)
-            except RetrievalError as error:  # the CLI's one-line message, the upload's name in place of ours
-                message = str(error).replace(str(path), Path(name).name)
-                status = 422 if "too many" in message or "longer than" in message else 400
-                raise HTTPException(status, message) from None
+        return data, name, extension, raw
 
     @app.exception_handler(HTTPException)
     async def one_line(request: Request, error: HTTPException) -> JSONResponse:
@@ -199,81 +323,62 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
 
     @app.post("/api/query")
     async def api_query(request: Request) -> dict:
-        data, name, raw = await theme_input(request)
-        options, with_notation = options_of(raw)
-
-        def work(path: Path) -> dict:
-            from retrieval.web.notation import notation_svg
-
-            t0 = time.perf_counter()
-            result = query(collections.get(), path, options)
-            answer = result.as_dict()
-            answer["theme"] = Path(name).name
-            answer["query_id"] = f"q{time.monotonic_ns()}"
-            answer["timings"]["server"] = time.perf_counter() - t0
-            results[answer["query_id"]] = result
-            while len(results) > _RESULTS_KEPT:
-                results.popitem(last=False)
-            if with_notation:
-                try:
-                    answer["notation"] = notation_svg(path, options.part, options.measures)
-                except ThemeError:
-                    answer["notation"] = None
-            return answer
-
-        return await in_pool(run_with_file, data, name, work)
+        data, name, extension, raw = await theme_input(request)
+        options, with_notation = _options(raw)
+        answer, result = await in_worker(query_task, data, name, extension, options, with_notation)
+        answer["query_id"] = secrets.token_urlsafe(16)
+        results[answer["query_id"]] = result
+        while len(results) > _RESULTS_KEPT:
+            results.popitem(last=False)
+        return await public(answer)
 
     @app.post("/api/notation")
     async def api_notation(request: Request) -> dict:
-        data, name, raw = await theme_input(request)
-        options, _ = options_of(raw)
-
-        def work(path: Path) -> dict:
-            from retrieval.web.notation import notation_svg
-
-            return {"theme": Path(name).name, "svg": notation_svg(path, options.part, options.measures)}
-
-        return await in_pool(run_with_file, data, name, work)
+        data, name, extension, raw = await theme_input(request)
+        options, _ = _options(raw)
+        return await in_worker(notation_task, data, name, extension, options.part, options.measures)
 
     @app.get("/api/recordings")
     async def api_recordings() -> list[dict]:
-        return await in_pool(lambda: [asdict(r) for r in collections.get().recordings()])
+        return await public(await in_thread(lambda: [asdict(r) for r in collections.get().recordings()]))
 
     @app.get("/api/status")
     async def api_status() -> dict:
-        return await in_pool(lambda: collections.get().stats())
+        return await public(await in_thread(lambda: collections.get().stats()))
 
     def recording_or_404(recording_id: int):
-        rec = collections.get().recording(recording_id)
+        rec = collections.get().recording(recording_id) if 0 <= recording_id <= MAX_RECORDING_ID else None
         if rec is None or rec.status != "indexed":
             raise HTTPException(404, f"no indexed recording {recording_id}")
         return rec
 
+    def indexed_file(recording_id: int) -> tuple[Path, os.stat_result, str]:
+        """(the file's real path, its status, the name to give it) while it is the file indexed, else 410."""
+        rec = recording_or_404(recording_id)
+        try:
+            real = Path(rec.path).resolve(strict=True)
+            status = real.stat()
+        except (OSError, RuntimeError):
+            raise HTTPException(410, f"recording {recording_id}: its file is gone from the collection") from None
+        if not stat.S_ISREG(status.st_mode) or (status.st_size, status.st_mtime) != (rec.size, rec.mtime):
+            raise HTTPException(410, f"recording {recording_id}: its file changed since it was indexed "
+                                     "(run index again)")
+        return real, status, Path(rec.path).name
+
     @app.get("/api/recordings/{recording_id}/audio")
     async def api_audio(recording_id: int) -> FileResponse:
-        rec = await in_pool(recording_or_404, recording_id)
-        path = Path(rec.path)
-        if not path.is_file():
-            raise HTTPException(410, f"recording {recording_id}: its file is gone from the collection")
-        return FileResponse(path, filename=path.name)
+        real, status, name = await in_thread(indexed_file, recording_id)
+        return FileResponse(real, stat_result=status, filename=name)
 
     @app.get("/api/recordings/{recording_id}/plot")
     async def api_plot(recording_id: int, query_id: str) -> Response:
         result = results.get(query_id)
         if result is None:
-            raise HTTPException(404, f"no recent query {query_id!r} (run the query again)")
+            raise HTTPException(404, "no recent query with that query_id (run the query again)")
         ranks = [m.rank for m in result.matches if m.recording_id == recording_id]
         if not ranks:
-            raise HTTPException(404, f"recording {recording_id} is not among the matches of {query_id}")
-
-        def draw() -> bytes:
-            from retrieval.plot import plot_match
-
-            buffer = io.BytesIO()
-            plot_match(result, collections.get(), buffer, rank=ranks[0])
-            return buffer.getvalue()
-
-        return Response(await in_pool(draw), media_type="image/png")
+            raise HTTPException(404, f"recording {recording_id} is not among the matches of that query")
+        return Response(await in_worker(plot_task, result, ranks[0]), media_type="image/png")
 
     import swagger_ui_bundle
     from fastapi.openapi.docs import get_swagger_ui_html

@@ -31,14 +31,14 @@ def _engrave(xml: Path, width: int) -> str | None:
 def notation_svg(path: str | Path, part: str | int | None = None, measures: tuple[int, int] | None = None,
                  width: int = 1400) -> str:
     """SVG of the first page of the selected score (raises :class:`retrieval.theme.ThemeError`)."""
-    from retrieval.theme import ThemeError, parse_score, select_part
+    from retrieval.theme import ThemeError, parse_score, select_measures, select_part
 
     score = parse_score(path)
     name = str(path)
     if part is not None:
         score = select_part(score, part, name)
     if measures is not None:
-        score = score.measures(*measures)
+        score, _ = select_measures(score, measures, name)
     with tempfile.TemporaryDirectory(prefix="notation_") as folder:
         xml = Path(folder) / "theme.musicxml"
         try:

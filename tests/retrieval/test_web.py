@@ -1,14 +1,13 @@
-"""The HTTP API and the page (issue 13): every endpoint, bad input, safety, and a real browser."""
+"""The HTTP API and the page: every endpoint, bad input, safety, and a real browser."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,7 +19,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _app(indexed: Path, **options):
-    return create_app(lambda: IndexStore.open(indexed, readonly=True), **options)
+    return create_app(partial(IndexStore.open, indexed, readonly=True), **options)
 
 
 @pytest.fixture(scope="module")
@@ -133,38 +132,8 @@ def test_oversized_and_huge_themes_are_refused(indexed, tmp_path):
         assert response.status_code == 422 and "20000 notes" in response.json()["error"]
 
 
-def test_a_slow_query_does_not_block_other_requests(indexed, haydn_theme, monkeypatch):
-    import sys
-
-    module = sys.modules["retrieval.query"]  # the package re-exports the function under the module's name
-    real = module.query
-
-    def slow(*args, **kwargs):
-        time.sleep(1.5)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, "query", slow)
-    app = _app(indexed, workers=2)
-
-    async def scenario():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            finished = {}
-
-            async def timed(name, request):
-                response = await request
-                finished[name] = time.perf_counter()
-                return response
-
-            data = haydn_theme.read_bytes()
-            query = timed("query", http.post("/api/query", files={"theme": ("h.musicxml", data)}))
-            status = timed("status", http.get("/api/status"))
-            q, s = await asyncio.gather(query, status)
-            return q, s, finished
-
-    q, s, finished = asyncio.run(scenario())
-    assert q.status_code == 200 and s.status_code == 200
-    assert finished["status"] < finished["query"] - 1.0
+def _faiss_mtime(db: Path) -> int:
+    return Path(f"{db}.faiss").stat().st_mtime_ns
 
 
 def test_the_server_sees_a_new_checkpoint(indexed, rendered_dir, tmp_path, haydn_theme):
@@ -175,8 +144,7 @@ def test_the_server_sees_a_new_checkpoint(indexed, rendered_dir, tmp_path, haydn
     audio.mkdir()
     (audio / "mozart_k155.wav").symlink_to(rendered_dir / "mozart_k155.wav")
     index_collection(audio, db, progress=False)
-    app = create_app(lambda: IndexStore.open(db, readonly=True),
-                     version=lambda: Path(f"{db}.faiss").stat().st_mtime_ns)
+    app = create_app(partial(IndexStore.open, db, readonly=True), version=partial(_faiss_mtime, db), workers=1)
     with TestClient(app) as client:
         assert len(client.get("/api/recordings").json()) == 1
         (audio / "haydn_op74.wav").symlink_to(rendered_dir / "haydn_op74.wav")
@@ -270,3 +238,107 @@ def test_candidates_option_is_passed_and_checked(client, haydn_theme):
     assert alone["margin"] is None and every["margin"] > 0.05
     bad = _upload(client, haydn_theme, candidates="many")
     assert bad.status_code == 400 and "candidates" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("body", [
+    b"{bad", b"[]", b'"x"', b'{"text": "X:1", "format": "abc", "top": Infinity}',
+    b'{"text": "X:1", "format": "abc", "top": [1]}', b'{"text": "X:1", "format": "abc", "candidates": 1e400}',
+    b"[" * 100_000, b'{"text": ["x"], "format": "abc"}', b'{"text": "X:1", "format": {"a": 1}}',
+])
+def test_malformed_json_is_a_one_line_4xx(client, body):
+    response = client.post("/api/query", content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500 and "\n" not in response.json()["error"]
+
+
+def test_ids_beyond_sqlite_integers_are_404(client):
+    for path in (f"/api/recordings/{2**63}/audio", f"/api/recordings/{10**30}/audio", "/api/recordings/-1/audio"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.json()["error"].startswith("no indexed recording")
+
+
+def test_a_chunked_body_is_cut_at_the_limit(indexed):
+    """The app reads a body without Content-Length chunk by chunk and stops at the limit."""
+    import asyncio
+
+    app = _app(indexed, max_upload_bytes=2**20)
+    handed, sent = [], []
+
+    async def receive() -> dict:
+        handed.append(1)  # 1,000 × 64 kB = 64 MB offered
+        return {"type": "http.request", "body": b"a" * 65536, "more_body": len(handed) < 1000}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/query", "raw_path": b"/api/query", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+             "server": ("test", 80), "client": ("test", 1)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413 and b"limit" in sent[1]["body"]
+    assert len(handed) <= 2**20 // 65536 + 2  # read up to the limit, not the 64 MB
+
+
+def test_an_mxl_that_inflates_past_the_limit_is_refused_before_parsing(indexed, tmp_path):
+    import zipfile
+
+    def mxl(name: str, size: int, lie: bool = False) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("META-INF/container.xml", '<container><rootfiles><rootfile full-path="a.xml"/>'
+                                                       "</rootfiles></container>")
+            archive.writestr("a.xml", "<score-partwise>" + " " * size + "</score-partwise>")
+        if lie:  # the directory claims 100 bytes for a.xml: only inflating tells the truth
+            data = bytearray(path.read_bytes())
+            for header in (b"PK\x03\x04", b"PK\x01\x02"):
+                at = data.rfind(header)
+                offset = 22 if header == b"PK\x03\x04" else 24
+                data[at + offset:at + offset + 4] = (100).to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+        return path
+
+    with TestClient(_app(indexed, max_upload_bytes=2**20)) as small:
+        for bomb in (mxl("declared.mxl", 30 * 2**20), mxl("lying.mxl", 30 * 2**20, lie=True)):
+            response = _upload(small, bomb)
+            assert response.status_code in (400, 413), response.text
+            assert "\n" not in response.json()["error"]
+        assert _upload(small, mxl("declared.mxl", 30 * 2**20)).json()["error"].startswith("declared.mxl: inflates to")
+
+
+def test_answers_hide_server_paths_unless_asked(indexed, haydn_theme):
+    with TestClient(_app(indexed, workers=1)) as hidden:
+        answer = _upload(hidden, haydn_theme, top=1).json()
+        status = hidden.get("/api/status").json()
+        listing = hidden.get("/api/recordings").json()
+    folder = str(indexed.parent)
+    assert answer["matches"][0]["path"] == "haydn_op74.wav"
+    assert not any(folder in str(v) for v in (answer, status, listing))
+    assert status["db"] == indexed.name and {r["path"] for r in listing} >= {"haydn_op74.wav"}
+    assert len(answer["query_id"]) >= 20 and answer["query_id"].replace("-", "").replace("_", "").isalnum()
+    with TestClient(_app(indexed, workers=1, show_paths=True)) as shown:
+        assert shown.get("/api/recordings").json()[0]["path"].startswith("/")
+
+
+def test_audio_is_served_only_while_it_is_the_file_indexed(rendered_dir, tmp_path):
+    import os
+
+    from indexer.build import index_collection
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    shutil.copy(rendered_dir / "mozart_k155.wav", audio / "a.wav")
+    db = tmp_path / "index.db"
+    index_collection(audio, db, progress=False)
+    with TestClient(_app(db, workers=1)) as client:
+        assert client.get("/api/recordings/1/audio").status_code == 200
+        (audio / "a.wav").unlink()
+        (audio / "a.wav").symlink_to("/etc/passwd")
+        response = client.get("/api/recordings/1/audio")
+        assert response.status_code == 410 and b"root:" not in response.content
+        assert "changed since it was indexed" in response.json()["error"]
+        (audio / "a.wav").unlink()
+        shutil.copy(rendered_dir / "mozart_k155.wav", audio / "a.wav")
+        os.utime(audio / "a.wav", (0, 0))  # same bytes, another mtime: not provably the file indexed
+        assert client.get("/api/recordings/1/audio").status_code == 410
+        (audio / "a.wav").unlink()
+        assert client.get("/api/recordings/1/audio").status_code == 410

@@ -1,0 +1,98 @@
+"""What a worker process does for a request: query, engrave or plot (see :mod:`retrieval.web.workers`).
+
+Module-level functions, so that the pool can send them to a worker by name; each receives the
+index ``version`` the server saw, the theme's bytes and its upload name, and answers plain data
+or raises :class:`RequestError` with the one-line message the client gets.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from models.errors import RetrievalError
+from retrieval.query import QueryOptions, QueryResult, query
+from retrieval.theme import ThemeError
+from retrieval.web.workers import worker_collection
+
+__all__ = ["RequestError", "notation_task", "plot_task", "query_task"]
+
+T = TypeVar("T")
+
+MEMORY_EXIT = 75
+"""A worker's exit status after it ran out of memory (the pool replaces it)."""
+
+
+class RequestError(Exception):
+    """Bad input found in a worker: the HTTP ``status`` and the client's one-line ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status, self.message = status, message
+
+
+def _safe_name(filename: str, extension: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "theme").stem)[:60].strip("._") or "theme"
+    return stem + extension
+
+
+def _with_file(data: bytes, name: str, extension: str, work: Callable[[Path], T]) -> T:
+    """``work(path)`` on the theme saved under a sanitised name in a private temporary folder;
+    a :class:`RetrievalError` becomes a :class:`RequestError` naming the upload, not our path.
+
+    A worker that ran out of memory ends at once (its heap may be left in pieces): the pool
+    reports the overrun and starts a fresh one.
+    """
+    with tempfile.TemporaryDirectory(prefix="theme_upload_") as folder:
+        path = Path(folder) / _safe_name(name, extension)
+        path.write_bytes(data)
+        try:
+            return work(path)
+        except MemoryError:
+            os._exit(MEMORY_EXIT)
+        except RetrievalError as error:
+            message = str(error).replace(str(path), Path(name).name)
+            raise RequestError(422 if "too many" in message or "longer than" in message else 400, message) from None
+
+
+def query_task(version: object, data: bytes, name: str, extension: str, options: QueryOptions,
+               with_notation: bool) -> tuple[dict, QueryResult]:
+    """The answer of ``POST /api/query`` (``query --json``'s fields, ``notation`` if asked) and
+    the result itself (kept by the server for plots)."""
+    from retrieval.web.notation import notation_svg
+
+    def work(path: Path) -> tuple[dict, QueryResult]:
+        result = query(worker_collection(version), path, options)
+        answer = result.as_dict()
+        answer["theme"] = Path(name).name
+        if with_notation:
+            try:
+                answer["notation"] = notation_svg(path, options.part, options.measures)
+            except ThemeError:
+                answer["notation"] = None
+        return answer, result
+
+    return _with_file(data, name, extension, work)
+
+
+def notation_task(version: object, data: bytes, name: str, extension: str, part: str | None,
+                  measures: tuple[int, int] | None) -> dict:
+    """The answer of ``POST /api/notation``: the selected theme engraved as SVG."""
+    from retrieval.web.notation import notation_svg
+
+    return _with_file(data, name, extension,
+                      lambda path: {"theme": Path(name).name, "svg": notation_svg(path, part, measures)})
+
+
+def plot_task(version: object, result: QueryResult, rank: int) -> bytes:
+    """PNG of the theme beside its match of ``rank`` (``GET /api/recordings/{id}/plot``)."""
+    from retrieval.plot import plot_match
+
+    buffer = io.BytesIO()
+    plot_match(result, worker_collection(version), buffer, rank=rank)
+    return buffer.getvalue()
