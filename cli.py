@@ -10,7 +10,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from models.errors import ParameterError, RetrievalError
+from models.errors import ParameterError, RetrievalError, printable
 
 __all__ = ["main"]
 
@@ -180,11 +180,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"pending     {stats['not_yet_searchable']} recording(s) not yet searchable: run index again")
     print(f"failed      {len(stats['failed'])}")
     for f in stats["failed"]:
-        print(f"  {f['error']}")
+        print(f"  {printable(f['error'])}")
     if stats["warnings"]:
         print(f"warnings    {len(stats['warnings'])}")
         for w in stats["warnings"]:
-            print(f"  {w['warning']}")
+            print(f"  {printable(w['warning'])}")
     return 0
 
 
@@ -225,7 +225,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for r in recordings:
         length = f"{r.duration / 60:6.1f} min" if r.duration else "       ?"
-        print(f"{r.id:5d}  {r.status:7s}  {length}  {r.path}")
+        print(f"{r.id:5d}  {r.status:7s}  {length}  {printable(r.path)}")
     return 0
 
 
@@ -294,7 +294,8 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
         return
-    print(f"theme {theme}: {len(result.theme.notes)} notes, {result.theme.duration:.1f} s at nominal tempo")
+    print(f"theme {printable(str(theme))}: {len(result.theme.notes)} notes, "
+          f"{result.theme.duration:.1f} s at nominal tempo")
     if not result.confident:
         print("no confident match (the best recording does not stand out from the others); best candidates:")
     print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
@@ -302,7 +303,7 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
         extra = f"  (transposed {m.transposition:+d})" if m.transposition else ""
         flag = "  (confident)" if m.confident else ""
         lead = f"{m.margin:+6.3f}" if m.rank == 1 and m.margin == m.margin else ""
-        print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {m.path}{extra}{flag}")
+        print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {printable(m.path)}{extra}{flag}")
     print(f"{result.timings.total * 1000:.0f} ms (reading the theme {result.timings.extra.get('parse', 0) * 1000:.0f}, "
           f"render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
@@ -352,8 +353,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for r in table:
         rank = "-" if r["rank"] is None else str(r["rank"])
         fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"{r['query_id']:<44} {rank:>4}  {fmt(r['score']):>6}  {fmt(r['start']):>7}  {fmt(r['true_start']):>7}"
-              f"  {r['top1'] or ''}")
+        print(f"{printable(r['query_id']):<44} {rank:>4}  {fmt(r['score']):>6}  {fmt(r['start']):>7}  "
+              f"{fmt(r['true_start']):>7}  {printable(r['top1'] or '')}")
     m = metrics
     print(f"\n{m['queries']} queries: MRR {m['mrr']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, "
           f"top-10 {m['top10']:.3f}; top-1 span overlap {m['top1_span_overlap']:.3f} "
@@ -602,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (RetrievalError, OSError) as exc:  # caused by input or the file system: one line
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except Exception:  # a bug: show where, and ask for a report
         traceback.print_exc()

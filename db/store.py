@@ -22,6 +22,7 @@ recording's vectors first removes its id range, so replaying an interrupted step
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sqlite3
@@ -35,7 +36,7 @@ from urllib.parse import quote
 import numpy as np
 import sqlite_utils
 
-from db.vectors import VectorFileError, VectorIndex, auto_factory, file_fingerprint
+from db.vectors import EXACT_FACTORY, VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
 from models.retrieval_features import FeatureSettings, shingles
 
@@ -58,6 +59,14 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         except sqlite3.OperationalError:
             pass
     return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (or quota) is full: an ``OSError``, SQLite's message, or FAISS's."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(words in str(error) for words in ("database or disk is full", "No space left on device",
+                                                 "Disk quota exceeded"))
 
 
 class StoreError(RetrievalError, RuntimeError):
@@ -214,7 +223,13 @@ class IndexStore:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StoreError(f"{path}: another index run is updating this index; wait for it to finish") from None
-            yield
+            try:
+                yield
+            except (OSError, sqlite3.OperationalError, RuntimeError) as error:
+                if not _disk_full(error):
+                    raise
+                raise StoreError(f"{path}: disk full; the index keeps what was saved before: free some space "
+                                 "and run index again to resume") from None
 
     @property
     def faiss_path(self) -> Path:
@@ -357,25 +372,43 @@ class IndexStore:
     def _planned_factory(self) -> str:
         if self.settings.index_factory != "auto":
             return self.settings.index_factory
-        n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
-        return auto_factory(int(n[0]) // self.settings.shingle_hop, self.settings.dim)
+        return auto_factory(self._shingle_count(), self.settings.dim)
 
     def _shingles(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return shingles(features, self.settings.shingle_length, self.settings.shingle_hop)
 
+    def _shingle_count(self) -> int:
+        """About how many shingles the indexed recordings hold (their frames over the hop)."""
+        n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
+        return int(n[0]) // self.settings.shingle_hop
+
+    def untrainable(self, factory: str | None = None) -> str | None:
+        """Why ``factory`` (default: the planned one) cannot be trained on this collection yet, or ``None``.
+
+        Meanwhile the index searches exactly (``IDMap2,Flat``); a later run switches.
+        """
+        factory = factory or self._planned_factory()
+        need, have = VectorIndex.min_training(factory, self.settings.dim), self._shingle_count()
+        if need and have < need:
+            return (f"FAISS index {factory!r} needs at least {need} shingles to train, the collection has {have}: "
+                    f"searching exactly ({EXACT_FACTORY}) until it has")
+        return None
+
     def _new_vectors(self, factory: str) -> VectorIndex:
         """An empty index of ``factory``, trained where it needs it on about
-        :meth:`VectorIndex.training_size` shingles spread evenly over all recordings."""
+        :meth:`VectorIndex.training_size` shingles spread evenly over all recordings (an exact
+        one while the collection is too small to train it, see :meth:`untrainable`)."""
         training = None
         max_training = VectorIndex.training_size(factory, self.settings.dim)
+        if max_training and self.untrainable(factory):
+            return VectorIndex.create(EXACT_FACTORY, self.settings.dim)
         if max_training:
-            n = self.db.execute("SELECT coalesce(sum(n_frames), 0) FROM recordings WHERE status = 'indexed'").fetchone()
-            step = max(1, int(n[0]) // self.settings.shingle_hop // max_training)
+            step = max(1, self._shingle_count() // max_training)
             # copies: a strided view would keep every recording's full shingle array alive
             parts = [self._shingles(feats)[1][::step].copy() for _, feats in self.iter_features()]
             parts = [p for p in parts if len(p)]
             if not parts:  # nothing to train on yet: exact search until reorganise() switches
-                return VectorIndex.create("IDMap2,Flat", self.settings.dim)
+                return VectorIndex.create(EXACT_FACTORY, self.settings.dim)
             training = np.concatenate(parts)
         return VectorIndex.create(factory, self.settings.dim, training)
 
@@ -415,9 +448,10 @@ class IndexStore:
         self._unsaved = ([], [])
 
     def checkpoint(self) -> None:
-        """Make every change so far durable and searchable."""
+        """Make every change so far durable and searchable (nothing is written when nothing changed)."""
         self.sync_vectors()
-        self.save_vectors()
+        if any(self._unsaved) or not self.faiss_path.is_file():
+            self.save_vectors()
 
     def reorganise(self) -> bool:
         """With ``index_factory = "auto"``, switch to the factory the collection size calls for.
@@ -426,7 +460,7 @@ class IndexStore:
         collection crossed a threshold of :func:`db.vectors.auto_factory`; returns whether it did.
         """
         planned = self._planned_factory()
-        if planned == self.vectors().factory:
+        if planned == self.vectors().factory or (self.vectors().factory == EXACT_FACTORY and self.untrainable(planned)):
             return False
         self.rebuild_vectors(planned)
         return True

@@ -19,9 +19,12 @@ from models.errors import ParameterError, RetrievalError
 from models.files import atomic_write
 
 __all__ = [
-    "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE", "VectorFileError", "VectorIndex",
-    "auto_factory", "file_fingerprint",
+    "EXACT_FACTORY", "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE", "VectorFileError",
+    "VectorIndex", "auto_factory", "file_fingerprint",
 ]
+
+EXACT_FACTORY = "IDMap2,Flat"
+"""The exact index: small collections, and any collection too small to train the factory asked for."""
 
 FRAME_BITS = 32
 """Bits of a vector id for the frame: recordings of up to 2**32 frames."""
@@ -61,7 +64,7 @@ def auto_factory(n_vectors: int, dim: int) -> str:
     :data:`PQ_CODE` codes.
     """
     if n_vectors <= FLAT_LIMIT:
-        return "IDMap2,Flat"
+        return EXACT_FACTORY
     if n_vectors <= IVF_FLAT_LIMIT:
         return f"IVF{2 ** round(math.log2(4 * math.sqrt(n_vectors)))},Flat"
     n_lists = min(MAX_LISTS, 2 ** round(math.log2(2 * math.sqrt(n_vectors))))
@@ -112,6 +115,27 @@ class VectorIndex:
         if isinstance(index, faiss.IndexFlat):
             index = faiss.IndexIDMap2(index)
         return cls(index, factory)
+
+    @staticmethod
+    def check_factory(factory: str, dim: int) -> None:
+        """:class:`ParameterError` (one line) unless FAISS can build ``factory`` for ``dim``-d vectors."""
+        try:
+            faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1].split(": ")[-1][:120] if str(error).strip() else ""
+            raise ParameterError(f"invalid FAISS index factory string {factory!r} ({reason}); "
+                                 "see FAISS's index_factory, or use auto") from None
+
+    @staticmethod
+    def min_training(factory: str, dim: int) -> int:
+        """Fewest training vectors FAISS accepts for ``factory``: one per inverted list or per
+        code word, whichever is more; 0 for an index that needs no training."""
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if index.is_trained:
+            return 0
+        ivf = faiss.try_extract_index_ivf(index)
+        pq = getattr(faiss.downcast_index(ivf if ivf is not None else index), "pq", None)
+        return max(ivf.nlist if ivf is not None else 1, pq.ksub if pq is not None else 1)
 
     @staticmethod
     def training_size(factory: str, dim: int) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from db.store import FILE_ROW, IndexStore, Recording
+from db.vectors import VectorIndex
 from indexer.extract import (
     Extracted,
     Prepared,
@@ -32,7 +33,7 @@ from indexer.extract import (
 )
 from indexer.walk import find_audio
 from models.baselines import BASELINE_IDS
-from models.errors import ParameterError
+from models.errors import ParameterError, printable
 from models.retrieval_features import FeatureSettings
 
 __all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]
@@ -201,6 +202,8 @@ def index_collection(
     if not root.is_dir():
         raise ParameterError(f"{root}: no such folder")
     db_path = Path(db_path)
+    if settings is not None and settings.index_factory != "auto":  # before anything is written (or removed)
+        VectorIndex.check_factory(settings.index_factory, settings.dim)
     with contextlib.ExitStack() as stack:
         if options.ray is not None:  # connected before the index is touched: a wrong address changes nothing
             from indexer.cluster import ray_session
@@ -237,8 +240,28 @@ def _open_for_writing(db_path: Path, settings: FeatureSettings | None) -> IndexS
     return store
 
 
+def _storable(files: list[Path], report: IndexReport) -> list[Path]:
+    """The files whose names the index can store (UTF-8 text); the others are reported as failed.
+
+    A name with bytes that are not UTF-8 (from an old Latin-1 system, say) cannot be a row of the
+    index's text columns nor be shown to a client as it is; such a file is skipped with the
+    reason, and the run goes on.
+    """
+    kept = []
+    for file in files:
+        try:
+            str(file).encode("utf-8")
+        except UnicodeEncodeError:
+            error = f"{printable(str(file))}: the file name is not UTF-8 text; rename it to index it (e.g. with convmv)"
+            report.failed.append((printable(str(file)), error))
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            continue
+        kept.append(file)
+    return kept
+
+
 def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptions) -> None:
-    files = [Path(os.path.abspath(f)) for f in find_audio([root], options.follow_symlinks)]
+    files = _storable([Path(os.path.abspath(f)) for f in find_audio([root], options.follow_symlinks)], report)
     jobs, report.unchanged = _plan(store, files)
     if not options.keep_missing:
         gone = _missing(store, files, root)
@@ -272,6 +295,8 @@ def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptio
         store.checkpoint()
     if not report.interrupted:
         store.reorganise()
+        if untrainable := store.untrainable():
+            tqdm.write(f"warning: {untrainable}", file=sys.stderr)
 
 
 def _store_result(store: IndexStore, result: Extracted, old: Recording | None, report: IndexReport) -> None:
@@ -282,11 +307,11 @@ def _store_result(store: IndexStore, result: Extracted, old: Recording | None, r
     elif result.error is not None:
         store.put_failed(row, result.error)
         report.failed.append((result.path, result.error))
-        tqdm.write(f"error: {result.error}", file=sys.stderr)
+        tqdm.write(f"error: {printable(result.error)}", file=sys.stderr)
     else:
         if result.warning:
             row["error"] = result.warning
-            tqdm.write(f"warning: {result.warning}", file=sys.stderr)
+            tqdm.write(f"warning: {printable(result.warning)}", file=sys.stderr)
         store.put_indexed(row, result.features)
         report.audio_seconds += result.duration or 0.0
         (report.updated if old is not None else report.added).append(result.path)

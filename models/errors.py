@@ -9,7 +9,7 @@ so ``except ValueError`` keeps working for library users.
 
 from __future__ import annotations
 
-__all__ = ["ParameterError", "RetrievalError"]
+__all__ = ["ParameterError", "RetrievalError", "printable"]
 
 
 class RetrievalError(Exception):
@@ -18,3 +18,18 @@ class RetrievalError(Exception):
 
 class ParameterError(RetrievalError, ValueError):
     """A parameter outside what a function accepts (a bad flag value, shape or range)."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (an escape sequence, a newline in
+    a file name) as Python escapes (``\\x1b``, ``\\n``) and the bytes of a file name that are not
+    UTF-8 (decoded by Python as surrogates) as ``\\xff``; everything else, accents included, as it is."""
+    return "".join(_printable_char(c) for c in text)
+
+
+def _printable_char(c: str) -> str:
+    if c.isprintable() or c == " ":
+        return c
+    if 0xDC80 <= ord(c) <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
+
+from retrieval.jit import njit_cached
 
 __all__ = ["Alignment", "subsequence_align"]
 
@@ -31,7 +32,7 @@ class Alignment:
     end: int
 
 
-@numba.njit(nogil=True, cache=True)
+@njit_cached(nogil=True)
 def _accumulate(cost: np.ndarray) -> tuple[float, int, int]:  # pragma: no cover (compiled)
     """Subsequence DTW of a cost matrix ``(N, M)``: ``(accumulated cost, start, end)`` of the best path.
 

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-import numba
 import numpy as np
 
 from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
+from retrieval.jit import njit_cached
 from retrieval.variants import QueryVariant
 
 __all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "neighbours_for", "search",
@@ -269,7 +269,7 @@ def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
     return score, variant, recording, anchor
 
 
-@numba.njit(nogil=True, cache=True)
+@njit_cached(nogil=True)
 def _tally(shingle: np.ndarray, similarity: np.ndarray, anchor: np.ndarray, group: np.ndarray, floor: np.ndarray,
            n_groups: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover (compiled)
     """Per group ``(n_groups,)``: the sum over query shingles of their best hit's similarity in the

@@ -142,7 +142,7 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
     assert answers["chunked"] in (413, "WriteError", "RemoteProtocolError", "ReadError"), answers
     assert slowest < 2.0, f"/api/status took {slowest:.1f} s while hostile requests ran"
     bound = 700 * 2**20 + WORKERS * (650 + WORKER_MB) * 2**20  # the server, and each worker at rest plus its cap
-    assert max(peak) < bound, f"peak {max(peak) / 2**30:.2f} GiB of the server and its workers, bound {bound / 2**30:.2f}"
+    assert max(peak) < bound, f"server and workers peaked at {max(peak) / 2**30:.2f} GiB, bound {bound / 2**30:.2f}"
     ok = httpx.post(base + "/api/query", json={"text": "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n", "format": "abc"},
                     timeout=60)
     assert ok.status_code == 200 and ok.json()["matches"], "replaced workers answer the next query"
