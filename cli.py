@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import traceback
@@ -604,6 +605,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (RetrievalError, OSError) as exc:  # caused by input or the file system: one line
         print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # an index changed under a reader (an index run checkpointing)
+        print(f"error: the index could not be read ({exc}); if an index run is under way, run this again "
+              "when it has saved its next checkpoint", file=sys.stderr)
         return 2
     except Exception:  # a bug: show where, and ask for a report
         traceback.print_exc()

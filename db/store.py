@@ -48,16 +48,28 @@ REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vecto
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection: ``mode=ro`` where SQLite may create its ``-shm`` file, else ``immutable``."""
+    """A read-only connection that sees the last committed state, also while ``index`` writes.
+
+    ``mode=ro`` first: SQLite reads the write-ahead log through the shared-memory file, which it
+    may use read-only (another user's index: the files an index run keeps exist) or create.
+    Where neither can be done (a read-only folder or mount without them), the file is opened
+    ``immutable``, which is right only when its log was checkpointed: a non-empty ``-wal`` beside
+    it holds changes this reader cannot apply, and :class:`StoreError` says so.
+    """
     uri = f"file:{quote(str(path.resolve()))}"
-    can_write = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
-    if can_write:
-        try:
-            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:
-            pass
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    wal = IndexStore.files(path)["wal"]
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"{path}: its write-ahead log {wal.name} holds changes that cannot be read here (no {path.name}-shm "
+            "and no right to make one): wait for the index run to finish, or checkpoint the index before copying "
+            f"it read-only (sqlite3 {path.name} 'PRAGMA wal_checkpoint(TRUNCATE)')"
+        )
     return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
 
@@ -146,16 +158,24 @@ class IndexStore:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, settings: FeatureSettings, features_dtype: str = FEATURE_DTYPES[0]) -> IndexStore:
-        """A new, empty index at ``path`` (which must not exist), storing features as ``features_dtype``
-        (:data:`FEATURE_DTYPES`; float32 only to keep them exactly as computed)."""
+    def create(cls, path: str | Path, settings: FeatureSettings, features_dtype: str = FEATURE_DTYPES[0],
+               replace: bool = False) -> IndexStore:
+        """A new, empty index at ``path``, storing features as ``features_dtype``
+        (:data:`FEATURE_DTYPES`; float32 only to keep them exactly as computed).
+
+        ``path`` must not exist unless ``replace`` (a rebuild: the old index is replaced). The
+        tables are made in a temporary file renamed into place, so a reader sees the old index
+        or the new empty one, never one half made.
+        """
         if features_dtype not in FEATURE_DTYPES:
             raise StoreError(f"features_dtype must be one of {FEATURE_DTYPES}, got {features_dtype!r}")
         path = Path(path)
-        if path.exists():
+        if path.exists() and not replace:
             raise StoreError(f"{path}: an index already exists (use --rebuild to start over)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite_utils.Database(path)
+        fresh = path.with_name(f".{path.name}.new")
+        fresh.unlink(missing_ok=True)
+        db = sqlite_utils.Database(fresh)
         db.execute("PRAGMA journal_mode=WAL")
         with db.conn:
             db["settings"].create({"key": str, "value": str}, pk="key")
@@ -166,7 +186,12 @@ class IndexStore:
             db["settings"].insert({"key": "features", "value": settings.to_json()})
             db["settings"].insert({"key": "faiss_factory", "value": ""})
             db["settings"].insert({"key": "features_dtype", "value": features_dtype})
-        return cls(path, db, settings)
+        db.close()  # the last connection: its log is checkpointed into the file and removed
+        for name, file in cls.files(path).items():  # the old index's log and vectors go before it does
+            if name in ("wal", "shm", "vectors"):
+                file.unlink(missing_ok=True)
+        os.replace(fresh, path)
+        return cls.open(path)
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False) -> IndexStore:
@@ -201,13 +226,6 @@ class IndexStore:
         path = Path(path)
         return {"database": path, "wal": path.with_name(path.name + "-wal"), "shm": path.with_name(path.name + "-shm"),
                 "vectors": path.with_name(path.name + ".faiss"), "lock": path.with_name(path.name + ".lock")}
-
-    @classmethod
-    def remove(cls, path: str | Path) -> None:
-        """Delete the index at ``path`` (all its files but the lock, which its holder keeps): a rebuild."""
-        for name, file in cls.files(path).items():
-            if name != "lock":
-                file.unlink(missing_ok=True)
 
     @classmethod
     @contextmanager
@@ -341,6 +359,9 @@ class IndexStore:
                         f"{self.faiss_path}: vectors of dimension {self._vectors.dim}, settings say "
                         f"{self.settings.dim}; rebuild the index (cli.py index --rebuild)"
                     )
+            elif factory and self.readonly:
+                raise StoreError(f"{self.faiss_path}: the vector file is missing: an index run is rebuilding "
+                                 f"the index (try again when it has finished), or {REPAIR_HINT}")
             else:  # none saved yet (or lost): every recording's vectors must be (re-)added
                 self._vectors = self._new_vectors(self._planned_factory())
                 self._rebuild_all = True

@@ -215,9 +215,10 @@ def index_collection(
 def _index_locked(root: Path, db_path: Path, settings: FeatureSettings | None, options: IndexOptions) -> IndexReport:
     """:func:`index_collection` under the index's write lock."""
     with IndexStore.writing(db_path):
-        if options.rebuild:
-            IndexStore.remove(db_path)
-        store = _open_for_writing(db_path, settings)
+        if options.rebuild:  # replaced in one step: readers see the old index or the new empty one
+            store = IndexStore.create(db_path, settings or FeatureSettings(), replace=True)
+        else:
+            store = _open_for_writing(db_path, settings)
         report, started = IndexReport(), time.monotonic()
         try:
             _run(store, root, report, options)

@@ -50,3 +50,43 @@ def indexed(rendered_dir, tmp_path_factory) -> Path:
     report = index_collection(rendered_dir, db, progress=False)
     assert len(report.added) == len(PIECES) and not report.failed
     return db
+
+
+# -- file systems of a given kind: a small disk, a read-only view (root and mount(8) needed) -------------
+
+
+@pytest.fixture
+def mount():
+    """``mount(*ARGS)`` runs ``mount ARGS`` (or skips the test with the reason: a container may not allow
+    mounts); every mount point given is unmounted after the test."""
+    import os
+    import shutil
+    import subprocess
+
+    points: list[str] = []
+
+    def run(*args: str) -> None:
+        if shutil.which("mount") is None or os.geteuid() != 0:
+            pytest.skip("needs root and mount(8) to make a small or read-only file system")
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"mount {' '.join(args)} is not permitted here: {done.stderr.strip()}")
+        points.append(args[-1])
+
+    yield run
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+@pytest.fixture
+def read_only_view(mount, tmp_path):
+    """``read_only_view(folder)``: a read-only bind mount of ``folder`` (as another user, or a read-only
+    container, sees it: nothing can be created or changed there)."""
+    def view(folder: Path) -> Path:
+        point = tmp_path / f"ro_{folder.name}"
+        point.mkdir()
+        mount("--bind", str(folder), str(point))
+        mount("-o", "remount,ro,bind", str(point))
+        return point
+
+    return view

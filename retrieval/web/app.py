@@ -29,6 +29,7 @@ import json
 import math
 import os
 import secrets
+import sqlite3
 import stat
 import threading
 import zipfile
@@ -44,6 +45,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from models.errors import RetrievalError
 from retrieval.query import QueryOptions
 from retrieval.search import CANDIDATES, Collection
 from retrieval.theme import MAX_THEME_NOTES
@@ -317,9 +319,24 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
                                      "choose a passage (measures) and/or one part")
         return data, name, extension, raw
 
+    async def error_answer(message: str, status: int) -> JSONResponse:
+        """``{"error": message}``: one line, without the server's folders (or, where the index
+        is too broken to say which those are, a general line)."""
+        try:
+            message = await public(message.splitlines()[0] if message else "")
+        except Exception:  # noqa: BLE001 - the index is unreadable: the folders to hide are unknown
+            message = "the index cannot be read now (an index run may be rebuilding it); try again shortly"
+        return JSONResponse({"error": message}, status_code=status)
+
     @app.exception_handler(HTTPException)
     async def one_line(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+        return await error_answer(str(error.detail), error.status_code)
+
+    @app.exception_handler(RetrievalError)
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def index_unreadable(request: Request, error: Exception) -> JSONResponse:
+        """The index cannot be read now (an index run rebuilding it, a damaged file): 503."""
+        return await error_answer(str(error), 503)
 
     @app.post("/api/query")
     async def api_query(request: Request) -> dict:

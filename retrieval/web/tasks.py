@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from models.errors import RetrievalError
+from models.errors import ParameterError, RetrievalError
 from retrieval.query import QueryOptions, QueryResult, query
 from retrieval.theme import ThemeError
 from retrieval.web.workers import worker_collection
@@ -43,7 +43,8 @@ def _safe_name(filename: str, extension: str) -> str:
 
 def _with_file(data: bytes, name: str, extension: str, work: Callable[[Path], T]) -> T:
     """``work(path)`` on the theme saved under a sanitised name in a private temporary folder;
-    a :class:`RetrievalError` becomes a :class:`RequestError` naming the upload, not our path.
+    a bad theme or option becomes a :class:`RequestError` (400/422) naming the upload, not our
+    path, and an index that cannot be read now one of 503.
 
     A worker that ran out of memory ends at once (its heap may be left in pieces): the pool
     reports the overrun and starts a fresh one.
@@ -55,9 +56,11 @@ def _with_file(data: bytes, name: str, extension: str, work: Callable[[Path], T]
             return work(path)
         except MemoryError:
             os._exit(MEMORY_EXIT)
-        except RetrievalError as error:
+        except (ThemeError, ParameterError) as error:  # the request's fault
             message = str(error).replace(str(path), Path(name).name)
             raise RequestError(422 if "too many" in message or "longer than" in message else 400, message) from None
+        except RetrievalError as error:  # the index's state (being rebuilt, damaged): not the request's fault
+            raise RequestError(503, str(error).splitlines()[0]) from None
 
 
 def query_task(version: object, data: bytes, name: str, extension: str, options: QueryOptions,

@@ -342,3 +342,12 @@ def test_audio_is_served_only_while_it_is_the_file_indexed(rendered_dir, tmp_pat
         assert client.get("/api/recordings/1/audio").status_code == 410
         (audio / "a.wav").unlink()
         assert client.get("/api/recordings/1/audio").status_code == 410
+
+
+def test_an_index_being_rebuilt_is_a_one_line_503(indexed, tmp_path, haydn_theme):
+    db = tmp_path / "index.db"
+    shutil.copy(indexed, db)  # its vector file is gone, as while an index run replaces it
+    with TestClient(_app(db, workers=1)) as client:
+        response = _upload(client, haydn_theme)
+    assert response.status_code == 503 and "\n" not in response.json()["error"]
+    assert "vector file is missing" in response.json()["error"] and str(tmp_path) not in response.json()["error"]

@@ -19,22 +19,12 @@ from retrieval.theme import parse_corpus_work
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _mount(*args: str) -> None:
-    """``mount ARGS``, or skip the test with the reason (a container may not allow mounts)."""
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("needs root and mount(8) to make a small or read-only file system")
-    done = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"mount {' '.join(args)} is not permitted here: {done.stderr.strip()}")
-
-
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(mount, tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=900k", "tmpfs", str(folder))
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    mount("-t", "tmpfs", "-o", "size=900k", "tmpfs", str(folder))
+    return folder
 
 
 def test_a_name_that_is_not_utf8_is_skipped_with_its_reason_and_the_run_goes_on(rendered_dir, tmp_path, capsys):
@@ -109,12 +99,12 @@ def test_a_rerun_with_nothing_changed_writes_nothing(indexed, rendered_dir, tmp_
     assert [f.read_bytes() for f in files] == before
 
 
-def test_a_full_disk_is_one_line_and_the_next_run_resumes(small_disk, rendered_dir, capsys):
+def test_a_full_disk_is_one_line_and_the_next_run_resumes(small_disk, mount, rendered_dir, capsys):
     db = small_disk / "index.db"
     assert main(["index", str(rendered_dir), "--db", str(db), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "disk full" in err and err.strip().count("\n") == 0 and "bug" not in err
-    _mount("-o", "remount,size=8m", str(small_disk))
+    mount("-o", "remount,size=8m", str(small_disk))
     assert main(["index", str(rendered_dir), "--db", str(db), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["status", "--db", str(db), "--json"]) == 0
@@ -137,24 +127,18 @@ def test_a_measure_range_beyond_the_score_is_refused_before_allocating(indexed, 
     assert done.stderr.strip().count("\n") == 0
 
 
-def test_commands_work_with_no_writable_home_or_source_tree(tmp_path):
+def test_commands_work_with_no_writable_home_or_source_tree(read_only_view, tmp_path):
     """A service account or a read-only container: numba's cache falls back, nothing fails."""
-    view = tmp_path / "ro"
-    view.mkdir()
-    _mount("--bind", str(ROOT), str(view))
-    try:
-        _mount("-o", "remount,ro,bind", str(view))
-        nowhere = str(view / "nonexistent")
-        script = ("import numpy as np; from retrieval.dtw import subsequence_align; e = np.eye(12, dtype=np.float32); "
-                  "print(subsequence_align(e[[0, 4, 7, 0]], e[[2, 0, 4, 7, 0, 5]]))")
-        for tmpdir in (str(tmp_path), nowhere):  # a private cache in TMPDIR; no cache at all
-            env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-            env.update(HOME=nowhere, XDG_CACHE_HOME=nowhere, TMPDIR=tmpdir, PYTHONDONTWRITEBYTECODE="1")
-            helped = subprocess.run([sys.executable, "cli.py", "--help"], cwd=view, env=env, capture_output=True,
-                                    text=True, timeout=300)
-            assert helped.returncode == 0, helped.stderr[-2000:]
-            aligned = subprocess.run([sys.executable, "-c", script], cwd=view, env=env, capture_output=True,
-                                     text=True, timeout=300)
-            assert aligned.returncode == 0 and "start=1, end=4" in aligned.stdout, aligned.stderr[-2000:]
-    finally:
-        subprocess.run(["umount", "-l", str(view)], check=False)
+    view = read_only_view(ROOT)
+    nowhere = str(view / "nonexistent")
+    script = ("import numpy as np; from retrieval.dtw import subsequence_align; e = np.eye(12, dtype=np.float32); "
+              "print(subsequence_align(e[[0, 4, 7, 0]], e[[2, 0, 4, 7, 0, 5]]))")
+    for tmpdir in (str(tmp_path), nowhere):  # a private cache in TMPDIR; no cache at all
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        env.update(HOME=nowhere, XDG_CACHE_HOME=nowhere, TMPDIR=tmpdir, PYTHONDONTWRITEBYTECODE="1")
+        helped = subprocess.run([sys.executable, "cli.py", "--help"], cwd=view, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert helped.returncode == 0, helped.stderr[-2000:]
+        aligned = subprocess.run([sys.executable, "-c", script], cwd=view, env=env, capture_output=True,
+                                 text=True, timeout=300)
+        assert aligned.returncode == 0 and "start=1, end=4" in aligned.stdout, aligned.stderr[-2000:]
