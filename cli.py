@@ -261,27 +261,43 @@ def _open_for_query(args: argparse.Namespace):
     return store
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+"""The image formats ``--plot`` writes (by the file's extension)."""
+
+
+def _plot_path(plot: Path, themes: list[Path]) -> Path:
+    """Where ``--plot`` writes, checked before searching: the file given, or in a folder given
+    ``THEME_match.png``; a one-line :class:`ParameterError` for another format or an unwritable folder."""
+    if len(themes) > 1:
+        raise ParameterError("--plot draws one theme's match: give one theme with it")
+    if plot.is_dir():
+        plot = plot / f"{themes[0].stem}_match.png"
+    elif plot.suffix.lower() not in PLOT_FORMATS:
+        raise ParameterError(f"--plot {plot}: give a file ending in {', '.join(PLOT_FORMATS)} (or a folder)")
+    folder = plot.resolve().parent
+    if not folder.is_dir():
+        raise ParameterError(f"--plot {plot}: no such folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ParameterError(f"--plot {plot}: cannot write into {folder}")
+    return plot
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from retrieval.query import query_many
 
-    if args.plot is not None:
-        folder = args.plot.resolve().parent
-        if not folder.is_dir():
-            raise ParameterError(f"--plot {args.plot}: no such folder {folder}")
-        if not os.access(folder, os.W_OK):
-            raise ParameterError(f"--plot {args.plot}: cannot write into {folder}")
-    if args.plot is not None and len(args.themes) > 1:
-        raise ParameterError("--plot draws one theme's match: give one theme with it")
+    plot = _plot_path(args.plot, args.themes) if args.plot is not None else None
     store = _open_for_query(args)
     options = _query_options(args)
     try:
         results = query_many(store, args.themes, options)
-        if args.plot and results[0].matches:
+        if plot is not None and results[0].matches:
             from retrieval.plot import plot_match
 
-            plot_match(results[0], store, args.plot)
+            plot_match(results[0], store, plot)
     finally:
         store.close()
+    if plot is not None:
+        print(f"plot: {printable(str(plot))}" if results[0].matches else "plot: none drawn (no match)", file=sys.stderr)
     if args.json and len(results) > 1:
         print(json.dumps([r.as_dict() for r in results], indent=2))
         return 0
@@ -514,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_option(p)
     _add_query_options(p)
     _add_settings_options(p)
-    p.add_argument("--plot", type=Path, default=None, help="draw the theme beside the best match into a PNG")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="draw the theme beside the best match: an image file (.png, .pdf, .svg, .jpg) or a folder")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_query)
 

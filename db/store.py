@@ -36,7 +36,7 @@ from urllib.parse import quote
 import numpy as np
 import sqlite_utils
 
-from db.vectors import EXACT_FACTORY, VectorFileError, VectorIndex, auto_factory, file_fingerprint
+from db.vectors import EXACT_FACTORY, FINGERPRINT_BLOCKS, VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
 from models.retrieval_features import FeatureSettings, shingles
 
@@ -373,7 +373,8 @@ class IndexStore:
         if row is None or not self.faiss_path.is_file():
             return None
         if file_fingerprint(self.faiss_path) != row[0]:
-            return f"{self.faiss_path}: damaged vector file (it does not match its saved fingerprint); {REPAIR_HINT}"
+            return (f"{self.faiss_path}: damaged vector file (its size, first and last MiB or {FINGERPRINT_BLOCKS} "
+                    f"sampled blocks differ from the fingerprint saved with it); {REPAIR_HINT}")
         return None
 
     def discard_damaged_vectors(self) -> str | None:

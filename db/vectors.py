@@ -19,8 +19,8 @@ from models.errors import ParameterError, RetrievalError
 from models.files import atomic_write
 
 __all__ = [
-    "EXACT_FACTORY", "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE", "VectorFileError",
-    "VectorIndex", "auto_factory", "file_fingerprint",
+    "EXACT_FACTORY", "FINGERPRINT_BLOCKS", "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE",
+    "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint",
 ]
 
 EXACT_FACTORY = "IDMap2,Flat"

@@ -45,9 +45,31 @@ def _open(path: Path) -> sf.SoundFile:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError) as exc:
         reason = str(exc).split(": ", 1)[-1].strip().rstrip(".") or "unreadable"
+        if "does not exist" in reason:  # libsndfile's words for data it recognises as no format (the file exists)
+            reason = "no audio format recognised: damaged, cut short or not audio"
         raise AudioError(
             f"{path}: not a decodable audio file ({reason}; libsndfile reads WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF)"
         ) from exc
+
+
+def _wav_header_frames(path: Path, f: sf.SoundFile) -> int | None:
+    """Frames the ``data`` chunk of a WAV file declares (libsndfile reports those really present),
+    or ``None`` for other formats, streamed WAVs (no size) and headers it cannot find."""
+    if f.format != "WAV":
+        return None
+    with open(path, "rb") as raw:
+        head = raw.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    at, block_align = 12, 0
+    while at + 8 <= len(head):
+        chunk, size = head[at:at + 4], int.from_bytes(head[at + 4:at + 8], "little")
+        if chunk == b"fmt " and at + 22 <= len(head):
+            block_align = int.from_bytes(head[at + 20:at + 22], "little")
+        if chunk == b"data":
+            return size // block_align if block_align and 0 < size < 0xFFFFFFFF else None
+        at += 8 + size + (size & 1)
+    return None
 
 
 def audio_info(path: str | Path) -> tuple[float, int, int]:
@@ -114,7 +136,8 @@ def decode_audio(path: str | Path, sr: int = SAMPLE_RATE) -> DecodedAudio:
     """
     path = Path(path)
     with _named_decoder_messages(path), _open(path) as f:
-        orig_sr, channels, header_frames = f.samplerate, f.channels, f.frames
+        orig_sr, channels = f.samplerate, f.channels
+        header_frames = max(f.frames, _wav_header_frames(path, f) or 0)  # a cut WAV: what its header said
         stream = None if orig_sr == sr else soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality="HQ")
         chunks, n_in, previous = [], 0, None
         try:

@@ -1,8 +1,9 @@
-"""Hardening (issue 15): what damaged files, damaged indexes and hostile input must not do."""
+"""Hardening: what damaged files, damaged indexes and hostile input must not do."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,6 +239,41 @@ def test_plot_into_a_missing_folder_fails_before_searching(indexed, tmp_path, ca
     assert main(["query", str(theme), "--db", str(indexed), "--plot", str(tmp_path / "nope" / "m.png")]) == 2
     captured = capsys.readouterr()
     assert "no such folder" in captured.err and captured.out == ""
+
+
+def test_plot_checks_its_format_first_and_says_where_it_wrote(indexed, tmp_path, capsys):
+    theme = tmp_path / "t.musicxml"
+    _long_score(theme, 16)
+    assert main(["query", str(theme), "--db", str(indexed), "--plot", str(tmp_path / "m.db")]) == 2
+    captured = capsys.readouterr()
+    assert "--plot" in captured.err and ".png" in captured.err and captured.out == ""
+    assert not (tmp_path / "m.db").exists()
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    assert main(["query", str(theme), "--db", str(indexed), "--plot", str(folder), "--json"]) == 0
+    captured = capsys.readouterr()
+    written = folder / "t_match.png"
+    assert written.read_bytes()[:4] == b"\x89PNG" and f"plot: {written}" in captured.err
+    json.loads(captured.out)  # the JSON on stdout stays clean
+    assert not Path(f"{folder}.png").exists()
+
+
+def test_a_truncated_wav_is_indexed_with_a_warning_and_a_tiny_mp3_is_not_called_missing(truncated_mp3, tmp_path,
+                                                                                         capsys):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(SR * 20) / SR
+    sf.write(audio / "whole.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    data = (audio / "whole.wav").read_bytes()
+    (audio / "whole.wav").unlink()
+    (audio / "cut.wav").write_bytes(data[: len(data) // 4])
+    (audio / "tiny.mp3").write_bytes((truncated_mp3 / "truncated.mp3").read_bytes()[:500])
+    db = tmp_path / "index.db"
+    assert main(["index", str(audio), "--db", str(db), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cut.wav" in err and "damaged (truncated?): decoded 5.0 s of the 20.0 s" in err
+    assert "tiny.mp3: not a decodable audio file (no audio format recognised" in err
+    assert "does not exist" not in err
 
 
 def test_a_folder_is_neither_a_theme_nor_an_index(indexed, tmp_path, capsys):
