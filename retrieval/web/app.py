@@ -52,7 +52,7 @@ from retrieval.theme import MAX_THEME_NOTES
 from retrieval.web.tasks import RequestError, notation_task, plot_task, query_task
 from retrieval.web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
-__all__ = ["INFLATE_FACTOR", "THEME_FORMATS", "create_app"]
+__all__ = ["INFLATE_FACTOR", "MAX_MIDI_QUARTERS", "THEME_FORMATS", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
 THEME_FORMATS = {"musicxml": ".musicxml", "xml": ".xml", "mxl": ".mxl", "mid": ".mid", "midi": ".mid",
@@ -67,6 +67,10 @@ re-rank a whole archive); the CLI and the library take any number."""
 
 INFLATE_FACTOR = 20
 """An ``.mxl`` upload (a zip) may inflate to at most this many times the upload limit."""
+
+MAX_MIDI_QUARTERS = 8000
+"""The longest MIDI theme the server parses, in quarter notes (over an hour at 120 bpm; music21
+takes about 4 s for it)."""
 
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the other fields, beyond the theme itself
 
@@ -129,26 +133,35 @@ def _inflated_xml(data: bytes, name: str, limit: int) -> list[bytes]:
         raise HTTPException(400, f"{name}: not a readable .mxl archive ({str(error)[:80]})") from None
 
 
-def _count_notes_cheaply(data: bytes, extension: str, name: str, inflate_limit: int) -> int | None:
-    """Notes of a MusicXML/MXL theme (``<note`` tags) or a MIDI file (note-on messages, read by mido)
-    counted without music21's slow parse; ``None`` for other formats or unreadable MIDI."""
+def _check_size_cheaply(data: bytes, extension: str, name: str, inflate_limit: int) -> None:
+    """422 for a theme that is plainly too large, found without music21's slow parse: more than
+    twice :data:`MAX_THEME_NOTES` notes (``<note`` tags of MusicXML/MXL, note-ons of MIDI), or a
+    MIDI file spanning more than :data:`MAX_MIDI_QUARTERS` quarter notes (music21 fills the span
+    with measures: a few bytes of delta time cost minutes and gigabytes)."""
     if extension == ".mid":
         import mido
 
         try:
             midi = mido.MidiFile(file=io.BytesIO(data))
         except Exception:  # noqa: BLE001 - any unreadable MIDI: music21 will report it properly
-            return None
-        return sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
-    if extension not in (".musicxml", ".xml", ".mxl"):
-        return None
-    chunks = _inflated_xml(data, name, inflate_limit) if extension == ".mxl" else [data]
-    count, tail = 0, b""
-    for chunk in chunks:  # a tag split between two chunks is counted once: the tail is shorter than a tag
-        joined = tail + chunk
-        count += joined.count(b"<note>") + joined.count(b"<note ")
-        tail = joined[-5:]
-    return count
+            return
+        notes = sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
+        quarters = max((sum(m.time for m in track) for track in midi.tracks), default=0) / max(midi.ticks_per_beat, 1)
+        if quarters > MAX_MIDI_QUARTERS:
+            raise HTTPException(422, f"{name}: spans {quarters:.0f} quarter notes, too long for a theme (at most "
+                                     f"{MAX_MIDI_QUARTERS}); export the passage alone")
+    elif extension in (".musicxml", ".xml", ".mxl"):
+        chunks = _inflated_xml(data, name, inflate_limit) if extension == ".mxl" else [data]
+        notes, tail = 0, b""
+        for chunk in chunks:  # a tag split between two chunks is counted once: the tail is shorter than a tag
+            joined = tail + chunk
+            notes += joined.count(b"<note>") + joined.count(b"<note ")
+            tail = joined[-5:]
+    else:
+        return
+    if notes > 2 * MAX_THEME_NOTES:
+        raise HTTPException(422, f"{name}: {notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); "
+                                 "choose a passage (measures) and/or one part")
 
 
 def _whole_number(raw: dict, key: str, default: int, low: int, high: int) -> int:
@@ -313,10 +326,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
         if extension is None:
             raise HTTPException(400, f"{name}: not a theme format the engine reads "
                                      f"({', '.join(sorted(set(THEME_FORMATS.values())))})")
-        notes = _count_notes_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
-        if notes is not None and notes > 2 * MAX_THEME_NOTES:
-            raise HTTPException(422, f"{name}: {notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); "
-                                     "choose a passage (measures) and/or one part")
+        _check_size_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
         return data, name, extension, raw
 
     async def error_answer(message: str, status: int) -> JSONResponse:

@@ -41,7 +41,12 @@ class WorkerLimits:
 
 
 class WorkerOverrun(Exception):
-    """A request ran over a limit: ``status`` (503, 504 or 507) and a one-line ``message``."""
+    """A request ran over a limit: ``status`` and a one-line ``message``.
+
+    422 when the request's own work needed more time or memory than a request may have (the
+    theme is too large to process: a client error, as 413 is for bytes), 503 when too many
+    requests are in hand.
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(status, message)
@@ -102,10 +107,10 @@ class WorkerPool:
         try:
             return await asyncio.wrap_future(future)
         except FutureTimeout:
-            raise WorkerOverrun(504, f"the request took longer than {self.limits.seconds:.0f} s; "
+            raise WorkerOverrun(422, f"the request took longer than {self.limits.seconds:.0f} s; "
                                      "choose a passage (measures) and/or one part") from None
         except (MemoryError, ProcessExpired):
-            raise WorkerOverrun(507, f"the request needed more than the {self.limits.memory_bytes // 2**20} MB "
+            raise WorkerOverrun(422, f"the request needed more than the {self.limits.memory_bytes // 2**20} MB "
                                      "a request may use; choose a passage (measures) and/or one part") from None
         finally:
             self.pending -= 1

@@ -130,6 +130,14 @@ def test_oversized_and_huge_themes_are_refused(indexed, tmp_path):
         midi.save(tmp_path / "many.mid")
         response = _upload(client, tmp_path / "many.mid")
         assert response.status_code == 422 and "20000 notes" in response.json()["error"]
+        long = mido.MidiFile()  # two notes a million beats apart: music21 would fill the gap with measures
+        long.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=0),
+                                           mido.Message("note_off", note=60, time=480),
+                                           mido.Message("note_on", note=62, time=480 * 10**6),
+                                           mido.Message("note_off", note=62, time=480)]))
+        long.save(tmp_path / "long.mid")
+        response = _upload(client, tmp_path / "long.mid")
+        assert response.status_code == 422 and "quarter notes, too long for a theme" in response.json()["error"]
 
 
 def _faiss_mtime(db: Path) -> int:

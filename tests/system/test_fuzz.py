@@ -1,8 +1,9 @@
-"""Bounded fuzzing (issue 15): mutated audio files and themes through ``index`` and ``query``.
+"""Bounded fuzzing: mutated audio files and themes through ``index`` and ``query``, and mutated
+uploads and JSON bodies through the HTTP API.
 
 Whatever the bytes, each command ends with a result or a one-line error (never a traceback,
-never a hang), and the index stays sound: ``PRAGMA integrity_check`` passes and a known theme
-is still found first.
+never a hang), each request with a result or a one-line 4xx (never a 500), and the index stays
+sound: ``PRAGMA integrity_check`` passes and a known theme is still found first.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import io
 import json
 import shutil
 import sqlite3
+import time
+from functools import partial
 
 import music21
 import numpy as np
@@ -18,6 +21,7 @@ import soundfile as sf
 
 import retrieval.theme
 from cli import main
+from db.store import IndexStore
 from models.tones import harmonic_tones
 from retrieval.theme import parse_corpus_work
 
@@ -100,3 +104,46 @@ def test_mutated_audio_and_themes_never_break_index_or_query(indexed, rendered_d
     assert main(["query", str(known), "--db", str(db), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["matches"][0]["path"].endswith("haydn_op74.wav")
 
+
+
+def _mutated_json(rng: np.random.Generator) -> bytes:
+    """A query body with one field given a hostile value, or the whole body's bytes mutated."""
+    fields = {"text": "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n", "format": "abc", "top": 3}
+    hostile = [None, [], {}, [1], "x", -1, 0, 10**30, 1e400, -1e400, True, "1-99999999999999999999", "\u0000",
+               "9" * 5000]
+    kind = rng.integers(3)
+    if kind == 0:
+        key = ["text", "format", "top", "candidates", "measures", "part", "rendering", "transpose"][rng.integers(8)]
+        fields[key] = hostile[rng.integers(len(hostile))]
+        return json.dumps(fields).encode()
+    if kind == 1:
+        return _mutate(json.dumps(fields).encode(), rng)
+    return json.dumps([fields] if rng.integers(2) else fields["text"]).encode()
+
+
+def test_mutated_requests_never_get_a_500_or_hang(indexed, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from retrieval.web.app import create_app
+    from retrieval.web.workers import WorkerLimits
+
+    rng = np.random.default_rng(SEED)
+    seeds = _seed_themes(tmp_path)
+    app = create_app(partial(IndexStore.open, indexed, readonly=True), workers=1, limits=WorkerLimits(seconds=30))
+    with TestClient(app) as client:
+        answers = []
+        for i in range(4 * CASES):
+            ext = list(seeds)[i % len(seeds)]
+            t0 = time.monotonic()
+            if i % 2:
+                response = client.post("/api/query", content=_mutated_json(rng),
+                                       headers={"Content-Type": "application/json"})
+            else:
+                response = client.post("/api/query", files={"theme": (f"fuzz.{ext}", _mutate(seeds[ext], rng))},
+                                       data={"top": str(rng.integers(-5, 500)), "measures": "1-2" if i % 4 else ""})
+            assert time.monotonic() - t0 < 60
+            answers.append(response.status_code)
+            assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
+            if response.status_code != 200:
+                assert "\n" not in response.json()["error"]
+        assert 200 in answers and any(400 <= a < 500 for a in answers)
