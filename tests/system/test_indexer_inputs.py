@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def small_disk(mount, tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
-    mount("-t", "tmpfs", "-o", "size=900k", "tmpfs", str(folder))
+    mount("-t", "tmpfs", "-o", "size=500k", "tmpfs", str(folder))  # the vector file alone takes 650 kB
     return folder
 
 
