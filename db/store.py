@@ -13,6 +13,9 @@ Tables, plain enough for any SQLite tool:
   converted by :meth:`IndexStore.compact`, float32 (the ``features_dtype`` setting says which).
 - ``pending_removals(recording_id)``: recordings deleted from the tables whose vectors may still
   be in the saved FAISS file.
+- ``frame_offsets(recording_id, offset, n_frames)``: where each recording's ``uint8`` frames lie
+  in the frames file ``PATH.frames-N`` (named by the ``frames_file`` setting; :mod:`db.frames`),
+  which readers map to score the hits of a lossy FAISS index exactly.
 
 Crash safety: every change to the tables is one transaction; the FAISS file is replaced
 atomically; ``in_index`` is set only after the FAISS file holding those vectors is saved, and
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import os
 import sqlite3
 import time
@@ -36,12 +40,13 @@ from urllib.parse import quote
 import numpy as np
 import sqlite_utils
 
+from db.frames import append_frames, map_frames
 from db.vectors import EXACT_FACTORY, FINGERPRINT_BLOCKS, VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
 from models.retrieval_features import FeatureSettings, shingles
 
-__all__ = ["FEATURE_DTYPES", "FEATURE_STEP", "FILE_ROW", "IndexStore", "Recording", "StoreError", "decode_features",
-           "encode_features"]
+__all__ = ["FEATURE_DTYPES", "FEATURE_STEP", "FILE_ROW", "IndexStore", "Recording", "StoreError", "StoredFrames",
+           "decode_features", "encode_features"]
 
 
 REPAIR_HINT = "run `cli.py index` on the collection again: it rebuilds the vectors from the stored features"
@@ -79,6 +84,21 @@ def _disk_full(error: BaseException) -> bool:
         return True
     return any(words in str(error) for words in ("database or disk is full", "No space left on device",
                                                  "Disk quota exceeded"))
+
+
+FRAME_OFFSETS_TABLE = ("CREATE TABLE IF NOT EXISTS frame_offsets (recording_id INTEGER PRIMARY KEY, "
+                       "offset INTEGER NOT NULL, n_frames INTEGER NOT NULL)")
+"""Where each recording's frames lie in the frames file (:mod:`db.frames`)."""
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """The frames file mapped: ``frames`` ``(F, 12)`` uint8 (value = round(255·x)), and per
+    recording id ``(max id + 1,)`` its first frame ``offsets`` and its ``lengths`` (0: none)."""
+
+    frames: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
 
 
 class StoreError(RetrievalError, RuntimeError):
@@ -152,6 +172,7 @@ class IndexStore:
         self._vectors: VectorIndex | None = None
         self._unsaved: tuple[list[int], list[int]] = ([], [])
         self._rebuild_all = False
+        self._frames: StoredFrames | None | bool = None  # False: looked, none usable
         row = db.execute("SELECT value FROM settings WHERE key = 'features_dtype'").fetchone()
         self.features_dtype = row[0] if row else "float32"
 
@@ -183,6 +204,7 @@ class IndexStore:
             db["recordings"].create_index(["path"], unique=True)
             db["features"].create({"recording_id": int, "data": bytes}, pk="recording_id")
             db["pending_removals"].create({"recording_id": int}, pk="recording_id")
+            db.execute(FRAME_OFFSETS_TABLE)
             db["settings"].insert({"key": "features", "value": settings.to_json()})
             db["settings"].insert({"key": "faiss_factory", "value": ""})
             db["settings"].insert({"key": "features_dtype", "value": features_dtype})
@@ -190,6 +212,8 @@ class IndexStore:
         for name, file in cls.files(path).items():  # the old index's log and vectors go before it does
             if name in ("wal", "shm", "vectors"):
                 file.unlink(missing_ok=True)
+        for file in path.parent.glob(f"{glob.escape(path.name)}.frames-*"):
+            file.unlink()
         os.replace(fresh, path)
         return cls.open(path)
 
@@ -218,6 +242,7 @@ class IndexStore:
             raise StoreError(f"{path}: not an index database (no feature settings)")
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute(FRAME_OFFSETS_TABLE)  # indexes made before it: filled at the next checkpoint
         return cls(path, db, FeatureSettings.from_json(row[0]), readonly)
 
     @staticmethod
@@ -460,6 +485,7 @@ class IndexStore:
         pending, todo = self._unsaved
         vectors.save(self.faiss_path, mode=self.path.stat().st_mode & 0o777)  # readable by the database's readers
         fingerprint = file_fingerprint(self.faiss_path)
+        frames_name, frame_rows, dropped, superseded = self._write_frames(set(pending) | set(todo))
         with self.db.conn:
             self.db["settings"].upsert({"key": "faiss_factory", "value": vectors.factory}, pk="key")
             self.db["settings"].upsert({"key": "faiss_fingerprint", "value": fingerprint}, pk="key")
@@ -467,12 +493,89 @@ class IndexStore:
                 self.db.execute("DELETE FROM pending_removals WHERE recording_id = ?", [rid])
             for rid in todo:
                 self.db.execute("UPDATE recordings SET in_index = 1 WHERE id = ?", [rid])
+            self.db.conn.executemany("DELETE FROM frame_offsets WHERE recording_id = ?", [[rid] for rid in dropped])
+            self.db.conn.executemany("INSERT OR REPLACE INTO frame_offsets VALUES (?, ?, ?)", frame_rows)
+            self.db["settings"].upsert({"key": "frames_file", "value": frames_name}, pk="key")
+        if superseded is not None:
+            superseded.unlink(missing_ok=True)
         self._unsaved = ([], [])
+
+    # -- the frames file (exact similarities for the vote; see db.frames) --------------------
+
+    def _frames_missing(self) -> bool:
+        """Whether an indexed recording has no frames in the frames file yet (an older index)."""
+        row = self.db.execute("SELECT count(*) FROM recordings r WHERE status = 'indexed' AND NOT EXISTS "
+                              "(SELECT 1 FROM frame_offsets f WHERE f.recording_id = r.id)").fetchone()
+        return row[0] > 0
+
+    def _uint8_frames(self, recording_id: int) -> np.ndarray:
+        row = self.db.execute("SELECT data FROM features WHERE recording_id = ?", [recording_id]).fetchone()
+        if self.features_dtype == "uint8":
+            return np.frombuffer(row[0], np.uint8).reshape(-1, 12)
+        return np.frombuffer(encode_features(decode_features(row[0], "float32"), "uint8"), np.uint8).reshape(-1, 12)
+
+    def _write_frames(self, changed: set[int]) -> tuple[str, list[tuple[int, int, int]], list[int], Path | None]:
+        """Append the frames of every indexed recording that has none (or ``changed`` ones) to the
+        frames file, before the transaction that records them: ``(file name, rows to insert,
+        recordings whose rows go, a superseded file to delete after it)``. When more than half
+        of the file belongs to recordings no longer there, all frames go to a new file instead."""
+        have = dict(self.db.execute("SELECT recording_id, n_frames FROM frame_offsets").fetchall())
+        indexed = [rid for (rid,) in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed'")]
+        name = self._setting("frames_file") or f"{self.path.name}.frames-1"
+        current = self.path.with_name(name)
+        live = sum(n for rid, n in have.items() if rid not in changed and rid in set(indexed))
+        in_file = current.stat().st_size // 12 if current.is_file() else 0
+        superseded = None
+        if in_file and (live == 0 or in_file > 2 * live + 2**20):  # a new generation holding live frames only
+            generation = int(name.rsplit("-", 1)[1]) + 1
+            superseded, name = current, f"{self.path.name}.frames-{generation}"
+            current = self.path.with_name(name)
+            current.unlink(missing_ok=True)
+            have = {}
+        todo = [rid for rid in indexed if rid in changed or rid not in have]
+        dropped = [rid for rid in have if rid in changed or rid not in set(indexed)]
+        arrays = [self._uint8_frames(rid) for rid in todo]
+        offsets = append_frames(current, arrays, self.path.stat().st_mode & 0o777) if todo else []
+        rows = [(rid, offset, len(a)) for rid, offset, a in zip(todo, offsets, arrays, strict=True)]
+        return name, rows, dropped, superseded
+
+    def _frames_bytes(self) -> int:
+        name = self._setting("frames_file")
+        file = self.path.with_name(name) if name else None
+        return file.stat().st_size if file is not None and file.is_file() else 0
+
+    def stored_frames(self) -> StoredFrames | None:
+        """Every indexed recording's ``uint8`` frames, memory-mapped (``None`` for an index whose
+        frames file is missing or older than its tables: search then votes with FAISS's scores)."""
+        if self._frames is None:
+            self._frames = self._map_frames() or False
+        return self._frames or None
+
+    def _map_frames(self) -> StoredFrames | None:
+        own = not self.db.conn.in_transaction
+        try:
+            if own:
+                self.db.execute("BEGIN")  # the file name and its offsets from one snapshot
+            try:
+                name = self._setting("frames_file")
+                rows = np.array(self.db.execute("SELECT recording_id, offset, n_frames FROM frame_offsets").fetchall(),
+                                dtype=np.int64).reshape(-1, 3)
+            finally:
+                if own:
+                    self.db.execute("COMMIT")
+            frames = map_frames(self.path.with_name(name)) if name else None
+        except (sqlite3.OperationalError, OSError):  # no such table (an older index), or no file
+            return None
+        if frames is None or not len(rows) or (rows[:, 1] + rows[:, 2]).max() > len(frames):
+            return None
+        offsets, lengths = np.zeros(rows[:, 0].max() + 1, np.int64), np.zeros(rows[:, 0].max() + 1, np.int64)
+        offsets[rows[:, 0]], lengths[rows[:, 0]] = rows[:, 1], rows[:, 2]
+        return StoredFrames(frames, offsets, lengths)
 
     def checkpoint(self) -> None:
         """Make every change so far durable and searchable (nothing is written when nothing changed)."""
         self.sync_vectors()
-        if any(self._unsaved) or not self.faiss_path.is_file():
+        if any(self._unsaved) or not self.faiss_path.is_file() or self._frames_missing():
             self.save_vectors()
 
     def reorganise(self) -> bool:
@@ -535,8 +638,9 @@ class IndexStore:
             "shingles": len(self.vectors()) if self.faiss_path.is_file() else 0,
             "index_factory": self.factory or "(none yet)",
             "faiss_bytes": self.faiss_path.stat().st_size if self.faiss_path.is_file() else 0,
+            "frames_bytes": self._frames_bytes(),
             "db_bytes": self.path.stat().st_size,
-            "bytes_per_audio_hour": ((self.path.stat().st_size + (self.faiss_path.stat().st_size
+            "bytes_per_audio_hour": ((self.path.stat().st_size + self._frames_bytes() + (self.faiss_path.stat().st_size
                                       if self.faiss_path.is_file() else 0)) / (q[1] / 3600)) if q[1] else None,
             "features_dtype": self.features_dtype,
             "settings": asdict(self.settings),

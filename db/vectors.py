@@ -167,6 +167,11 @@ class VectorIndex:
         atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp), mode)
 
     @property
+    def lossy(self) -> bool:
+        """Whether the index scores with compressed codes (product or scalar quantisation), not the vectors."""
+        return any(code in self.factory for code in ("PQ", "SQ", "RQ", "LSH", "LSQ"))
+
+    @property
     def dim(self) -> int:
         return self.index.d
 

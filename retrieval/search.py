@@ -108,6 +108,7 @@ class Collection(Protocol):
     settings: FeatureSettings
 
     def vectors(self): ...
+    def stored_frames(self): ...  # every recording's uint8 frames mapped (db.store.StoredFrames), or None
     def features(self, recording_id: int) -> np.ndarray: ...
     def recording(self, recording_id: int): ...
     def recordings(self, status: str | None = None) -> list: ...
@@ -212,13 +213,62 @@ def _shingle_hits(collection: Collection, themes: Sequence[Sequence[QueryVariant
             owner.append(np.full(len(starts), vi))
             offset.append(starts)
             theme_of.append(np.full(len(starts), ti))
-    sims, rids, frames = collection.vectors().search(np.concatenate(queries), k)
+    vectors, all_queries = collection.vectors(), np.concatenate(queries)
+    sims, rids, frames = vectors.search(all_queries, k)
+    stored = collection.stored_frames() if getattr(vectors, "lossy", False) else None
+    if stored is not None:
+        sims, rids, frames = _rescored(stored, all_queries, sims, rids, frames, settings.shingle_length)
     owner_a, offset_a, theme_a = np.concatenate(owner), np.concatenate(offset), np.concatenate(theme_of)
     found: list[_Hits | None] = []
     for ti in range(len(themes)):
         rows = np.flatnonzero(theme_a == ti)
         found.append(_hits(sims[rows], rids[rows], frames[rows], owner_a[rows], offset_a[rows]))
     return found
+
+
+def _rescored(stored, queries: np.ndarray, sims: np.ndarray, rids: np.ndarray, frames: np.ndarray,
+              length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hits ``(n_queries, k)`` of a lossy index with their exact cosine similarities, computed
+    from the stored frames (``stored``: :class:`db.store.StoredFrames`; within the ``uint8`` error),
+    each query's re-sorted best first as FAISS sorts them. A compressed code's error is of the order
+    of the differences the vote must see: in a large collection the right passage's hits fall behind
+    near-duplicates of others (docs/benchmarks.md, exact similarities in the vote)."""
+    exact = np.empty(sims.shape, np.float32)
+    _exact_cosines(stored.frames, stored.offsets, stored.lengths, np.ascontiguousarray(queries, np.float32),
+                   np.ascontiguousarray(rids, np.int64), np.ascontiguousarray(frames, np.int64),
+                   np.ascontiguousarray(sims, np.float32), length, exact)
+    order = np.argsort(-exact, axis=1, kind="stable")
+    return (np.take_along_axis(exact, order, 1), np.take_along_axis(rids, order, 1),
+            np.take_along_axis(frames, order, 1))
+
+
+@njit_cached(nogil=True)
+def _exact_cosines(stored: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, queries: np.ndarray,
+                   rids: np.ndarray, starts: np.ndarray, fallback: np.ndarray, length: int,
+                   out: np.ndarray) -> None:  # pragma: no cover (compiled)
+    """``out[i, j]``: cosine similarity of unit query ``queries[i]`` ``(12·length,)`` and the stored
+    shingle of recording ``rids[i, j]`` from frame ``starts[i, j]`` (``stored`` ``(F, 12)`` uint8,
+    the recording's frames from ``offsets[r]``, ``lengths[r]`` of them; frames past its end count
+    as zeros, as in :func:`models.retrieval_features.shingles`); ``-inf`` for no hit, ``fallback``
+    where the recording has no stored frames."""
+    for i in range(rids.shape[0]):
+        for j in range(rids.shape[1]):
+            r = rids[i, j]
+            if r < 0:
+                out[i, j] = -np.inf
+                continue
+            if r >= len(lengths) or lengths[r] == 0:
+                out[i, j] = fallback[i, j]
+                continue
+            base = offsets[r] + starts[i, j]
+            n = min(length, lengths[r] - starts[i, j])
+            dot, norm = 0.0, 0.0
+            for f in range(n):
+                for c in range(12):
+                    value = float(stored[base + f, c])
+                    dot += value * queries[i, f * 12 + c]
+                    norm += value * value
+            out[i, j] = dot / np.sqrt(norm) if norm > 0 else 0.0
 
 
 def _hits(sims: np.ndarray, rids: np.ndarray, frames: np.ndarray, owner: np.ndarray,

@@ -1,0 +1,103 @@
+"""How much of the large-collection gap exact similarities in the vote close (docs/benchmarks.md).
+
+    python bench/exact_rescoring.py --source H.db H.csv --source B.db B.csv [--hours 100]
+                                    [--queries 20] [--neighbours 256 1024] [--work-dir DIR]
+                                    [--json-out OUT.json]
+
+Builds the ``--hours`` collection of ``bench/query_latency.py`` (the sources' stored features in
+transformed copies) and answers the same themes with the ANN stage as it is and with every FAISS
+hit re-scored exactly (what search does by default on a lossy index): the hit's shingle gathered
+from the stored ``uint8`` frames (the memory-mapped frames file) and its cosine similarity with
+the query shingle computed, before the vote. Prints, per neighbour count, how often the right
+recording is among the candidates, the MRR, and the ANN stage's time; exhaustive DTW on the same
+themes gives the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from query_latency import build  # the script beside this one (bench/ is on sys.path when run as a script)
+
+import retrieval.search as search
+from db.store import IndexStore, StoredFrames
+from retrieval.benchmark import read_ground_truth
+from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.query import QueryOptions, query
+
+
+def measure(store: IndexStore, rows: list[dict], neighbours: int, frames: StoredFrames | None) -> dict:
+    """Candidate recall, MRR and ANN time of ``rows``' themes, the vote on exact similarities (from
+    ``frames``) or, with ``None``, on FAISS's."""
+    store.stored_frames = lambda: frames
+    options = QueryOptions(neighbours=neighbours, top=search.CANDIDATES)
+    query(store, rows[0]["query"], options)  # warm-up
+    rankings, ann = [], []
+    for row in rows:
+        result = query(store, row["query"], options)
+        rankings.append([Path(m.path).stem for m in result.matches])
+        ann.append(result.timings.ann)
+    relevant = [r["recording"] for r in rows]
+    return {"neighbours": neighbours, "exact": frames is not None,
+            "candidate_recall": float(np.mean([rel in rk for rel, rk in zip(relevant, rankings, strict=True)])),
+            "mrr": mean_reciprocal_rank(rankings, relevant), "ann_ms_p50": float(np.median(ann) * 1000)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
+    parser.add_argument("--hours", type=float, default=100.0)
+    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    sources, rows = [], []
+    for index, truth in args.source:
+        truth_rows = read_ground_truth(truth)
+        sources.append(IndexStore.open(index, readonly=True))
+        rows += truth_rows[:: max(1, len(truth_rows) // args.queries)][: args.queries]
+    folder = args.work_dir or Path(tempfile.mkdtemp())
+    target = folder / f"collection_{args.hours:g}h.db"
+    if not target.exists():
+        base = sum(s.stats()["hours"] for s in sources)
+        t0 = time.perf_counter()
+        build(sources, target, max(1, round(args.hours / base)), None).close()
+        print(f"built {target} in {time.perf_counter() - t0:.0f} s", flush=True)
+    store = IndexStore.open(target, readonly=True)
+    stats = store.stats()
+    print(f"{stats['hours']:.1f} h, {stats['shingles']:,} shingles, {stats['index_factory']}; {len(rows)} themes")
+    frames = store.stored_frames()
+    if frames is None:
+        raise SystemExit(f"{target}: no frames file (built by an older version): delete it and run again")
+    table = []
+    print("| neighbours | similarities | right recording among candidates | MRR | ANN p50 ms |")
+    print("|---:|---|---:|---:|---:|")
+    for k in args.neighbours:
+        for stored in (None, frames):
+            r = measure(store, rows, k, stored)
+            table.append(r)
+            print(f"| {k} | {'exact' if r['exact'] else 'FAISS codes'} | {r['candidate_recall']:.2f} | "
+                  f"{r['mrr']:.3f} | {r['ann_ms_p50']:.0f} |", flush=True)
+            if args.json_out:
+                args.json_out.write_text(json.dumps(table, indent=2))
+    if args.exhaustive:
+        slow = [[Path(m.path).stem for m in query(store, r["query"], exhaustive=True, top=10).matches] for r in rows]
+        mrr = mean_reciprocal_rank(slow, [r["recording"] for r in rows])
+        print(f"exhaustive DTW on the same themes: MRR {mrr:.3f}")
+        table.append({"exhaustive_mrr": mrr})
+        if args.json_out:
+            args.json_out.write_text(json.dumps(table, indent=2))
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Exact similarities in the vote of a lossy index: the frames file, its upkeep, and what it finds."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from db.store import FEATURE_STEP, IndexStore
+from indexer.demo import DEMO_THEME
+from models.retrieval_features import shingles
+from retrieval.query import query
+from retrieval.search import _rescored
+from retrieval.theme import parse_corpus_work
+
+PQ = "IVF16,PQ16x4fs"  # lossy codes small enough to train on the demo collection
+
+
+@pytest.fixture(scope="module")
+def lossy(indexed, tmp_path_factory) -> Path:
+    """The demo collection's index with PQ codes instead of exact vectors."""
+    db = tmp_path_factory.mktemp("lossy") / "index.db"
+    source = IndexStore.open(indexed, readonly=True)
+    store = IndexStore.create(db, replace(source.settings, index_factory=PQ))
+    for rec, features in source.iter_features():
+        store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
+                                                        "channels", "model_id")}, features)
+    store.rebuild_vectors(PQ)
+    store.close()
+    source.close()
+    return db
+
+
+def test_hits_are_rescored_to_the_stored_shingles_cosine(lossy):
+    store = IndexStore.open(lossy, readonly=True)
+    assert store.vectors().lossy and store.stored_frames() is not None
+    queries = shingles(store.features(3), 16, 2)[1][5:25]
+    sims, rids, frames = store.vectors().search(queries, 40)
+    exact, rids, frames = _rescored(store.stored_frames(), queries, sims, rids, frames, 16)
+    direct = np.array([[shingles(store.features(int(r)), 16, 1)[1][f] @ q for r, f in zip(row_r, row_f, strict=True)]
+                       for q, row_r, row_f in zip(queries, rids, frames, strict=True)])
+    assert np.abs(exact - direct).max() < 4 * FEATURE_STEP  # the uint8 rounding, nothing more
+    assert np.all(np.diff(exact, axis=1) <= 0)  # each query's hits best first, as FAISS gives them
+    assert np.abs(sims - np.sort(direct, axis=1)[:, ::-1]).max() > 0.05  # the codes alone are far off
+    store.close()
+
+
+def test_the_frames_file_follows_updates_and_removals(lossy, tmp_path):
+    db = tmp_path / "index.db"
+    for suffix in ("", ".faiss"):
+        shutil.copy(f"{lossy}{suffix}", f"{db}{suffix}")
+    for file in lossy.parent.glob("index.db.frames-*"):
+        shutil.copy(file, tmp_path / file.name)
+    store = IndexStore.open(db)
+    rows = {r.id: r for r in store.recordings()}
+    changed = store.features(2)[::-1].copy()  # "re-indexed" with other content
+    store.put_indexed({c: getattr(rows[2], c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
+                                                         "channels", "model_id")}, changed)
+    store.delete([4])
+    store.checkpoint()
+    store.close()
+    reader = IndexStore.open(db, readonly=True)
+    stored = reader.stored_frames()
+    for rec in reader.recordings("indexed"):
+        got = stored.frames[stored.offsets[rec.id]:stored.offsets[rec.id] + stored.lengths[rec.id]]
+        assert np.array_equal(got.astype(np.float32) * np.float32(FEATURE_STEP), reader.features(rec.id))
+    assert stored.lengths[4] == 0 if len(stored.lengths) > 4 else True
+    reader.close()
+
+
+def test_an_index_without_a_frames_file_votes_on_codes_and_the_next_run_adds_it(lossy, rendered_dir, tmp_path):
+    db = tmp_path / "index.db"
+    for suffix in ("", ".faiss"):
+        shutil.copy(f"{lossy}{suffix}", f"{db}{suffix}")
+    with sqlite3.connect(db) as conn:  # as an index made before the frames file
+        conn.execute("DROP TABLE frame_offsets")
+        conn.execute("DELETE FROM settings WHERE key = 'frames_file'")
+    theme = tmp_path / "theme.musicxml"
+    parse_corpus_work("haydn/opus74no1/movement3").measures(9, 12).parts[0].write("musicxml", fp=theme)
+    reader = IndexStore.open(db, readonly=True)
+    assert reader.stored_frames() is None
+    assert query(reader, theme, top=1).matches[0].path.endswith("haydn_op74.wav")
+    reader.close()
+    writer = IndexStore.open(db)
+    writer.checkpoint()  # the next index run: the frames of every recording are written once
+    writer.close()
+    reader = IndexStore.open(db, readonly=True)
+    assert reader.stored_frames() is not None and (reader.stored_frames().lengths > 0).sum() == 5
+    reader.close()
+
+
+def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, tmp_path):
+    """200,000 shingles of random chroma with the same smoothness as music, plus the demo collection."""
+    source = IndexStore.open(indexed, readonly=True)
+    factory = "IVF256,PQ16x4fs"
+    store = IndexStore.create(tmp_path / "large.db", replace(source.settings, index_factory=factory))
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        steps = rng.random((4000 // 8, 12)) ** 4  # a chord every 8 frames, held
+        noise = np.repeat(steps, 8, axis=0) + 0.05 * rng.random((4000, 12))
+        features = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
+        store.put_indexed({"path": f"/noise/{i}.wav", "size": 0, "mtime": 0.0, "hash": "", "duration": 320.0,
+                           "sample_rate": 22050, "channels": 1, "model_id": source.settings.model_id}, features)
+    for rec, features in source.iter_features():
+        store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
+                                                        "channels", "model_id")}, features)
+    store.rebuild_vectors(factory)
+    store.close()
+    source.close()
+    work, measures, part = DEMO_THEME
+    theme = tmp_path / "theme.musicxml"
+    parse_corpus_work(work).measures(*measures).parts[part].write("musicxml", fp=theme)
+    reader = IndexStore.open(tmp_path / "large.db", readonly=True)
+    assert len(reader.vectors()) > 200_000
+    best = query(reader, theme, top=1).matches[0]
+    assert best.path.endswith("haydn_op74.wav") and 10.0 < best.start < 14.0
+    reader.stored_frames = lambda: None  # the vote on the codes' similarities alone: not even a candidate
+    assert not any(m.path.endswith("haydn_op74.wav") for m in query(reader, theme, top=30).matches)
+    reader.close()
