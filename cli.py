@@ -173,7 +173,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"recordings  {stats['recordings']} ({stats['hours']:.2f} h of audio)")
     per_hour = stats["bytes_per_audio_hour"]
     print(f"shingles    {stats['shingles']} in FAISS {stats['index_factory']}, "
-          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['db_bytes'] / 2**20:.1f} MiB SQLite)"
+          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['frames_bytes'] / 2**20:.1f} MiB frames, "
+          f"{stats['db_bytes'] / 2**20:.1f} MiB SQLite)"
           + (f"; {per_hour / 2**20:.1f} MiB per audio hour" if per_hour else ""))
     settings = stats["settings"]
     print("settings    " + ", ".join(f"{k}={v}" for k, v in settings.items()))

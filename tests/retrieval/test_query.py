@@ -154,7 +154,8 @@ def test_several_themes_in_one_call_equal_single_calls(store, tmp_path, capsys):
 def test_status_reports_bytes_per_audio_hour(store, capsys):
     assert main(["status", "--db", str(store.path), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["bytes_per_audio_hour"] == pytest.approx((stats["db_bytes"] + stats["faiss_bytes"]) / stats["hours"])
+    on_disk = stats["db_bytes"] + stats["faiss_bytes"] + stats["frames_bytes"]
+    assert stats["frames_bytes"] > 0 and stats["bytes_per_audio_hour"] == pytest.approx(on_disk / stats["hours"])
 
 
 def test_neighbours_reach_the_ann_stage_and_are_validated(store):
