@@ -63,20 +63,41 @@ def _start_worker(open_collection: Callable[[], Collection], memory_bytes: int) 
     import retrieval.query  # noqa: F401
     import retrieval.web.notation  # noqa: F401
 
-    _WORKER.update(open=open_collection, collection=None, version=None)
+    _WORKER.update(open=open_collection, collection=None, version=None, memory=memory_bytes)
+    _limit_memory()
+
+
+def _limit_memory() -> None:
+    """Cap this process's address space at what it holds now plus the request budget (the soft
+    limit only: it is raised again, up to the hard limit, when an index is mapped anew)."""
     with open("/proc/self/status") as status:
         size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    limit = size_kb * 1024 + memory_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    soft = size_kb * 1024 + _WORKER["memory"]
+    resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
 def worker_collection(version: object) -> Collection:
-    """The worker's collection, reopened if the index's ``version`` changed (call in a worker only)."""
+    """The worker's collection, reopened if the index's ``version`` changed (call in a worker only).
+
+    Its vectors and frames are mapped when it opens, and the memory cap moved above them: the
+    index's mappings (hundreds of MB for thousands of hours) are not a request's cost.
+    """
     if _WORKER.get("version") != version or _WORKER.get("collection") is None:
         old = _WORKER.get("collection")
         if old is not None and hasattr(old, "close"):
             old.close()
-        _WORKER["collection"], _WORKER["version"] = _WORKER["open"](), version
+        del old, _WORKER["collection"]  # its mappings go before the new ones are counted
+        resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
+        collection = _WORKER["open"]()
+        for mapped in ("vectors", "stored_frames"):
+            if hasattr(collection, mapped):
+                try:
+                    getattr(collection, mapped)()
+                except Exception:  # noqa: BLE001 - an unreadable index: the request itself will say why
+                    break
+        _WORKER["collection"], _WORKER["version"] = collection, version
+        _limit_memory()
     return _WORKER["collection"]
 
 
