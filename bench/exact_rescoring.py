@@ -1,7 +1,7 @@
 """How much of the large-collection gap exact similarities in the vote close (docs/benchmarks.md).
 
     python bench/exact_rescoring.py --source H.db H.csv --source B.db B.csv [--hours 100]
-                                    [--queries 20] [--neighbours 256 1024] [--work-dir DIR]
+                                    [--queries 20] [--neighbours 256 1024] [--nprobe 64] [--work-dir DIR]
                                     [--json-out OUT.json]
 
 Builds the ``--hours`` collection of ``bench/query_latency.py`` (the sources' stored features in
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from query_latency import build  # the script beside this one (bench/ is on sys.path when run as a script)
 
+import db.vectors
 import retrieval.search as search
 from db.store import IndexStore, StoredFrames
 from retrieval.benchmark import read_ground_truth
@@ -55,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=100.0)
     parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
     parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE, help="inverted lists visited per shingle")
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
+    db.vectors.NPROBE = args.nprobe
     sources, rows = [], []
     for index, truth in args.source:
         truth_rows = read_ground_truth(truth)
