@@ -87,17 +87,19 @@ def worker_collection(version: object) -> Collection:
         old = _WORKER.get("collection")
         if old is not None and hasattr(old, "close"):
             old.close()
-        del old, _WORKER["collection"]  # its mappings go before the new ones are counted
+        old = _WORKER["collection"] = None  # its mappings go before the new ones are counted
         resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
-        collection = _WORKER["open"]()
-        for mapped in ("vectors", "stored_frames"):
-            if hasattr(collection, mapped):
-                try:
-                    getattr(collection, mapped)()
-                except Exception:  # noqa: BLE001 - an unreadable index: the request itself will say why
-                    break
-        _WORKER["collection"], _WORKER["version"] = collection, version
-        _limit_memory()
+        try:
+            collection = _WORKER["open"]()
+            for mapped in ("vectors", "stored_frames"):
+                if hasattr(collection, mapped):
+                    try:
+                        getattr(collection, mapped)()
+                    except Exception:  # noqa: BLE001 - an unreadable index: the request itself will say why
+                        break
+            _WORKER["collection"], _WORKER["version"] = collection, version
+        finally:
+            _limit_memory()  # also when the index cannot be opened now: the cap is never left raised
     return _WORKER["collection"]
 
 
