@@ -1,0 +1,160 @@
+"""Renderings that sound like orchestras: the score's dynamics, accents and articulation reach the
+audio by the mapped amounts, and the room's reverberation decays as asked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import music21
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from retrieval.expression import (
+    ARTICULATION_DB,
+    DYNAMIC_DB,
+    HAIRPIN_DB,
+    LEGATO,
+    PIZZICATO_PROGRAM,
+    SFORZANDO_DB,
+    expressive_notes,
+    score_expression,
+    velocity_for,
+)
+from retrieval.room import energy_decay_db, in_room, room_response
+from retrieval.theme import theme_from_stream
+
+ROOT = Path(__file__).resolve().parents[2]
+SR = 22050
+
+
+def _part(marks: dict[int, object], n: int = 8, program: int | None = None) -> music21.stream.Part:
+    """``n`` quarter notes of G4 at ♩ = 60 (one per second); ``marks[i]`` is inserted at note i
+    (a Dynamic, TextExpression or an articulation, which goes on the note)."""
+    part = music21.stream.Part()
+    if program is not None:
+        instrument = music21.instrument.Violin()
+        instrument.midiProgram = program
+        part.insert(0, instrument)
+    part.insert(0, music21.tempo.MetronomeMark(number=60))
+    for i in range(n):
+        note = music21.note.Note("G4", quarterLength=1)
+        mark = marks.get(i)
+        if isinstance(mark, music21.articulations.Articulation):
+            note.articulations.append(mark)
+        elif mark is not None:
+            part.insert(float(i), mark)
+        part.insert(float(i), note)
+    return part
+
+
+def _velocities(part: music21.stream.Part) -> list[int]:
+    score = music21.stream.Score([part])
+    theme = theme_from_stream(score, whole_score=True)
+    return expressive_notes(theme.notes, score_expression(score))[1]
+
+
+def _note_levels_db(audio: np.ndarray, count: int) -> np.ndarray:
+    """RMS level (dB) of the steady part (0.2–0.6 s) of each one-second note, shape (count,)."""
+    return np.array([20 * np.log10(np.sqrt(np.mean(audio[int((i + 0.2) * SR):int((i + 0.6) * SR)] ** 2)))
+                     for i in range(count)])
+
+
+def _render(tmp_path: Path, score: music21.stream.Score, *options: str) -> tuple[np.ndarray, dict]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    source = tmp_path / "planted.musicxml"
+    score.write("musicxml", fp=source)
+    out = tmp_path / "audio"
+    subprocess.run([sys.executable, "bench/render_scores.py", str(out), str(source), "--tempo-variation", "0",
+                    "--jobs", "1", *options], cwd=ROOT, check=True, capture_output=True, text=True)
+    audio, sample_rate = sf.read(out / "planted.wav", dtype="float32")
+    assert sample_rate == SR
+    return audio, json.loads((out / "planted.timing.json").read_text())
+
+
+def test_a_planted_piano_to_forte_raises_the_rendered_level_by_the_mapped_amount(tmp_path):
+    part = _part({0: music21.dynamics.Dynamic("p"), 4: music21.dynamics.Dynamic("f")})
+    audio, timing = _render(tmp_path, music21.stream.Score([part]), "--expression")
+    levels = _note_levels_db(audio, 8)
+    assert timing["expression"] is True and timing["room"] is None
+    assert np.ptp(levels[:4]) < 0.3 and np.ptp(levels[4:]) < 0.3
+    mapped = 20 * np.log10(velocity_for(DYNAMIC_DB["f"]) / velocity_for(DYNAMIC_DB["p"]))
+    assert mapped == pytest.approx(DYNAMIC_DB["f"] - DYNAMIC_DB["p"], abs=0.5)  # velocity rounding only
+    assert levels[4:].mean() - levels[:4].mean() == pytest.approx(mapped, abs=0.5)
+    plain, _ = _render(tmp_path / "plain", music21.stream.Score([_part({0: music21.dynamics.Dynamic("p"),
+                                                                        4: music21.dynamics.Dynamic("f")})]))
+    assert np.ptp(_note_levels_db(plain, 8)) < 0.3  # without --expression every note is equal
+
+
+@pytest.mark.parametrize("mark, gain", [(music21.articulations.Accent(), ARTICULATION_DB[music21.articulations.Accent]),
+                                        (music21.dynamics.Dynamic("sf"), SFORZANDO_DB + 3.5)])
+def test_an_accent_affects_one_note(tmp_path, mark, gain):
+    part = _part({0: music21.dynamics.Dynamic("mf"), 3: mark})
+    velocities = _velocities(part)
+    assert [i for i, v in enumerate(velocities) if v != velocities[0]] == [3]
+    levels = _note_levels_db(_render(tmp_path, music21.stream.Score([part]), "--expression")[0], 8)
+    others = np.delete(levels, 3)
+    assert np.ptp(others) < 0.3
+    assert levels[3] - others.mean() == pytest.approx(gain, abs=0.6)  # sf: at least f, 6 dB above it
+
+
+def test_hairpins_ramp_to_the_next_mark_and_text_crescendo_without_one_rises_by_default():
+    wedge_part = _part({0: music21.dynamics.Dynamic("p"), 6: music21.dynamics.Dynamic("f")})
+    notes = list(wedge_part.recurse().notes)
+    wedge_part.insert(0, music21.dynamics.Crescendo(notes[1], notes[5]))
+    levels = 20 * np.log10(np.array(_velocities(wedge_part)) / velocity_for(0.0))
+    assert levels[:2] == pytest.approx([DYNAMIC_DB["p"]] * 2, abs=0.4)
+    assert np.all(np.diff(levels[1:6]) > 1.0)  # rising across the hairpin
+    assert levels[6:] == pytest.approx([DYNAMIC_DB["f"]] * 2, abs=0.4)
+    text_part = _part({0: music21.dynamics.Dynamic("p"), 2: music21.expressions.TextExpression("cresc.")}, n=12)
+    levels = 20 * np.log10(np.array(_velocities(text_part)) / velocity_for(0.0))
+    assert levels[-1] - levels[0] == pytest.approx(HAIRPIN_DB, abs=0.5)
+    assert np.all(np.diff(levels[2:11]) > 0.3)
+
+
+def test_staccato_shortens_and_pizzicato_switches_a_string_part():
+    part = _part({1: music21.articulations.Staccato(), 3: music21.expressions.TextExpression("pizz."),
+                  6: music21.expressions.TextExpression("arco")}, program=40)
+    score = music21.stream.Score([part])
+    theme = theme_from_stream(score, whole_score=True)
+    played, _ = expressive_notes(theme.notes, score_expression(score))
+    assert [round(n.duration, 2) for n in played[:3]] == [LEGATO, 0.5, LEGATO]
+    assert [n.program for n in played] == [40, 40, 40] + [PIZZICATO_PROGRAM] * 3 + [40, 40]
+
+
+def test_the_room_decays_by_60_db_in_rt60_and_faster_at_high_frequencies():
+    response = room_response(1.8, SR, brightness=0.5, seed=3)
+
+    def t30(signal: np.ndarray) -> float:  # reverberation time from the −5 … −35 dB slope
+        edc = energy_decay_db(signal)
+        return 2 * (np.argmax(edc < -35) - np.argmax(edc < -5)) / SR
+
+    low = scipy.signal.sosfilt(scipy.signal.butter(4, [100, 400], "bandpass", fs=SR, output="sos"), response)
+    high = scipy.signal.sosfilt(scipy.signal.butter(4, [6000, 9000], "bandpass", fs=SR, output="sos"), response)
+    assert t30(low) == pytest.approx(1.8, rel=0.1)
+    assert t30(high) == pytest.approx(1.8 * 0.5 ** (np.log2(7500 / 500) / np.log2(16)), rel=0.15)
+    assert np.sum(response ** 2) == pytest.approx(1.0, rel=1e-4)
+
+    click = np.zeros(SR, dtype=np.float32)
+    click[0] = 0.5
+    heard = in_room(click, response, direct_to_reverberant_db=3.0)
+    assert heard[0] == pytest.approx(0.5 + 10 ** (-3 / 20) * 0.5 * response[0], abs=1e-5)
+    reverberant = np.sum(heard[1:].astype(np.float64) ** 2)
+    assert 10 * np.log10(0.25 / reverberant) == pytest.approx(3.0, abs=0.3)
+
+
+def test_several_soundfonts_and_rooms_are_drawn_per_score_and_recorded(tmp_path):
+    score = music21.stream.Score([_part({})])
+    audio, timing = _render(tmp_path, score, "--room", "--soundfont", "default")
+    assert timing["soundfont"] == "TimGM6mb.sf2"
+    assert 1.6 <= timing["room"]["rt60"] <= 2.4
+    assert len(audio) > 8 * SR + timing["room"]["rt60"] * SR  # the hall rings on after the last note
+    again, _ = _render(tmp_path / "again", score, "--room", "--soundfont", "default")
+    assert np.array_equal(audio, again)
+    refused = subprocess.run([sys.executable, "bench/render_scores.py", str(tmp_path / "x"), "y.mxl", "--expression",
+                              "--melody-velocity", "127"], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and "exclude each other" in refused.stderr
