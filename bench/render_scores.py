@@ -20,7 +20,9 @@ Renderings that sound like orchestras: ``--expression`` plays each part by its o
 ``--soundfont`` (repeatable; ``default`` is pretty_midi's TimGM6mb) gives each score one of the
 listed General MIDI SoundFonts, chosen by its file name; ``--room`` puts it in a hall
 (:mod:`retrieval.room`: reverberation time 1.6–2.4 s, direct sound 0–6 dB above the reverberation,
-drawn per score from its name). What was chosen is recorded in the timing file. Existing outputs are
+drawn per score from its name); ``--pedal`` and ``--humanize`` play like a pianist
+(:func:`retrieval.expression.sustain_pedal`, :func:`retrieval.expression.humanize`). What was
+chosen is recorded in the timing file. Existing outputs are
 kept (re-runs resume).
 """
 
@@ -41,7 +43,7 @@ import soundfile as sf
 
 from models.files import atomic_write, atomic_write_text
 from models.frontend import SAMPLE_RATE
-from retrieval.expression import expressive_notes, score_expression
+from retrieval.expression import expressive_notes, humanize, score_expression, sustain_pedal
 from retrieval.room import in_room, room_response
 from retrieval.soundfont import default_soundfont, render_notes, tempo_warp_for, vary_tempo
 from retrieval.theme import NoteEvent, load_theme, parse_score, theme_from_stream
@@ -69,6 +71,8 @@ class Rendering:
     expression: bool = False
     soundfonts: tuple[Path, ...] = ()
     room: bool = False
+    pedal: float | None = None
+    humanize: bool = False
 
     def choices(self, stem: str) -> dict[str, Any]:
         """This score's SoundFont and room, drawn from its name (reproducible)."""
@@ -80,17 +84,19 @@ class Rendering:
         return {"soundfont": soundfont, "room": room}
 
 
-def render_one(score: Path, out_dir: Path, how: Rendering) -> tuple[str, float]:
-    target, timing = out_dir / f"{score.stem}.wav", out_dir / f"{score.stem}.timing.json"
+def render_one(score: Path, out_dir: Path, how: Rendering, stem: str | None = None) -> tuple[str, float]:
+    """Render ``score`` to ``out_dir/STEM.wav`` with its timing file (STEM: the score's, unless given)."""
+    stem = stem or score.stem
+    target, timing = out_dir / f"{stem}.wav", out_dir / f"{stem}.timing.json"
     if target.exists() and timing.exists():
         return target.name, sf.info(target).duration
     parsed = parse_score(score)
     theme = theme_from_stream(parsed, name=str(score), whole_score=True)
-    seed = zlib.crc32(score.stem.encode())
+    seed = zlib.crc32(stem.encode())
     warp = tempo_warp_for(theme.notes, depth=how.tempo_variation, seed=seed)
-    choices = how.choices(score.stem)
+    choices = how.choices(stem)
     record = {"score": score.name, "start": theme.start, "tempo": theme.tempo.as_dict(), "warp": warp.as_dict(),
-              "expression": how.expression, "room": choices["room"],
+              "expression": how.expression, "pedal": how.pedal, "humanize": how.humanize, "room": choices["room"],
               "soundfont": choices["soundfont"].name if choices["soundfont"] else None}
     atomic_write_text(timing, json.dumps(record))
     if target.exists():
@@ -101,6 +107,10 @@ def render_one(score: Path, out_dir: Path, how: Rendering) -> tuple[str, float]:
         notes, velocity = expressive_notes(notes, score_expression(parsed))
     elif how.melody_velocity is not None:
         velocity = melody_velocities(score, notes, how.melody_velocity, how.velocity)
+    if how.pedal:
+        notes = sustain_pedal(notes, lambda q: theme.tempo.seconds(q) - theme.start, how.pedal)
+    if how.humanize:
+        notes, velocity = humanize(notes, np.broadcast_to(velocity, (len(notes),)).tolist(), seed)
     audio = render_notes(vary_tempo(notes, depth=how.tempo_variation, seed=seed), SAMPLE_RATE,
                          program=how.program, velocity=velocity, soundfont=choices["soundfont"])
     if choices["room"]:
@@ -132,13 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soundfont", type=_soundfont, action="append", default=[],
                         help="a GM SoundFont (.sf2) or 'default'; repeat to give the scores several (one each)")
     parser.add_argument("--room", action="store_true", help="add a concert hall's reverberation")
+    parser.add_argument("--pedal", type=float, default=None, metavar="QUARTERS",
+                        help="hold notes as a sustain pedal changed every QUARTERS quarter notes (piano)")
+    parser.add_argument("--humanize", action="store_true",
+                        help="a performer's onset (15 ms) and loudness (1.5 dB) deviations, top notes voiced")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     if args.expression and args.melody_velocity is not None:
         parser.error("--melody-velocity and --expression exclude each other (the score's marks set the balance)")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     how = Rendering(args.program, args.tempo_variation, args.velocity, args.melody_velocity, args.expression,
-                    tuple(args.soundfont), args.room)
+                    tuple(args.soundfont), args.room, args.pedal, args.humanize)
     total = 0.0
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(render_one, s, args.out_dir, how) for s in args.scores]

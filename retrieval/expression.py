@@ -18,6 +18,9 @@ part follows its own marks:
   :data:`LEGATO` of it;
 - *pizz.* … *arco* in a string part switches it to GM program 45 (Pizzicato Strings).
 
+For pianists, :func:`sustain_pedal` holds notes until the next pedal change and :func:`humanize`
+adds the small onset and loudness deviations of a human performance.
+
 Loudness becomes a MIDI velocity by :func:`velocity_for`; with the SoundFont renderer
 (:mod:`retrieval.soundfont`) a note's amplitude is proportional to its velocity, so a mark's dB
 value is the level change heard.
@@ -26,7 +29,7 @@ value is the level change heard.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import music21
@@ -35,7 +38,8 @@ import numpy as np
 from retrieval.theme import NoteEvent
 
 __all__ = ["ARTICULATION_DB", "ARTICULATION_LENGTH", "DYNAMIC_DB", "HAIRPIN_DB", "HAIRPIN_REACH", "LEGATO",
-           "NoteExpression", "SFORZANDO_DB", "expressive_notes", "score_expression", "velocity_for"]
+           "NoteExpression", "SFORZANDO_DB", "expressive_notes", "humanize", "score_expression", "sustain_pedal",
+           "velocity_for"]
 
 DYNAMIC_DB: dict[str, float] = {
     "pppp": -30.0, "ppp": -24.0, "pp": -18.0, "p": -12.0, "mp": -7.0,
@@ -223,3 +227,33 @@ def expressive_notes(notes: Sequence[NoteEvent], expression: dict[tuple[int, flo
                               program=note.program if how.program is None else how.program))
         velocities.append(velocity_for(how.level_db))
     return played, velocities
+
+
+def sustain_pedal(notes: Sequence[NoteEvent], seconds: Callable[[float], float], period: float = 2.0
+                  ) -> list[NoteEvent]:
+    """``notes`` held by a sustain pedal that changes every ``period`` quarter notes: each note
+    sounds at least until the first pedal change after its onset (a change at score offset ``q``
+    sounds at ``seconds(q)``, the rendering's clock before tempo drift)."""
+    held = []
+    for note in notes:
+        change = (np.floor(note.score_onset / period + 1e-9) + 1) * period
+        held.append(replace(note, duration=max(note.duration, seconds(change) - note.onset)))
+    return held
+
+
+def humanize(notes: Sequence[NoteEvent], velocities: Sequence[int], seed: int, *, onset_ms: float = 15.0,
+             velocity_db: float = 1.5) -> tuple[list[NoteEvent], list[int]]:
+    """A performer's small deviations: each onset moved by Gaussian noise of ``onset_ms`` (standard
+    deviation, never before 0) and each velocity by ``velocity_db``; the top note of each chord
+    is voiced ``velocity_db`` louder, as pianists bring out the melody. Reproducible by ``seed``."""
+    rng = np.random.default_rng(seed)
+    top: dict[float, int] = {}
+    for note in notes:
+        top[round(note.onset, 4)] = max(top.get(round(note.onset, 4), -1), note.pitch)
+    moved, loudness = [], []
+    for note, velocity in zip(notes, velocities, strict=True):
+        shift = float(rng.normal(0.0, onset_ms / 1000))
+        gain = float(rng.normal(0.0, velocity_db)) + (velocity_db if note.pitch == top[round(note.onset, 4)] else 0.0)
+        moved.append(replace(note, onset=max(note.onset + shift, 0.0)))
+        loudness.append(int(np.clip(round(velocity * 10 ** (gain / 20)), 1, 127)))
+    return moved, loudness

@@ -158,3 +158,21 @@ def test_several_soundfonts_and_rooms_are_drawn_per_score_and_recorded(tmp_path)
     refused = subprocess.run([sys.executable, "bench/render_scores.py", str(tmp_path / "x"), "y.mxl", "--expression",
                               "--melody-velocity", "127"], cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "exclude each other" in refused.stderr
+
+
+def test_the_sustain_pedal_holds_notes_to_the_next_change_and_humanizing_is_small_and_reproducible():
+    from retrieval.expression import humanize, sustain_pedal
+    from retrieval.theme import NoteEvent
+
+    # ♩ = 60: offset q sounds at q seconds; pedal changes every 2 quarters
+    notes = [NoteEvent(q, 0.25, 60 + i, 0, 0, q, 0.25) for i, q in enumerate([0.0, 0.5, 1.75, 2.0, 3.0])]
+    notes.append(NoteEvent(0.0, 3.0, 48, 0, 0, 0.0, 3.0))  # already longer than the pedal: kept
+    held = sustain_pedal(notes, lambda q: q, period=2.0)
+    assert [round(n.onset + n.duration, 3) for n in held] == [2.0, 2.0, 2.0, 4.0, 4.0, 3.0]
+
+    moved, velocities = humanize(notes, [64] * len(notes), seed=1)
+    assert moved == humanize(notes, [64] * len(notes), seed=1)[0]
+    shifts = np.array([m.onset - n.onset for m, n in zip(moved, notes, strict=True)])
+    assert 0 < np.abs(shifts).max() < 0.08 and all(m.onset >= 0 for m in moved)
+    assert all(40 <= v <= 100 for v in velocities)
+    assert velocities[0] != 64 or velocities[1] != 64
