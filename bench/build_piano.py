@@ -79,8 +79,8 @@ def write_queries(source: Path, stem: str, audio_dir: Path, query_dir: Path, cou
     rows = []
     for first in excerpt_places(measure_numbers(score), count, zlib.crc32(stem.encode())):
         excerpt, offset = select_measures(score, (first, first + MEASURES - 1), stem)
-        for mark in list(excerpt.recurse().getElementsByClass(music21.tempo.TempoIndication)):
-            mark.activeSite.remove(mark)
+        for stream in [excerpt, *excerpt.recurse(streamsOnly=True)]:
+            stream.removeByClass(music21.tempo.TempoIndication)
         length = float(excerpt.parts[0].highestTime)
         name = f"{stem}_m{first}-{first + MEASURES - 1}"
         excerpt.write("musicxml", fp=query_dir / f"{name}.musicxml")
