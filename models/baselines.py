@@ -3,7 +3,9 @@
 
 - ``cens``: classical CENS chroma (librosa), the baseline deep chroma is measured against;
 - ``v2_ctc_mean`` (any ``<family>_mean``): the probabilities of a model family's five folds
-  averaged before the chroma is taken.
+  averaged before the chroma is taken;
+- ``<model>+cens`` (e.g. ``v2_ctc_train123valid4+cens``): deep chroma and CENS of the same front end
+  averaged frame by frame (:class:`FusionExtractor`): the deep model's melody and CENS's harmony.
 """
 
 from __future__ import annotations
@@ -12,17 +14,34 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import scipy.ndimage
+import scipy.signal
 import torch
 
 from models.audio import load_audio
 from models.errors import ParameterError
 from models.extractor import ChromaExtractor, ChromaFeatures, chroma_features
-from models.frontend import FEATURE_RATE, HOP_LENGTH, SAMPLE_RATE, grid_boundaries
+from models.frontend import (
+    BINS_PER_OCTAVE,
+    FEATURE_RATE,
+    HOP_LENGTH,
+    SAMPLE_RATE,
+    TOP_DB,
+    grid_boundaries,
+    normalize_frames,
+)
 from models.registry import DEFAULT_MODEL, MODEL_IDS
 
-__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "family_members", "make_extractor"]
+__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "FusionExtractor", "cens_from_log_hcqt",
+           "family_members", "make_extractor"]
 
-BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean")
+BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean",
+                f"{DEFAULT_MODEL}+cens")
+FUSION_SUFFIX = "+cens"
+CENS_STEPS = (0.4, 0.2, 0.1, 0.05)
+"""librosa's CENS quantisation: each step a pitch class's share of the frame's energy exceeds adds 1/4."""
+CENS_SMOOTHING = 12
+"""Hann window (25 Hz frames) of the CENS smoothing: librosa's 41 frames at hop 256 ≈ 0.48 s."""
 
 
 class _FromFile:
@@ -68,6 +87,45 @@ class FoldMeanExtractor(_FromFile):
         return chroma_features(probs, probs.shape[0])
 
 
+def cens_from_log_hcqt(log_hcqt: torch.Tensor) -> np.ndarray:
+    """CENS chroma ``(12, T)`` from the deep front end's ``(T, 6, 216)`` log HCQT (its
+    fundamental harmonic: 6 octaves from C1, 3 bins per semitone), as librosa computes CENS from
+    a CQT — magnitudes folded to pitch classes, L1-normalised, quantised (:data:`CENS_STEPS`),
+    Hann-smoothed over :data:`CENS_SMOOTHING` frames, L2-normalised — at no cost of its own."""
+    level = log_hcqt[:, 1].double().cpu().numpy()  # (T, 216), (1/80)·dB + 1, 0 at the floor
+    magnitude = np.where(level > 0, 10.0 ** ((level - 1.0) * TOP_DB / 20.0), 0.0)
+    per_semitone = BINS_PER_OCTAVE // 12
+    # bin 3k is semitone k's centre: rolled by one, each group of three holds centre ± 1 bin
+    semitones = np.roll(magnitude, 1, axis=1).reshape(len(magnitude), -1, per_semitone).sum(axis=2)
+    chroma = semitones.reshape(len(magnitude), -1, 12).sum(axis=1).T  # (12, T)
+    chroma = chroma / np.maximum(chroma.sum(axis=0, keepdims=True), 1e-12)
+    quantised = sum((chroma > step).astype(np.float64) for step in CENS_STEPS) / len(CENS_STEPS)
+    window = scipy.signal.windows.hann(CENS_SMOOTHING + 2)[1:-1]
+    smoothed = scipy.ndimage.convolve1d(quantised, window / window.sum(), axis=1, mode="constant")
+    return librosa.util.normalize(smoothed, norm=2, axis=0, fill=True).astype(np.float32)
+
+
+class FusionExtractor(_FromFile):
+    """Deep chroma and CENS of one front end, averaged: ``normalize(deep + cens)`` per frame.
+
+    Deep chroma finds a theme's melody in a texture; CENS keeps every sounding pitch class, which
+    full-texture themes (piano excerpts of both staves) need. The CENS comes from the deep model's
+    own HCQT (:func:`cens_from_log_hcqt`), so the fusion costs what the deep model costs.
+    """
+
+    def __init__(self, model_id: str, device: str | torch.device = "cpu") -> None:
+        self.model_id = model_id + FUSION_SUFFIX
+        self.deep = ChromaExtractor(model_id, device=device)
+
+    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
+        log_hcqt = self.deep.log_hcqt(y)
+        probs = self.deep.network(normalize_frames(log_hcqt))
+        deep = chroma_features(probs, probs.shape[0])
+        fused = librosa.util.normalize(deep.chroma + cens_from_log_hcqt(log_hcqt)[:, : deep.chroma.shape[1]],
+                                       norm=2, axis=0, fill=True).astype(np.float32)
+        return ChromaFeatures(np.vstack([fused, np.zeros((1, fused.shape[1]), np.float32)]), fused, deep.times)
+
+
 def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
     """The chroma extractor for a model id, a fold mean (``v2_ctc_mean``) or ``cens``.
 
@@ -75,6 +133,8 @@ def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "
     """
     if model_id == "cens":
         return CensExtractor()
+    if model_id.endswith(FUSION_SUFFIX):
+        return FusionExtractor(model_id.removesuffix(FUSION_SUFFIX), device=device)
     if model_id.endswith("_mean") and model_id.count("_") == 2:
         return FoldMeanExtractor(model_id.removesuffix("_mean"), device=device)
     return ChromaExtractor(model_id, device=device)
