@@ -138,3 +138,25 @@ def test_fold_mean_averages_exactly_its_family_members():
     singles = [ChromaExtractor(m).from_signal(y).probabilities for m in members]
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-6)
     assert np.abs(singles[0] - singles[1]).max() > 1e-3  # the members differ, so the mean is a real average
+
+
+def test_cens_from_the_deep_front_end_equals_librosa_cens_and_fusion_averages_the_two():
+    """``<model>+cens`` adds the deep chroma and a CENS computed from the same HCQT (no second CQT):
+    that CENS agrees with librosa's frame by frame, and the fusion is their normalised sum."""
+    from models.baselines import CensExtractor, cens_from_log_hcqt, make_extractor
+    from models.extractor import ChromaExtractor
+
+    rng = np.random.default_rng(0)
+    chords = [[60, 64, 67], [57, 60, 64, 69], [55, 59, 62, 65], [53, 57, 60, 72]]
+    y = np.concatenate([harmonic_tones(list(rng.choice(c, 3, replace=False)), note_seconds=0.3, sr=22050)
+                        for c in chords * 3]).astype(np.float32)
+    deep = ChromaExtractor("v2_ctc_train123valid4")
+    ours = cens_from_log_hcqt(deep.log_hcqt(y))
+    reference = CensExtractor().from_signal(y).chroma
+    n = min(ours.shape[1], reference.shape[1])
+    cosines = np.sum(ours[:, :n] * reference[:, :n], axis=0)
+    assert np.median(cosines) > 0.99 and np.percentile(cosines, 5) > 0.95
+    fused = make_extractor("v2_ctc_train123valid4+cens").from_signal(y)
+    expected = deep.from_signal(y).chroma + ours
+    np.testing.assert_allclose(fused.chroma, expected / np.linalg.norm(expected, axis=0), atol=1e-5)
+    assert fused.probabilities.shape == (13, fused.chroma.shape[1]) and not fused.probabilities[12].any()
