@@ -339,8 +339,9 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measures", default=None, help="measure range A-B of the score (default: all)")
     parser.add_argument("--expand-repeats", action="store_true", help="play repeats as written out")
     parser.add_argument("--transpose", action="store_true", help="also search all 12 transpositions")
-    parser.add_argument("--rendering", choices=RENDERINGS, default="symbolic",
-                        help="theme → chroma: symbolic (default) or synthesised with a SoundFont")
+    parser.add_argument("--rendering", choices=RENDERINGS, default="auto",
+                        help="theme → chroma: auto (default: a melody symbolically, a full texture such as "
+                             "both staves of a piano score synthesised), symbolic, or synthesised with a SoundFont")
     parser.add_argument("--program", type=int, default=None,
                         help="GM program for the synthesised rendering (default: the score's instruments)")
     parser.add_argument("--exhaustive", action="store_true",

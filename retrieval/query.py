@@ -31,7 +31,7 @@ from retrieval.search import (
     search_many,
 )
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
-from retrieval.variants import TEMPO_SCALES, query_variants
+from retrieval.variants import TEMPO_SCALES, query_variants, rendering_for
 
 __all__ = ["QueryOptions", "QueryResult", "query", "query_many"]
 
@@ -83,8 +83,9 @@ class QueryOptions:
     """How a theme is searched. The CLI builds one from its flags; the web API from a request.
 
     Selection of the theme: ``part`` (name or index), ``measures`` ``(first, last)``,
-    ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``symbolic`` or
-    ``synthesised`` through the index's model on ``device``, with GM ``program``), ``tempo_scales``,
+    ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``auto`` by the
+    theme's texture, ``symbolic``, or ``synthesised`` through the index's model on ``device``, with
+    GM ``program``), ``tempo_scales``,
     ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
     ``neighbours`` fetched per query shingle (default: by the collection's size,
     :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
@@ -97,7 +98,7 @@ class QueryOptions:
     measures: tuple[int, int] | None = None
     expand_repeats: bool = False
     transpose: bool = False
-    rendering: str = "symbolic"
+    rendering: str = "auto"
     program: int | None = None
     tempo_scales: tuple[float, ...] = TEMPO_SCALES
     exhaustive: bool = False
@@ -147,8 +148,6 @@ def query_many(
     result are the batch's divided by the number of themes."""
     o = replace(options or QueryOptions(), **overrides)
     longest = collection.longest_duration()
-    if o.rendering == "synthesised" and extractor is None:
-        extractor = _extractor_for(collection.settings, o.device)
     parsed, variant_sets, timings = [], [], []
     for theme in themes:
         t = SearchTimings()
@@ -161,8 +160,11 @@ def query_many(
         t.extra["parse"] = time.perf_counter() - t0
         _check_fits(theme, longest, max(o.tempo_scales))
         t0 = time.perf_counter()
+        rendering = rendering_for(theme, o.rendering)
+        if rendering == "synthesised" and extractor is None:
+            extractor = _extractor_for(collection.settings, o.device)
         variant_sets.append(query_variants(
-            theme, collection.settings, rendering=o.rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
+            theme, collection.settings, rendering=rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
             extractor=extractor, program=o.program,
         ))
         t.extra["render"] = time.perf_counter() - t0

@@ -2,7 +2,11 @@
 
 ``symbolic``: each note sets its pitch class for its duration on the 25 Hz grid of the audio
 chroma; ``synthesised``: the theme is rendered with a SoundFont (:mod:`retrieval.soundfont`) and passed
-through the same deep chroma extractor as the recordings. Both then take the recordings' path
+through the same deep chroma extractor as the recordings; ``auto`` (the default) chooses by the
+theme's texture (:func:`rendering_for`): a melody symbolically, a full texture (on average
+:data:`POLYPHONY_FOR_AUDIO` or more notes at once: a piano excerpt of both staves) through audio,
+because the deep model does not answer a chord with every pitch class the score holds, and the
+theme's own rendering shows what it does answer. Both then take the recordings' path
 (:func:`models.retrieval_features.retrieval_features`), so their frames are comparable.
 
 A theme has no performance tempo: it is rendered at several tempo scales (:data:`TEMPO_SCALES`)
@@ -21,12 +25,37 @@ from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.retrieval_features import FeatureSettings, retrieval_features
 from retrieval.theme import NoteEvent, Theme
 
-__all__ = ["RENDERINGS", "TEMPO_SCALES", "QueryVariant", "query_variants", "symbolic_chroma"]
+__all__ = ["POLYPHONY_FOR_AUDIO", "RENDERINGS", "TEMPO_SCALES", "QueryVariant", "mean_polyphony", "query_variants",
+           "rendering_for", "symbolic_chroma"]
 
 TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
 """Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
 
-RENDERINGS = ("symbolic", "synthesised")
+RENDERINGS = ("auto", "symbolic", "synthesised")
+POLYPHONY_FOR_AUDIO = 2.0
+"""``auto`` renders a theme through audio when this many notes or more sound at once on average."""
+
+
+def mean_polyphony(notes: Sequence[NoteEvent]) -> float:
+    """How many notes sound at once, averaged over the time any sounds (1.0 for a melody)."""
+    events = sorted([(n.onset, 1) for n in notes] + [(n.onset + n.duration, -1) for n in notes])
+    sounding, last, weighted, covered = 0, 0.0, 0.0, 0.0
+    for time, change in events:
+        if sounding:
+            weighted += sounding * (time - last)
+            covered += time - last
+        sounding, last = sounding + change, time
+    return weighted / covered if covered > 0 else 0.0
+
+
+def rendering_for(theme: Theme, rendering: str = "auto") -> str:
+    """``rendering``, with ``auto`` resolved by the theme's texture: ``synthesised`` when its
+    :func:`mean_polyphony` is at least :data:`POLYPHONY_FOR_AUDIO`, else ``symbolic``."""
+    if rendering not in RENDERINGS:
+        raise ParameterError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
+    if rendering != "auto":
+        return rendering
+    return "synthesised" if mean_polyphony(theme.notes) >= POLYPHONY_FOR_AUDIO else "symbolic"
 
 
 @dataclass(frozen=True)
@@ -68,7 +97,7 @@ def query_variants(
     theme: Theme,
     settings: FeatureSettings,
     *,
-    rendering: str = "symbolic",
+    rendering: str = "auto",
     tempo_scales: Sequence[float] = TEMPO_SCALES,
     transpose: bool = False,
     extractor=None,
@@ -76,12 +105,12 @@ def query_variants(
 ) -> list[QueryVariant]:
     """Every (tempo scale, transposition) of ``theme`` as retrieval features.
 
-    ``extractor`` (a :class:`models.ChromaExtractor` of the index's model) is needed for
-    ``rendering="synthesised"``; ``program`` is the GM instrument it renders with (default: the
-    score's own). Transpositions rotate the chroma (pitch-class shifts of the theme).
+    ``extractor`` (a :class:`models.ChromaExtractor` of the index's model) is needed where the
+    rendering is (or ``auto`` resolves to) ``synthesised``; ``program`` is the GM instrument it
+    renders with (default: the score's own). Transpositions rotate the chroma (pitch-class shifts
+    of the theme).
     """
-    if rendering not in RENDERINGS:
-        raise ParameterError(f"rendering must be one of {RENDERINGS}, got {rendering!r}")
+    rendering = rendering_for(theme, rendering)
     if rendering == "synthesised" and extractor is None:
         raise ParameterError("synthesised rendering needs the index's chroma extractor")
     if any(s <= 0 for s in tempo_scales):

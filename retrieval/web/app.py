@@ -49,6 +49,7 @@ from models.errors import RetrievalError
 from retrieval.query import QueryOptions
 from retrieval.search import CANDIDATES, Collection
 from retrieval.theme import MAX_THEME_NOTES
+from retrieval.variants import RENDERINGS
 from retrieval.web.tasks import RequestError, notation_task, plot_task, query_task
 from retrieval.web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
@@ -200,9 +201,9 @@ def _options(raw: dict) -> tuple[QueryOptions, bool]:
     def flag(key: str) -> bool:
         return str(raw.get(key, "")).lower() in ("1", "true", "on", "yes")
 
-    rendering = str(raw.get("rendering") or "symbolic")
-    if rendering not in ("symbolic", "synthesised"):
-        raise HTTPException(400, f"rendering must be symbolic or synthesised, got {rendering[:40]!r}")
+    rendering = str(raw.get("rendering") or "auto")
+    if rendering not in RENDERINGS:
+        raise HTTPException(400, f"rendering must be one of {', '.join(RENDERINGS)}, got {rendering[:40]!r}")
     part = raw.get("part")
     options = QueryOptions(
         top=_whole_number(raw, "top", 10, 1, 100), part=None if part in (None, "") else str(part)[:200],
