@@ -95,16 +95,18 @@ def _settings_from_args(args: argparse.Namespace):
     """Feature settings named on the command line, or ``None`` to keep an index's own."""
     from dataclasses import replace
 
-    from models.retrieval_features import FeatureSettings
+    from models.retrieval_features import PRESETS, FeatureSettings
 
-    given = {
+    preset = getattr(args, "preset", None)
+    given = dict(PRESETS[preset].settings) if preset else {}
+    given.update({
         k: getattr(args, k)
         for k in ("model_id", "downsample", "smoothing", "shingle_length", "shingle_hop", "index_factory")
         if getattr(args, k, None) is not None
-    }
+    })
     if "model_id" in given:
         given.update(_model_settings(given["model_id"]))
-    return replace(FeatureSettings(), **given) if given else None
+    return replace(FeatureSettings(), **given) if given or preset else None
 
 
 def _model_settings(model: str) -> dict[str, str]:
@@ -119,8 +121,12 @@ def _model_settings(model: str) -> dict[str, str]:
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
+    from models.retrieval_features import PRESETS
 
     g = parser.add_argument_group("feature settings (fixed when an index is created; must match later)")
+    g.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="named settings (the flags below override them): "
+                        + "; ".join(f"{name}: {p.use}" for name, p in PRESETS.items()))
     g.add_argument("--model", dest="model_id", default=None,
                    help=f"deep chroma model: id (default {DEFAULT_MODEL}) or a trained model's folder")
     g.add_argument("--downsample", type=int, default=None, help="25 Hz chroma frames per retrieval frame (2)")

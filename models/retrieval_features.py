@@ -22,7 +22,7 @@ Conventions (the whole project):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import librosa
 import numpy as np
@@ -35,7 +35,9 @@ from models.registry import DEFAULT_MODEL
 
 __all__ = [
     "FEATURE_VERSION",
+    "PRESETS",
     "FeatureSettings",
+    "Preset",
     "SettingsMismatchError",
     "retrieval_features",
     "shingle_starts",
@@ -103,6 +105,33 @@ class FeatureSettings:
                 f"{what} was built with other feature settings: {', '.join(diffs)}; "
                 "query with the index's settings or rebuild it (cli.py index --rebuild)"
             )
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Named feature settings for one kind of collection: ``use`` says when (one line), ``settings``
+    which :class:`FeatureSettings` fields differ from the defaults (as ``index_factory`` strings
+    do for FAISS: a description, not code)."""
+
+    use: str
+    settings: dict[str, object]
+
+    def apply(self, base: FeatureSettings | None = None) -> FeatureSettings:
+        """``base`` (default: the defaults) with this preset's settings."""
+        return replace(base or FeatureSettings(), **self.settings)
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset("melody themes in any collection (solo, chamber, orchestral): the measured all-rounder", {}),
+    "textures": Preset("themes written out in full texture (piano scores of both staves, chorales) searched "
+                       "with --rendering symbolic or in large collections: deep chroma plus CENS",
+                       {"model_id": f"{DEFAULT_MODEL}+cens"}),
+    "orchestral": Preset("orchestral collections searched with melody themes, where 3.6× the indexing time is "
+                         "acceptable: five networks averaged at 25 Hz", {"model_id": "v2_ctc_mean", "downsample": 1,
+                                                                          "smoothing": 1, "shingle_length": 32,
+                                                                          "shingle_hop": 4}),
+}
+"""The presets of ``cli.py index --preset`` (docs/benchmarks.md, "Defaults chosen from these tables")."""
 
 
 def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int = 5) -> np.ndarray:

@@ -172,3 +172,26 @@ def test_per_note_velocity_makes_that_note_louder():
 
     assert level(accented, 60) > 1.3 * level(even, 60)  # +3 dB with this SoundFont
     assert level(accented, 67) == pytest.approx(level(even, 67), rel=0.1)
+
+
+def test_auto_rendering_takes_a_full_texture_through_audio_and_a_melody_symbolically():
+    from models.errors import ParameterError
+    from models.retrieval_features import FeatureSettings
+    from retrieval.theme import Theme
+    from retrieval.variants import mean_polyphony, query_variants, rendering_for
+
+    melody = Theme(tuple(NoteEvent(0.5 * i, 0.5, 60 + i) for i in range(8)), "melody")
+    chords = Theme(tuple(NoteEvent(0.5 * i, 0.5, p + i) for i in range(8) for p in (48, 55, 64)), "chords")
+    assert mean_polyphony(melody.notes) == pytest.approx(1.0)
+    assert mean_polyphony(chords.notes) == pytest.approx(3.0)
+    assert mean_polyphony([NoteEvent(0, 2, 60), NoteEvent(1, 1, 64)]) == pytest.approx(1.5)  # half the time two
+    assert (rendering_for(melody), rendering_for(chords), rendering_for(chords, "symbolic")) == (
+        "symbolic", "synthesised", "symbolic")
+    settings = FeatureSettings()
+    auto = query_variants(melody, settings, rendering="auto")
+    symbolic = query_variants(melody, settings, rendering="symbolic")
+    assert all(np.array_equal(a.features, s.features) for a, s in zip(auto, symbolic, strict=True))
+    with pytest.raises(ParameterError, match="needs the index's chroma extractor"):
+        query_variants(chords, settings, rendering="auto")  # resolved to synthesised
+    with pytest.raises(ParameterError, match="rendering must be one of"):
+        rendering_for(melody, "sung")
