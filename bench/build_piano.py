@@ -12,7 +12,8 @@ loudness deviations, ±15 % tempo drift, one of three SoundFonts and a hall
 (``bench/render_scores.py``; FluidR3_GM and MuseScore_General come from Debian packages, installed
 by ``bench/build_hauptstimme.sh``'s realistic condition or by hand). Queries: ``--queries-per-piece``
 excerpts of four measures of every part, at places drawn from the piece's name, written as
-MusicXML without tempo marks (a theme's performance tempo is unknown); ``ground_truth.csv``
+MusicXML for piano (what a transcription of the performance would say; the quartets' string
+instruments are replaced) without tempo marks (a theme's performance tempo is unknown); ``ground_truth.csv``
 gives where each sounds in its rendering (from the renderer's timing file).
 
 Licences: the music21 corpus scores are public domain or free to redistribute (music21's corpus
@@ -80,7 +81,9 @@ def write_queries(source: Path, stem: str, audio_dir: Path, query_dir: Path, cou
     for first in excerpt_places(measure_numbers(score), count, zlib.crc32(stem.encode())):
         excerpt, offset = select_measures(score, (first, first + MEASURES - 1), stem)
         for stream in [excerpt, *excerpt.recurse(streamsOnly=True)]:
-            stream.removeByClass(music21.tempo.TempoIndication)
+            stream.removeByClass([music21.tempo.TempoIndication, music21.instrument.Instrument])
+        for part in excerpt.parts:
+            part.insert(0, music21.instrument.Piano())
         length = float(excerpt.parts[0].highestTime)
         name = f"{stem}_m{first}-{first + MEASURES - 1}"
         excerpt.write("musicxml", fp=query_dir / f"{name}.musicxml")
