@@ -3,9 +3,8 @@ audio by the mapped amounts, and the room's reverberation decays as asked."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import music21
@@ -64,39 +63,46 @@ def _note_levels_db(audio: np.ndarray, count: int) -> np.ndarray:
                      for i in range(count)])
 
 
-def _render(tmp_path: Path, score: music21.stream.Score, *options: str) -> tuple[np.ndarray, dict]:
+@pytest.fixture()
+def renderer(monkeypatch):
+    """``bench/render_scores.py`` as a module (bench scripts import each other from their folder)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    return importlib.import_module("render_scores")
+
+
+def _render(renderer, tmp_path: Path, score: music21.stream.Score, *options: str) -> tuple[np.ndarray, dict]:
+    """Render ``score`` as ``bench/render_scores.py OUT planted.musicxml --tempo-variation 0 OPTIONS`` does."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "planted.musicxml"
     score.write("musicxml", fp=source)
     out = tmp_path / "audio"
-    subprocess.run([sys.executable, "bench/render_scores.py", str(out), str(source), "--tempo-variation", "0",
-                    "--jobs", "1", *options], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert renderer.main([str(out), str(source), "--tempo-variation", "0", "--jobs", "1", *options]) == 0
     audio, sample_rate = sf.read(out / "planted.wav", dtype="float32")
     assert sample_rate == SR
     return audio, json.loads((out / "planted.timing.json").read_text())
 
 
-def test_a_planted_piano_to_forte_raises_the_rendered_level_by_the_mapped_amount(tmp_path):
+def test_a_planted_piano_to_forte_raises_the_rendered_level_by_the_mapped_amount(tmp_path, renderer):
     part = _part({0: music21.dynamics.Dynamic("p"), 4: music21.dynamics.Dynamic("f")})
-    audio, timing = _render(tmp_path, music21.stream.Score([part]), "--expression")
+    audio, timing = _render(renderer, tmp_path, music21.stream.Score([part]), "--expression")
     levels = _note_levels_db(audio, 8)
     assert timing["expression"] is True and timing["room"] is None
     assert np.ptp(levels[:4]) < 0.3 and np.ptp(levels[4:]) < 0.3
     mapped = 20 * np.log10(velocity_for(DYNAMIC_DB["f"]) / velocity_for(DYNAMIC_DB["p"]))
     assert mapped == pytest.approx(DYNAMIC_DB["f"] - DYNAMIC_DB["p"], abs=0.5)  # velocity rounding only
     assert levels[4:].mean() - levels[:4].mean() == pytest.approx(mapped, abs=0.5)
-    plain, _ = _render(tmp_path / "plain", music21.stream.Score([_part({0: music21.dynamics.Dynamic("p"),
+    plain, _ = _render(renderer, tmp_path / "plain", music21.stream.Score([_part({0: music21.dynamics.Dynamic("p"),
                                                                         4: music21.dynamics.Dynamic("f")})]))
     assert np.ptp(_note_levels_db(plain, 8)) < 0.3  # without --expression every note is equal
 
 
 @pytest.mark.parametrize("mark, gain", [(music21.articulations.Accent(), ARTICULATION_DB[music21.articulations.Accent]),
                                         (music21.dynamics.Dynamic("sf"), SFORZANDO_DB + 3.5)])
-def test_an_accent_affects_one_note(tmp_path, mark, gain):
+def test_an_accent_affects_one_note(tmp_path, renderer, mark, gain):
     part = _part({0: music21.dynamics.Dynamic("mf"), 3: mark})
     velocities = _velocities(part)
     assert [i for i, v in enumerate(velocities) if v != velocities[0]] == [3]
-    levels = _note_levels_db(_render(tmp_path, music21.stream.Score([part]), "--expression")[0], 8)
+    levels = _note_levels_db(_render(renderer, tmp_path, music21.stream.Score([part]), "--expression")[0], 8)
     others = np.delete(levels, 3)
     assert np.ptp(others) < 0.3
     assert levels[3] - others.mean() == pytest.approx(gain, abs=0.6)  # sf: at least f, 6 dB above it
@@ -147,17 +153,17 @@ def test_the_room_decays_by_60_db_in_rt60_and_faster_at_high_frequencies():
     assert 10 * np.log10(0.25 / reverberant) == pytest.approx(3.0, abs=0.3)
 
 
-def test_several_soundfonts_and_rooms_are_drawn_per_score_and_recorded(tmp_path):
+def test_several_soundfonts_and_rooms_are_drawn_per_score_and_recorded(tmp_path, renderer, capsys):
     score = music21.stream.Score([_part({})])
-    audio, timing = _render(tmp_path, score, "--room", "--soundfont", "default")
+    audio, timing = _render(renderer, tmp_path, score, "--room", "--soundfont", "default")
     assert timing["soundfont"] == "TimGM6mb.sf2"
     assert 1.6 <= timing["room"]["rt60"] <= 2.4
     assert len(audio) > 8 * SR + timing["room"]["rt60"] * SR  # the hall rings on after the last note
-    again, _ = _render(tmp_path / "again", score, "--room", "--soundfont", "default")
+    again, _ = _render(renderer, tmp_path / "again", score, "--room", "--soundfont", "default")
     assert np.array_equal(audio, again)
-    refused = subprocess.run([sys.executable, "bench/render_scores.py", str(tmp_path / "x"), "y.mxl", "--expression",
-                              "--melody-velocity", "127"], cwd=ROOT, capture_output=True, text=True)
-    assert refused.returncode == 2 and "exclude each other" in refused.stderr
+    with pytest.raises(SystemExit) as refused:
+        renderer.main([str(tmp_path / "x"), "y.mxl", "--expression", "--melody-velocity", "127"])
+    assert refused.value.code == 2 and "exclude each other" in capsys.readouterr().err
 
 
 def test_the_sustain_pedal_holds_notes_to_the_next_change_and_humanizing_is_small_and_reproducible():

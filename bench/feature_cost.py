@@ -1,0 +1,50 @@
+"""Indexing cost of feature choices, side by side: extraction time of each model id on one file.
+
+    python bench/feature_cost.py AUDIO [--models v2_ctc_train123valid4 v2_ctc_train123valid4+cens cens] [--repeat 3]
+
+Each id's extractor (:func:`models.baselines.make_extractor`) reads and converts the same file,
+the ids taking turns ``--repeat`` times (the machine may be shared: single runs vary). Prints the
+median seconds, × real time, and the ratio to the first id (the cost a preset adds to indexing,
+whose other stages — hashing, shingling, FAISS — do not depend on the features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+from models.baselines import make_extractor
+
+DEFAULT_IDS = ["v2_ctc_train123valid4", "v2_ctc_train123valid4+cens", "cens"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("audio", type=Path)
+    parser.add_argument("--models", nargs="+", default=DEFAULT_IDS)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    seconds = sf.info(args.audio).duration
+    extractors = {m: make_extractor(m) for m in args.models}
+    times: dict[str, list[float]] = {m: [] for m in args.models}
+    for _ in range(args.repeat):
+        for model, extractor in extractors.items():
+            t0 = time.perf_counter()
+            extractor.from_file(args.audio)
+            times[model].append(time.perf_counter() - t0)
+    first = statistics.median(times[args.models[0]])
+    print(f"{args.audio.name}: {seconds:.0f} s of audio, median of {args.repeat}")
+    print("| features | s | × real time | ÷ first |\n|---|---:|---:|---:|")
+    for model in args.models:
+        median = statistics.median(times[model])
+        print(f"| {model} | {median:.2f} | {seconds / median:.0f}× | {median / first:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
