@@ -334,8 +334,7 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
-    from retrieval.search import CANDIDATES
-    from retrieval.variants import RENDERINGS
+    from retrieval.options import CANDIDATES, RENDERINGS
 
     parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
     parser.add_argument("--candidates", type=int, default=CANDIDATES,

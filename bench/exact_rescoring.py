@@ -26,10 +26,10 @@ import numpy as np
 from query_latency import build  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
-import retrieval.search as search
 from db.store import IndexStore, StoredFrames
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query
 
 
@@ -37,7 +37,7 @@ def measure(store: IndexStore, rows: list[dict], neighbours: int, frames: Stored
     """Candidate recall, MRR and ANN time of ``rows``' themes, the vote on exact similarities (from
     ``frames``) or, with ``None``, on FAISS's."""
     store.stored_frames = lambda: frames
-    options = QueryOptions(neighbours=neighbours, top=search.CANDIDATES)
+    options = QueryOptions(neighbours=neighbours, top=CANDIDATES)
     query(store, rows[0]["query"], options)  # warm-up
     rankings, ann = [], []
     for row in rows:

@@ -5,9 +5,20 @@ Knows nothing of indexes. Typical use::
     from models import ChromaExtractor
     features = ChromaExtractor("v2_ctc_train123valid4").from_file("recording.mp3")
     features.chroma  # (12, T) at 25 Hz
+
+The names below are imported on first use (PEP 562), so that ``models.errors`` and the command
+line's ``--help`` do not load PyTorch.
 """
 
-from models.extractor import ChromaExtractor, ChromaFeatures
-from models.registry import DEFAULT_MODEL, MODEL_IDS, load
+from importlib import import_module
 
 __all__ = ["DEFAULT_MODEL", "MODEL_IDS", "ChromaExtractor", "ChromaFeatures", "load"]
+
+_HOMES = {"ChromaExtractor": "models.extractor", "ChromaFeatures": "models.extractor",
+          "DEFAULT_MODEL": "models.registry", "MODEL_IDS": "models.registry", "load": "models.registry"}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

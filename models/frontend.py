@@ -12,10 +12,14 @@ shared parameters and the exact, chunk-friendly finishing steps.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from models.errors import ParameterError
+
+if TYPE_CHECKING:  # imported where used: the constants above serve modules that never load PyTorch
+    import torch
 
 __all__ = [
     "AMIN",
@@ -69,6 +73,8 @@ def grid_boundaries(n_frames: int) -> np.ndarray:
 
 def _middle_pair(values: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The two middle order statistics of 1 to 4 same-shaped tensors, by a sorting network."""
+    import torch
+
     if len(values) == 1:
         return values[0], values[0]
     if len(values) == 2:
@@ -93,6 +99,8 @@ def median_bin_db(magnitude: torch.Tensor, bounds: np.ndarray) -> tuple[torch.Te
     clipping are monotone, so they commute with taking order statistics), which lets long
     signals be binned chunk by chunk before the global maximum is known.
     """
+    import torch
+
     local = bounds - bounds[0]
     sizes = np.diff(local)
     low = torch.empty((len(sizes),) + magnitude.shape[1:], dtype=magnitude.dtype, device=magnitude.device)
@@ -114,6 +122,8 @@ def finish_hcqt(low: torch.Tensor, high: torch.Tensor, ref_db: float) -> torch.T
 
     ``ref_db`` is ``20·log10(max(AMIN, max |C|))`` over the whole recording and all harmonics.
     """
+    import torch
+
     floor = ref_db - TOP_DB
     med = 0.5 * (torch.clamp(low, min=floor) + torch.clamp(high, min=floor)) - ref_db
     return med / TOP_DB + 1.0
@@ -126,6 +136,8 @@ def normalize_frames(hcqt: torch.Tensor) -> torch.Tensor:
     Equals ``librosa.util.normalize(·, norm=2, fill=True)`` over the bins (in float32, as
     librosa on float32 input): an all-zero frame becomes the uniform vector of unit norm.
     """
+    import torch
+
     x = hcqt.float()
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     tiny = torch.finfo(torch.float32).tiny
@@ -135,4 +147,6 @@ def normalize_frames(hcqt: torch.Tensor) -> torch.Tensor:
 
 def normalize_hcqt(hcqt: np.ndarray) -> np.ndarray:
     """:func:`normalize_frames` of an HCQT laid out as the reference, ``(6, 216, T)`` → ``(T, 216, 6)``."""
+    import torch
+
     return normalize_frames(torch.from_numpy(np.asarray(hcqt, dtype=np.float32)).permute(2, 0, 1)).numpy()

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from models.errors import RetrievalError
-from models.network import ChromaNet
+
+if TYPE_CHECKING:  # PyTorch is imported where weights are loaded: ids and paths are wanted without it
+    import torch
+
+    from models.network import ChromaNet
 
 __all__ = [
     "DEFAULT_MODEL", "MODEL_IDS", "SHIPPED_DIR", "SHIPPED_IDS", "WEIGHTS_FILE", "ModelError", "UnknownModelError",
@@ -110,6 +111,8 @@ def model_digest(model: str) -> str:
 
 
 def _check_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
+    from models.network import ChromaNet
+
     expected = ChromaNet().state_dict()
     missing = sorted(set(expected) - set(state))
     if missing:
@@ -121,6 +124,9 @@ def _check_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 @cache
 def _state_dict(path: Path, mtime_ns: int) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         state = load_file(path)
     except (SafetensorError, OSError, ValueError) as error:
@@ -131,6 +137,8 @@ def _state_dict(path: Path, mtime_ns: int) -> dict[str, torch.Tensor]:
 
 def load(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaNet:
     """Return the network of a model id or trained model (see :func:`resolve_model`) in eval mode."""
+    from models.network import ChromaNet
+
     path = weights_path(model)
     net = ChromaNet()
     net.load_state_dict(_state_dict(path, path.stat().st_mtime_ns))

@@ -24,10 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-import librosa
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 
 from models.errors import ParameterError, RetrievalError
 from models.frontend import FEATURE_RATE
@@ -39,9 +36,12 @@ __all__ = [
     "FeatureSettings",
     "Preset",
     "SettingsMismatchError",
+    "convolved",
+    "hann_window",
     "retrieval_features",
     "shingle_starts",
     "shingles",
+    "unit_rows",
 ]
 
 FEATURE_VERSION = 1
@@ -143,10 +143,41 @@ def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int =
     if chroma.ndim != 2 or chroma.shape[0] != 12:
         raise ParameterError(f"chroma must have shape (12, T), got {chroma.shape}")
     if smoothing > 1:
-        window = scipy.signal.get_window("hann", smoothing + 2)[1:-1].astype(np.float32)
-        chroma = scipy.ndimage.convolve1d(chroma, window / window.sum(), axis=1, mode="constant")
-    frames = np.ascontiguousarray(chroma[:, ::downsample].T)
-    return librosa.util.normalize(frames, norm=2, axis=1, fill=True).astype(np.float32)
+        window = hann_window(smoothing + 2)[1:-1].astype(np.float32)
+        chroma = convolved(chroma, window / window.sum())
+    return unit_rows(np.ascontiguousarray(chroma[:, ::downsample].T))
+
+
+def hann_window(n: int) -> np.ndarray:
+    """The periodic Hann window ``(n,)``, float64: ``scipy.signal.get_window("hann", n)`` without
+    importing ``scipy.signal`` (over a second of a query's start-up)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def convolved(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each row of ``x`` ``(n, T)`` convolved with ``weights`` ``(m,)``, zeros beyond its ends, same
+    length and centring as ``scipy.ndimage.convolve1d(x, weights, axis=1, mode="constant")``
+    (summed in float64, returned in ``x``'s dtype) without importing SciPy on the query path."""
+    m, t = len(weights), x.shape[1]
+    padded = np.pad(x.astype(np.float64), ((0, 0), (m - 1, m - 1)))
+    out = np.zeros(x.shape, np.float64)
+    for j, weight in enumerate(np.asarray(weights, np.float64)):
+        start = m // 2 - j + m - 1
+        out += weight * padded[:, start : start + t]
+    return out.astype(x.dtype)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` ``(n, d)`` scaled to unit L2 norm, float32; a row of norm below the dtype's
+    smallest normal number becomes the uniform row ``d**-0.5``. Equals
+    ``librosa.util.normalize(x, norm=2, axis=1, fill=True)`` (norms in float64), without importing
+    librosa on the query path."""
+    length = np.sqrt(np.sum(np.abs(x).astype(np.float64) ** 2, axis=1, keepdims=True))
+    small = (length < np.finfo(x.dtype).tiny)[:, 0]
+    out = np.empty(x.shape, np.float32)
+    out[:] = x / np.where(small[:, None], 1.0, length)
+    out[small] = x.shape[1] ** -0.5
+    return out
 
 
 def shingle_starts(n_frames: int, length: int, hop: int) -> np.ndarray:
@@ -165,5 +196,4 @@ def shingles(features: np.ndarray, length: int, hop: int = 1) -> tuple[np.ndarra
         features = np.concatenate([features, np.zeros((length - len(features), 12), np.float32)])
     starts = shingle_starts(len(features), length, hop)
     windows = np.lib.stride_tricks.sliding_window_view(features, (length, 12))[:, 0]
-    vectors = windows[starts].reshape(len(starts), 12 * length)
-    return starts, librosa.util.normalize(vectors, norm=2, axis=1, fill=True).astype(np.float32)
+    return starts, unit_rows(windows[starts].reshape(len(starts), 12 * length))

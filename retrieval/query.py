@@ -19,19 +19,11 @@ from pathlib import Path
 
 import music21
 
-from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings
-from retrieval.search import (
-    CANDIDATES,
-    CONFIDENCE_MARGIN,
-    CONFIDENCE_THRESHOLD,
-    Collection,
-    Match,
-    SearchTimings,
-    search_many,
-)
+from retrieval.options import QueryOptions
+from retrieval.search import Collection, Match, SearchTimings, search_many
 from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
-from retrieval.variants import TEMPO_SCALES, query_variants, rendering_for
+from retrieval.variants import query_variants, rendering_for
 
 __all__ = ["QueryOptions", "QueryResult", "query", "query_many"]
 
@@ -76,42 +68,6 @@ def _check_fits(theme: Theme, longest: float, fastest: float) -> None:
             f"(the longest is {longest:.0f} s); "
             "choose a passage with --measures A-B and/or one part with --part"
         )
-
-
-@dataclass(frozen=True)
-class QueryOptions:
-    """How a theme is searched. The CLI builds one from its flags; the web API from a request.
-
-    Selection of the theme: ``part`` (name or index), ``measures`` ``(first, last)``,
-    ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``auto`` by the
-    theme's texture, ``symbolic``, or ``synthesised`` through the index's model on ``device``, with
-    GM ``program``), ``tempo_scales``,
-    ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
-    ``neighbours`` fetched per query shingle (default: by the collection's size,
-    :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
-    of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
-    rule ``threshold`` / ``margin_threshold`` (see :data:`retrieval.search.CONFIDENCE_THRESHOLD`).
-    """
-
-    top: int = 10
-    part: str | int | None = None
-    measures: tuple[int, int] | None = None
-    expand_repeats: bool = False
-    transpose: bool = False
-    rendering: str = "auto"
-    program: int | None = None
-    tempo_scales: tuple[float, ...] = TEMPO_SCALES
-    exhaustive: bool = False
-    candidates: int = CANDIDATES
-    neighbours: int | None = None
-    threshold: float = CONFIDENCE_THRESHOLD
-    margin_threshold: float = CONFIDENCE_MARGIN
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if min(self.top, self.candidates) < 1 or (self.neighbours is not None and self.neighbours < 1):
-            raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
-                                 f"{self.candidates} and {self.neighbours}")
 
 
 def query(

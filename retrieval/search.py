@@ -32,28 +32,15 @@ from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.jit import njit_cached
+from retrieval.options import CANDIDATES, CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD
 from retrieval.variants import QueryVariant
 
-__all__ = ["CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "Match", "SearchTimings", "neighbours_for", "search",
-           "search_many"]
+__all__ = ["Match", "SearchTimings", "neighbours_for", "search", "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
 shingle hits must agree to add up in the ANN score (:func:`_ann_candidates`). Chosen on the
 benchmarks (docs/benchmarks.md): 4–10 give the same MRR, 16 a little less."""
-
-CONFIDENCE_MARGIN = 0.06
-"""Lead of the best score over the runner-up's from which the best match is called confident.
-
-Chosen on the bach_violin benchmark (docs/benchmarks.md, second session): 95 % of wrong top-1 answers lead by
-less, three quarters of right ones by more than 0.1. The raw score alone separates poorly (it
-depends on the theme's texture), the lead over the other recordings adapts to it.
-"""
-
-CONFIDENCE_THRESHOLD = 0.7
-"""The DTW similarity a confident match needs in any case (a theme absent from the collection can
-still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests; right answers on
-bach_violin score 0.81 and more in 95 % of cases)."""
 
 
 QUERY_HOP = 2
@@ -86,11 +73,6 @@ def neighbours_for(n_shingles: int) -> int:
     doublings = max(0, math.floor(math.log2(max(n_shingles, 1) / NEIGHBOURS_SCALE)))
     return min(MAX_NEIGHBOURS, NEIGHBOURS << doublings)
 
-
-CANDIDATES = 30
-"""Recordings passed from the ANN stage to DTW re-ranking. In the second session's hauptstimme
-check the right recording was among them in 33 of 42 queries; 50 moved MRR by at most ±0.016 in
-the third session's sweep and was not adopted."""
 
 RERANK_VARIANTS = 3
 """Tempo variants of a candidate re-ranked by DTW: its three best by ANN score. 5 moved MRR by at
@@ -440,7 +422,7 @@ def search_many(
     variants around the ANN anchors (:data:`RERANK_WINDOW`), all themes' candidates on the thread
     pool at once; ``exhaustive`` aligns every variant with every
     whole recording instead. Matches are marked confident by the rule of
-    :data:`CONFIDENCE_THRESHOLD` and :data:`CONFIDENCE_MARGIN` (``threshold``,
+    :data:`retrieval.options.CONFIDENCE_THRESHOLD` and :data:`retrieval.options.CONFIDENCE_MARGIN` (``threshold``,
     ``margin_threshold``). ``timings`` (one per theme) receive each stage's time; with several
     themes, a shared stage's time is divided equally among them.
     """

@@ -9,8 +9,9 @@ because the deep model does not answer a chord with every pitch class the score 
 theme's own rendering shows what it does answer. Both then take the recordings' path
 (:func:`models.retrieval_features.retrieval_features`), so their frames are comparable.
 
-A theme has no performance tempo: it is rendered at several tempo scales (:data:`TEMPO_SCALES`)
-around its nominal tempo, and in all 12 transpositions on request.
+A theme has no performance tempo: it is rendered at several tempo scales
+(:data:`retrieval.options.TEMPO_SCALES`) around its nominal tempo, and in all 12 transpositions on
+request.
 """
 
 from __future__ import annotations
@@ -23,15 +24,12 @@ import numpy as np
 from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.retrieval_features import FeatureSettings, retrieval_features
+from retrieval.options import RENDERINGS, TEMPO_SCALES
 from retrieval.theme import NoteEvent, Theme
 
-__all__ = ["POLYPHONY_FOR_AUDIO", "RENDERINGS", "TEMPO_SCALES", "QueryVariant", "mean_polyphony", "query_variants",
+__all__ = ["POLYPHONY_FOR_AUDIO", "QueryVariant", "mean_polyphony", "query_variants",
            "rendering_for", "symbolic_chroma"]
 
-TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
-"""Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
-
-RENDERINGS = ("auto", "symbolic", "synthesised")
 POLYPHONY_FOR_AUDIO = 2.0
 """``auto`` renders a theme through audio when this many notes or more sound at once on average."""
 

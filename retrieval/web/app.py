@@ -46,10 +46,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from models.errors import RetrievalError
+from retrieval.options import CANDIDATES, RENDERINGS
 from retrieval.query import QueryOptions
-from retrieval.search import CANDIDATES, Collection
+from retrieval.search import Collection
 from retrieval.theme import MAX_THEME_NOTES
-from retrieval.variants import RENDERINGS
 from retrieval.web.tasks import RequestError, notation_task, plot_task, query_task
 from retrieval.web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 

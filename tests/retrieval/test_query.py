@@ -10,8 +10,8 @@ import pytest
 from cli import main
 from db.store import IndexStore
 from models.errors import ParameterError
+from retrieval.options import CONFIDENCE_THRESHOLD
 from retrieval.query import query
-from retrieval.search import CONFIDENCE_THRESHOLD
 from retrieval.theme import ThemeError, load_theme, parse_corpus_work
 
 from ..conftest import PIECES

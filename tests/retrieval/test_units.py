@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.retrieval_features import FeatureSettings, SettingsMismatchError, retrieval_features, shingles
+from models.retrieval_features import (
+    FeatureSettings,
+    SettingsMismatchError,
+    convolved,
+    hann_window,
+    retrieval_features,
+    shingles,
+    unit_rows,
+)
 from retrieval.dtw import subsequence_align
 from retrieval.theme import NoteEvent
 from retrieval.variants import symbolic_chroma
@@ -27,6 +35,30 @@ def test_retrieval_features_shape_norm_and_centre():
     np.testing.assert_allclose(f[0], np.full(12, 1 / np.sqrt(12)), atol=1e-6)  # silence → uniform
     with pytest.raises(ValueError):
         retrieval_features(np.zeros((13, 10)))
+
+
+def test_window_smoothing_and_row_normalisation_equal_scipy_and_librosa():
+    import librosa
+    import scipy.ndimage
+    import scipy.signal
+
+    rng = np.random.default_rng(0)
+    for n in (3, 7, 12, 43):
+        np.testing.assert_allclose(hann_window(n), scipy.signal.get_window("hann", n), rtol=0, atol=1e-15)
+    chroma = rng.random((12, 40)).astype(np.float32)
+    for m in (1, 2, 3, 4, 5, 8, 60):  # odd and even lengths centre differently; longer than the signal too
+        weights = rng.random(m)
+        out = convolved(chroma, weights)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, scipy.ndimage.convolve1d(chroma, weights, axis=1, mode="constant"),
+                                   rtol=1e-6, atol=1e-7)
+    x = rng.normal(size=(50, 192)).astype(np.float32)
+    x[3] = 0.0
+    x[7] = 0.0
+    x[7, 0] = 1e-40  # a norm below float32's smallest normal number: filled like a silent row, not (1, 0, …)
+    expected = librosa.util.normalize(x, norm=2, axis=1, fill=True)
+    assert np.array_equal(unit_rows(x), expected)
+    assert np.allclose(unit_rows(x)[[3, 7]], 192**-0.5)
 
 
 def test_shingles_cover_frames_and_pad_short_sequences():

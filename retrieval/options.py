@@ -1,0 +1,74 @@
+"""How a theme is searched: :class:`QueryOptions` and the defaults it starts from.
+
+Kept apart from :mod:`retrieval.query` and :mod:`retrieval.search` so that the command line and the
+web API can describe their options (``--help``) without loading music21, numba or PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.errors import ParameterError
+
+__all__ = ["CANDIDATES", "CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "RENDERINGS", "TEMPO_SCALES",
+           "QueryOptions"]
+
+CANDIDATES = 30
+"""Recordings passed from the ANN stage to DTW re-ranking. On hauptstimme the right recording was
+among them in 33 of 42 queries; 50 moved MRR by at most ±0.016 and was not adopted
+(docs/benchmarks.md)."""
+
+CONFIDENCE_MARGIN = 0.06
+"""Lead of the best score over the runner-up's from which the best match is called confident.
+
+Chosen on the bach_violin benchmark (docs/benchmarks.md): 95 % of wrong top-1 answers lead by
+less, three quarters of right ones by more than 0.1. The raw score alone separates poorly (it
+depends on the theme's texture), the lead over the other recordings adapts to it.
+"""
+
+CONFIDENCE_THRESHOLD = 0.7
+"""The DTW similarity a confident match needs in any case (a theme absent from the collection can
+still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests; right answers on
+bach_violin score 0.81 and more in 95 % of cases)."""
+
+TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
+"""Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
+
+RENDERINGS = ("auto", "symbolic", "synthesised")
+"""How a theme becomes chroma (:func:`retrieval.variants.rendering_for`): ``auto`` by its texture,
+``symbolic`` from its notes, ``synthesised`` through audio and the index's model."""
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How a theme is searched. The CLI builds one from its flags; the web API from a request.
+
+    Selection of the theme: ``part`` (name or index), ``measures`` ``(first, last)``,
+    ``expand_repeats``. Query variants (:mod:`retrieval.variants`): ``rendering`` (``auto`` by the
+    theme's texture, ``symbolic``, or ``synthesised`` through the index's model on ``device``, with
+    GM ``program``), ``tempo_scales``,
+    ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
+    ``neighbours`` fetched per query shingle (default: by the collection's size,
+    :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
+    of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
+    rule ``threshold`` / ``margin_threshold`` (see :data:`CONFIDENCE_THRESHOLD`).
+    """
+
+    top: int = 10
+    part: str | int | None = None
+    measures: tuple[int, int] | None = None
+    expand_repeats: bool = False
+    transpose: bool = False
+    rendering: str = "auto"
+    program: int | None = None
+    tempo_scales: tuple[float, ...] = TEMPO_SCALES
+    exhaustive: bool = False
+    candidates: int = CANDIDATES
+    neighbours: int | None = None
+    threshold: float = CONFIDENCE_THRESHOLD
+    margin_threshold: float = CONFIDENCE_MARGIN
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if min(self.top, self.candidates) < 1 or (self.neighbours is not None and self.neighbours < 1):
+            raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
+                                 f"{self.candidates} and {self.neighbours}")
