@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -119,11 +118,17 @@ def _model_settings(model: str) -> dict[str, str]:
     return {"model_id": resolve_model(model), "model_digest": model_digest(model)}
 
 
+def _add_model_check(parser: argparse.ArgumentParser) -> None:
+    """``--model`` where an index is only read: a check that it was built with that model."""
+    parser.add_argument("--model", dest="model_id", default=None,
+                        help="refuse an index built with another model (the index's own model is always used)")
+
+
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
     from models.retrieval_features import PRESETS
 
-    g = parser.add_argument_group("feature settings (fixed when an index is created; must match later)")
+    g = parser.add_argument_group("feature settings (fixed when an index is created; later runs must match)")
     g.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="named settings (the flags below override them): "
                         + "; ".join(f"{name}: {p.use}" for name, p in PRESETS.items()))
@@ -175,15 +180,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
+    settings = stats["settings"]
+    rate = 25 / settings["downsample"]
     print(f"index       {stats['db']}")
     print(f"recordings  {stats['recordings']} ({stats['hours']:.2f} h of audio)")
+    print(f"model       {settings['model_id']} (features at {rate:g} Hz, passages of "
+          f"{settings['shingle_length'] / rate:g} s every {settings['shingle_hop'] / rate:g} s)")
+    lossy = any(code in stats["index_factory"] for code in ("PQ", "SQ", "LSH"))
+    size = stats["faiss_bytes"] + stats["frames_bytes"] + stats["db_bytes"]
     per_hour = stats["bytes_per_audio_hour"]
-    print(f"shingles    {stats['shingles']} in FAISS {stats['index_factory']}, "
-          f"{stats['faiss_bytes'] / 2**20:.1f} MiB (+ {stats['frames_bytes'] / 2**20:.1f} MiB frames, "
-          f"{stats['db_bytes'] / 2**20:.1f} MiB SQLite)"
-          + (f"; {per_hour / 2**20:.1f} MiB per audio hour" if per_hour else ""))
-    settings = stats["settings"]
-    print("settings    " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print(f"size        {size / 2**20:.1f} MiB" + (f" ({per_hour / 2**20:.2f} MiB per audio hour)" if per_hour else "")
+          + f"; {'compressed search codes, hits re-scored exactly' if lossy else 'exact search'}")
     if stats["not_yet_searchable"]:
         print(f"pending     {stats['not_yet_searchable']} recording(s) not yet searchable: run index again")
     print(f"failed      {len(stats['failed'])}")
@@ -324,7 +331,8 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
         print("no confident match (the best recording does not stand out from the others); best candidates:")
     print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
     for m in result.matches:
-        extra = f"  (transposed {m.transposition:+d})" if m.transposition else ""
+        moved = (m.transposition + 5) % 12 - 5  # the nearer way: +9 semitones up is 3 down
+        extra = f"  (theme {moved:+d} semitone{'s' if abs(moved) > 1 else ''})" if moved else ""
         flag = "  (confident)" if m.confident else ""
         lead = f"{m.margin:+6.3f}" if m.rank == 1 and m.margin == m.margin else ""
         print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {printable(m.path)}{extra}{flag}")
@@ -467,28 +475,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Render the bundled pieces, index them, and find a theme among them (no data needed)."""
-    if args.dir is None:
-        with tempfile.TemporaryDirectory(prefix="score_retrieval_demo_") as folder:  # removed afterwards
-            return _demo(Path(folder), args)
-    return _demo(args.dir, args)
-
-
-def _demo(work_dir: Path, args: argparse.Namespace) -> int:
+    """Render the bundled pieces, index them, and find a theme among them (no data needed). The folder
+    is kept, so a second run reuses the audio and the index, and the next commands can use them."""
     from indexer.build import index_collection
     from indexer.demo import DEMO_THEME, render_demo_collection
     from retrieval.theme import parse_corpus_work
 
-    print(f"1/3 rendering {work_dir / 'audio'} from the music21 corpus with the GM SoundFont …", flush=True)
-    render_demo_collection(work_dir / "audio")
-    print("2/3 indexing (deep chroma, shingles, FAISS) …", flush=True)
-    db = work_dir / "index.db"
-    report = index_collection(work_dir / "audio", db, progress=not args.quiet)
+    work_dir = args.dir
+    audio, db, theme = work_dir / "audio", work_dir / "index.db", work_dir / "theme.musicxml"
+    print(f"1/3 rendering {audio} from the music21 corpus with the GM SoundFont …", flush=True)
+    render_demo_collection(audio)
+    print(f"2/3 indexing {audio} into {db} (deep chroma, shingles, FAISS) …", flush=True)
+    report = index_collection(audio, db, progress=not args.quiet)
     print(f"    {len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.failed)} failed")
     work, measures, part = DEMO_THEME
-    theme = work_dir / "theme.musicxml"
-    parse_corpus_work(work).measures(*measures).parts[part].write("musicxml", fp=theme)
-    print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} → {theme}", flush=True)
+    if not theme.exists():
+        from models.files import atomic_write
+
+        excerpt = parse_corpus_work(work).measures(*measures).parts[part]
+        atomic_write(theme, lambda tmp: excerpt.write("musicxml", fp=tmp))
+    print(f"3/3 query: {work}, measures {measures[0]}-{measures[1]}, part {part} ({theme})", flush=True)
     from db.store import IndexStore
     from retrieval.query import QueryOptions, query
 
@@ -498,7 +504,17 @@ def _demo(work_dir: Path, args: argparse.Namespace) -> int:
     finally:
         store.close()
     _print_result(result, theme, args.json)
+    print(f"\nnext:\n  python cli.py query {theme} --db {db} --transpose    # also in other keys\n"
+          f"  python cli.py serve --db {db}                          # search from a browser\n"
+          f"  python cli.py index ~/Music --db my_index.db                 # your own recordings",
+          file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with its one-line ``summary`` and ends with an ``example``."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                          epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -506,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Cross-modal (score-to-audio) music retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("features", help="extract deep chroma of audio files or folders into .npz files")
+    p = _command(sub, "features", "extract deep chroma of audio files or folders into .npz files",
+                 "python cli.py features recording.mp3 ~/Music/quartets -o features/")
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", type=Path, default=Path("features"), help="output folder (default ./features)")
     _add_extractor_options(p)
@@ -514,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("index", help="build or update the search index of a folder of recordings")
+    p = _command(sub, "index", "build or update the search index of a folder of recordings",
+                 "python cli.py index ~/Music/quartets --db quartets.db")
     p.add_argument("audio_dir", type=Path, help="folder of recordings (searched recursively)")
     _add_db_option(p)
     _add_settings_options(p)
@@ -531,27 +549,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("query", help="find the recordings that contain a theme given as a score")
+    p = _command(sub, "query", "find the recordings that contain a theme given as a score",
+                 "python cli.py query theme.musicxml --db quartets.db --measures 1-8 --top 5")
     p.add_argument("themes", type=Path, nargs="+", metavar="THEME",
                    help="score file(s): MusicXML, MIDI, kern, ABC, MEI (several: one result each; --json: a list)")
     _add_db_option(p)
     _add_query_options(p)
-    _add_settings_options(p)
+    _add_model_check(p)
     p.add_argument("--plot", type=Path, default=None,
                    help="draw the theme beside the best match: an image file (.png, .pdf, .svg, .jpg) or a folder")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("evaluate", help="run the queries of a ground-truth CSV and report MRR and friends")
+    p = _command(sub, "evaluate", "run the queries of a ground-truth CSV and report MRR and friends",
+                 "python cli.py evaluate ../shared/benchmarks/bach_violin/ground_truth.csv --db bach.db")
     p.add_argument("ground_truth", type=Path, help="CSV: query_id, query, recording, start_s, end_s")
     _add_db_option(p)
     _add_query_options(p)
-    _add_settings_options(p)
+    _add_model_check(p)
     p.add_argument("--json", action="store_true", help="metrics and per-query rows as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("train", help="train or fine-tune a chroma model on score-audio pairs")
+    p = _command(sub, "train", "train or fine-tune a chroma model on score-audio pairs",
+                 "python cli.py train --data bach_violin --out models/my_model --epochs 5")
     p.add_argument("--data", action="append", required=True,
                    help="hauptstimme=AUDIO_DIR, bach_violin[=DIR] or a pairs CSV (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="output folder: weights, model card, checkpoint")
@@ -576,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("serve", help="web page and HTTP API for searching an index (read-only)")
+    p = _command(sub, "serve", "web page and HTTP API for searching an index (read-only)",
+                 "python cli.py serve --db quartets.db --port 8000")
     _add_db_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -590,27 +612,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer recordings' absolute paths (default: relative to the collection's folder)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("status", help="summary of an index: recordings, hours, shingles, size, failures")
+    p = _command(sub, "status", "summary of an index: recordings, hours, model, size, failures",
+                 "python cli.py status --db quartets.db")
     _add_db_option(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("compact", help="convert an older index to the compact format (uint8 features, sized vectors)")
+    p = _command(sub, "compact", "convert an older index to the compact format (uint8 features, sized vectors)",
+                 "python cli.py compact --db old_index.db")
     _add_db_option(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_compact)
 
-    p = sub.add_parser("list", help="the recordings of an index")
+    p = _command(sub, "list", "the recordings of an index",
+                 "python cli.py list --db quartets.db --json")
     _add_db_option(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("models", help="list the pretrained deep chroma models")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "models", "list the pretrained deep chroma models",
+                 "python cli.py models")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("demo", help="render a small bundled collection, index it and query a theme (no data needed)")
-    p.add_argument("--dir", type=Path, default=None, help="work folder (default: a new temporary folder)")
+    p = _command(sub, "demo", "render a small bundled collection, index it and query a theme (no data needed)",
+                 "python cli.py demo --dir demo")
+    p.add_argument("--dir", type=Path, default=Path("demo"),
+                   help="folder for the audio, index and theme, kept and reused by the next run (default ./demo)")
     p.add_argument("--json", action="store_true", help="print the query result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)

@@ -279,12 +279,15 @@ def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptio
             results = ray_results(jobs, store.settings, options.device)
         else:
             results = _results(jobs, store.settings, options.workers, options.device)
+        first: tuple[float, float] | None = None  # (time, audio seconds) at the first result: loading excluded
         for result in results:
             _store_result(store, result, known.get(result.path), report)
             bar.update()
-            elapsed = max(bar.format_dict["elapsed"], 1e-9)
-            hours_per_s = report.audio_seconds / 3600 / elapsed
-            bar.set_postfix_str(f"{hours_per_s:.4f} audio h/s ({hours_per_s * 3600:.0f}× real time)", refresh=False)
+            if first is None:
+                first = (time.monotonic(), report.audio_seconds)
+            elif report.audio_seconds > first[1]:
+                speed = (report.audio_seconds - first[1]) / max(time.monotonic() - first[0], 1e-9)
+                bar.set_postfix_str(f"{speed / 3600:.2f} audio h/s ({speed:.0f}× real time)", refresh=False)
             if time.monotonic() - last_save > max(options.checkpoint_seconds, 10 * save_cost):
                 t = time.monotonic()
                 store.checkpoint()

@@ -26,6 +26,7 @@ def render_demo_collection(folder: str | Path, names: list[str] | None = None) -
     """Render :data:`DEMO_PIECES` (or ``names`` of them) to ``folder/<name>.wav``; existing files are kept."""
     import soundfile as sf
 
+    from models.files import atomic_write
     from models.frontend import SAMPLE_RATE
     from retrieval.soundfont import render_notes
     from retrieval.theme import parse_corpus_work, theme_from_stream
@@ -38,6 +39,7 @@ def render_demo_collection(folder: str | Path, names: list[str] | None = None) -
         if not path.exists():
             work, measures = DEMO_PIECES[name]
             theme = theme_from_stream(parse_corpus_work(work), measures=measures, name=work)
-            sf.write(path, render_notes(theme.notes, SAMPLE_RATE), SAMPLE_RATE)
+            audio = render_notes(theme.notes, SAMPLE_RATE)
+            atomic_write(path, lambda tmp, audio=audio: sf.write(tmp, audio, SAMPLE_RATE, format="WAV"))
         written.append(path)
     return written

@@ -164,14 +164,17 @@ def test_sigkill_mid_run_leaves_a_consistent_database_that_resumes(rendered_dir,
 def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
     theme = tmp_path / "theme.musicxml"
     _corpus("mozart/k155/movement1").measures(5, 8).write("musicxml", fp=theme)
-    assert main(["query", str(theme), "--db", str(indexed), "--shingle-length", "10"]) == 2
+    assert main(["index", str(rendered_dir), "--db", str(indexed), "--shingle-length", "10", "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert "shingle_length=16 (asked 10)" in err and len(err.splitlines()) == 1
     assert main(["query", str(theme), "--db", str(indexed), "--model", "v1_ctc_train123valid4"]) == 2
-    assert "model_id" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "model_id='v2_ctc_train123valid4' (asked 'v1_ctc_train123valid4')" in err and len(err.splitlines()) == 1
     with pytest.raises(SettingsMismatchError):
         index_collection(rendered_dir, indexed, FeatureSettings(downsample=3), progress=False)
-    assert main(["query", str(theme), "--db", str(indexed), "--shingle-length", "16", "--json"]) == 0
+    assert main(["query", str(theme), "--db", str(indexed), "--model", "v2_ctc_train123valid4", "--json"]) == 0
+    with pytest.raises(SystemExit):  # index-only settings are not query options
+        main(["query", str(theme), "--db", str(indexed), "--shingle-length", "16"])
 
 
 def test_vector_removal_and_factories():

@@ -66,6 +66,8 @@ def test_transposed_theme_needs_transpose(store, tmp_path, capsys):
     assert Path(best["path"]).stem == "haydn_op74" and best["transposition"] == 9  # 3 up + 9 up = an octave
     assert {"rank", "score", "confident", "recording_id", "path", "start", "end"} <= set(best)
     assert best["confident"] and best["score"] > plain["score"] + 0.2
+    assert main(["query", str(theme), "--db", str(store.path), "--transpose", "--top", "1"]) == 0
+    assert "haydn_op74.wav  (theme -3 semitones)  (confident)" in capsys.readouterr().out  # written 3 too high
 
 
 def test_cli_table_and_plot(store, tmp_path, capsys):
@@ -123,16 +125,31 @@ def test_collection_has_all_pieces(store):
     assert sorted(r.name for r in store.recordings("indexed")) == sorted(PIECES)
 
 
-def test_demo_main_job(rendered_dir, tmp_path, capsys):
+def test_demo_main_job_and_the_readme_example(rendered_dir, tmp_path, capsys, monkeypatch):
+    import re
     import shutil
 
-    shutil.copytree(rendered_dir, tmp_path / "audio")  # the demo keeps existing renderings
-    assert main(["demo", "--dir", str(tmp_path), "-q", "--json"]) == 0
+    demo = tmp_path / "demo"
+    shutil.copytree(rendered_dir, demo / "audio")  # the demo keeps existing renderings
+    assert main(["demo", "--dir", str(demo), "-q", "--json"]) == 0
     out = capsys.readouterr().out
     result = json.loads(out[out.index("{"):])
     best = result["matches"][0]
     assert Path(best["path"]).stem == "haydn_op74" and best["confident"] and result["confident_match"]
     assert abs(best["start"] - 12.0) < 2.0  # bar 9 of a 3/4 movement at ♩ = 120
+    index_bytes = (demo / "index.db").read_bytes()
+    assert main(["demo", "--dir", str(demo), "-q"]) == 0  # the folder is kept: a second run reuses it
+    out = capsys.readouterr().out
+    assert "0 added, 5 unchanged, 0 failed" in out and "haydn_op74" in out
+    assert f"python cli.py serve --db {demo / 'index.db'}" in out  # the next steps name the kept index
+    assert (demo / "index.db").read_bytes() == index_bytes
+    # the README's Python example, run where the demo left its folder
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {})
+    first = capsys.readouterr().out.splitlines()[0].split()
+    assert first[0] == "1" and first[2] == "True" and Path(first[3]).stem == "haydn_op74"
 
 
 def test_several_themes_in_one_call_equal_single_calls(store, tmp_path, capsys):

@@ -295,19 +295,3 @@ def test_list_into_a_closed_pipe_ends_quietly(indexed):
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0
     assert "Broken pipe" not in err and "Traceback" not in err, err
-
-
-def test_the_demo_removes_its_temporary_folder(monkeypatch):
-    import cli
-
-    seen = {}
-
-    def fake_demo(work_dir, args):  # stands in for rendering, indexing and querying
-        (work_dir / "audio").mkdir()
-        (work_dir / "audio" / "x.wav").write_bytes(b"RIFF")
-        seen["dir"] = work_dir
-        return 0
-
-    monkeypatch.setattr(cli, "_demo", fake_demo)
-    assert main(["demo", "-q"]) == 0
-    assert seen["dir"].name.startswith("score_retrieval_demo_") and not seen["dir"].exists()
