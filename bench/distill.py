@@ -16,7 +16,7 @@ length, at a uniform random start; the data order depends only on ``--seed``. OU
 ``weights.safetensors`` (usable as ``--model OUT`` everywhere) and ``model.json`` (teacher, init,
 steps, seed, loss by 10 steps), written atomically at the end and on Ctrl-C (then with the steps
 done). Retrieval is measured afterwards, as for any model: ``cli.py index --model OUT`` and
-``cli.py evaluate`` (docs/benchmarks.md, tenth session, has the commands). ``--device cuda`` trains
+``cli.py evaluate`` (docs/experiments.md, E10, has the commands). ``--device cuda`` trains
 on a GPU (the teacher's probabilities are computed once, on the CPU, and cached).
 """
 

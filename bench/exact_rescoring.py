@@ -1,7 +1,8 @@
-"""How much of the large-collection gap exact similarities in the vote close (docs/benchmarks.md).
+"""How much of the large-collection gap exact similarities in the vote close (docs/scaling.md).
 
     python bench/exact_rescoring.py --source H.db H.csv --source B.db B.csv [--hours 100]
                                     [--queries 20] [--neighbours 256 1024] [--nprobe 64] [--work-dir DIR]
+                                    [--distinct INDEX --distinct-hours 20]
                                     [--json-out OUT.json]
 
 Builds the ``--hours`` collection of ``bench/query_latency.py`` (the sources' stored features in
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from query_latency import build  # the script beside this one (bench/ is on sys.path when run as a script)
+from query_latency import build, plan_copies  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
 from db.store import IndexStore, StoredFrames
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE, help="inverted lists visited per shingle")
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
+    parser.add_argument("--distinct", type=Path, default=None,
+                        help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
+    parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -68,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         sources.append(IndexStore.open(index, readonly=True))
         rows += truth_rows[:: max(1, len(truth_rows) // args.queries)][: args.queries]
     folder = args.work_dir or Path(tempfile.mkdtemp())
-    target = folder / f"collection_{args.hours:g}h.db"
+    distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
+    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}.db"
     if not target.exists():
-        base = sum(s.stats()["hours"] for s in sources)
+        copies, distinct_copies = plan_copies(sources, args.hours, distinct, args.distinct_hours)
         t0 = time.perf_counter()
-        build(sources, target, max(1, round(args.hours / base)), None).close()
+        build(sources, target, copies, None, distinct, distinct_copies).close()
         print(f"built {target} in {time.perf_counter() - t0:.0f} s", flush=True)
     store = IndexStore.open(target, readonly=True)
     stats = store.stats()

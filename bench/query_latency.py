@@ -1,4 +1,4 @@
-"""Query latency, throughput, size and quality by collection size (docs/benchmarks.md, "Search at scale").
+"""Query latency, throughput, size and quality by collection size (docs/scaling.md, "Search at scale").
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
                                   [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
@@ -61,24 +61,39 @@ def pitch_mapping(k: int) -> np.ndarray:
     return order if not np.array_equal(order, np.arange(12)) else np.roll(order, 1)
 
 
-def build(sources: list[IndexStore], target: Path, copies: int, factory: str | None) -> IndexStore:
-    """A new index at ``target`` holding ``copies`` transformed copies of every source recording."""
+def build(sources: list[IndexStore], target: Path, copies: int, factory: str | None,
+          distinct: IndexStore | None = None, distinct_copies: int = 0) -> IndexStore:
+    """A new index at ``target`` holding ``copies`` transformed copies of every source recording and
+    ``distinct_copies`` of every recording of ``distinct`` (music no theme comes from: its copies
+    are named apart, so they never count as a theme's recording)."""
     store = IndexStore.create(target, sources[0].settings)
-    for k in range(copies):
-        for source in sources:
-            for rec, features in source.iter_features():
-                if k:
-                    features = features[:, pitch_mapping(k)]
-                    features = stretched(features, 1.1) if k % 2 else features
-                path = rec.path if not k else f"{Path(rec.path).parent}/copy{k}/{rec.name}_c{k}.wav"
-                duration = len(features) / store.settings.rate
-                row = {**{c: getattr(rec, c) for c in FILE_ROW}, "path": path, "duration": duration,
-                       "model_id": rec.model_id}
-                store.put_indexed(row, features)
+    for k, source, tag in [(k, s, "c") for k in range(copies) for s in sources] + \
+                          [(k, distinct, "d") for k in range(distinct_copies)]:
+        for rec, features in source.iter_features():
+            if k:
+                features = features[:, pitch_mapping(k)]
+                features = stretched(features, 1.1) if k % 2 else features
+            path = rec.path if not k and tag == "c" else f"{Path(rec.path).parent}/{tag}{k}/{rec.name}_{tag}{k}.wav"
+            duration = len(features) / store.settings.rate
+            row = {**{c: getattr(rec, c) for c in FILE_ROW}, "path": path, "duration": duration,
+                   "model_id": rec.model_id}
+            store.put_indexed(row, features)
     n_frames = store.db.execute("SELECT sum(n_frames) FROM recordings").fetchone()[0]
     store.rebuild_vectors(factory or auto_factory(n_frames // store.settings.shingle_hop, store.settings.dim))
     store.close()
     return IndexStore.open(target, readonly=True)
+
+
+def plan_copies(sources: list[IndexStore], hours: float, distinct: IndexStore | None,
+                distinct_hours: float) -> tuple[int, int]:
+    """Copies of the sources and of ``distinct`` that make a collection of about ``hours``, about
+    ``distinct_hours`` of it from ``distinct``."""
+    base = sum(s.stats()["hours"] for s in sources)
+    if distinct is None or distinct_hours <= 0:
+        return max(1, round(hours / base)), 0
+    n_distinct = max(1, round(distinct_hours / distinct.stats()["hours"]))
+    rest = hours - n_distinct * distinct.stats()["hours"]
+    return max(1, round(rest / base)), n_distinct
 
 
 def measure(store: IndexStore, rows: list[dict], exhaustive: bool, options: QueryOptions) -> dict:

@@ -7,7 +7,7 @@ The vectors: every stored shingle of the sources in all 12 transpositions (chrom
 from the two benchmark indexes). The queries: the shingles of all tempo variants of ``--queries``
 themes of the CSV, as a query searches them; recall@64 is measured on every 20th of them against an
 exact flat scan. Complements ``bench/query_latency.py`` (which measures whole queries and MRR):
-docs/benchmarks.md, "Search at scale".
+docs/scaling.md, "Search at scale".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a chroma model on the Hauptstimme renderings and report it on works never used for training
-# or selection, beside the pretrained default (docs/benchmarks.md, "Learning").
+# or selection, beside the pretrained default (docs/experiments.md, "Learning chroma on score–audio pairs").
 #   bash bench/train_hauptstimme.sh OUT_DIR LOSS [train options…]      LOSS: ctc | linear | strong
 # The model goes to OUT_DIR/models/NAME (NAME: environment variable, default LOSS_ft).
 # Needs OUT_DIR/hauptstimme/audio (bench/build_hauptstimme.sh OUT_DIR/hauptstimme renders and indexes it)

@@ -4,10 +4,10 @@
 
 An index run adds every new recording's shingles to the FAISS index after removing any it held
 before (a re-indexed file). On ``IDMap2,Flat`` each removal moves the vectors behind it, so one
-removal per recording (the baseline, as the store did until the eleventh session) makes a run
+removal per recording (the baseline, as the store did before) makes a run
 quadratic; :meth:`db.vectors.VectorIndex.remove` now takes every recording in one pass and skips
 it when none is there. Prints both, side by side, with their ratio; the defaults are the shape of
-the GPU session's 11.4 h run (320 files of ~2 min, 22,500 shingles per audio hour).
+the H100 run's 11.4 h collection (docs/scaling.md) (320 files of ~2 min, 22,500 shingles per audio hour).
 """
 
 from __future__ import annotations

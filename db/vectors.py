@@ -36,12 +36,12 @@ search is exact; beyond, an exhaustive scan per query shingle costs more than th
 IVF_FLAT_LIMIT = 500_000
 """Up to this many vectors (≈ 22 h) an inverted file of full vectors (exact distances, 768 bytes a
 shingle); beyond it compact codes (:data:`PQ_CODE`), as scanning full vectors gets too slow for
-the latency targets and they take ~17 MB per audio hour (docs/benchmarks.md, factory sweep)."""
+the latency targets and they take ~17 MB per audio hour (docs/scaling.md, factory sweep)."""
 
 PQ_CODE = "PQ16x4fs"
 """The codes of large collections: 16 sub-quantisers of 4 bits, searched with FAISS's SIMD "fast
 scan" (8 bytes a shingle + its 8-byte id: ~0.4 MB per audio hour). Chosen by the sweep in
-docs/benchmarks.md: at 100 h, 32 or 48 sub-quantisers gained 0.025–0.05 MRR (within the noise of
+docs/scaling.md: at 100 h, 32 or 48 sub-quantisers gained 0.025–0.05 MRR (within the noise of
 40 themes) at 1.14–1.32 MB per audio hour with the features, beyond 1 GB per 1000 h."""
 
 MAX_LISTS = 8192
@@ -189,7 +189,7 @@ class VectorIndex:
         On a flat index (``IDMap2,Flat``) all of them go in one pass, and only if any is there:
         FAISS moves every vector behind a removed one, so one removal per recording made adding
         R recordings cost R passes over the index — 14 ms per file at 11 h of audio, growing
-        with the index (docs/benchmarks.md, eleventh session). An inverted file removes by id
+        with the index (docs/scaling.md, measured on an H100). An inverted file removes by id
         range, list by list, moving nothing.
         """
         if not len(recording_ids) or not len(self):

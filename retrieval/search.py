@@ -47,20 +47,20 @@ QUERY_HOP = 2
 """Frames between a theme's query shingles (as between a recording's stored ones). Hop 1 searched
 twice as many shingles for no gain: on all queries, hop 1 → 2 moved MRR 0.902 → 0.904 on
 bach_violin and 0.538 → 0.533 on hauptstimme while the FAISS stage took half the time (hop 3:
-0.528, hop 4: 0.524 on hauptstimme; sixth session, docs/benchmarks.md)."""
+0.528, hop 4: 0.524 on hauptstimme; docs/scaling.md, E6)."""
 
 NEIGHBOURS = 256
 """FAISS neighbours fetched per query shingle (``k``) in collections of up to
 :data:`NEIGHBOURS_SCALE` shingles, so that a theme's own recording keeps hits among the many
-look-alike passages (a passage's neighbouring shingles fill several places each). Sixth session,
-all queries (docs/benchmarks.md): 64 → 256 moved MRR 0.533 → 0.555 on hauptstimme (exhaustive DTW:
+look-alike passages (a passage's neighbouring shingles fill several places each). E6, all
+queries (docs/scaling.md): 64 → 256 moved MRR 0.533 → 0.555 on hauptstimme (exhaustive DTW:
 0.549) and 0.904 → 0.900 on bach_violin, and at 100 h (40 themes) 0.31 → 0.48 for 11 ms more."""
 
 NEIGHBOURS_SCALE = 3_000_000
 """Shingles (≈ 130 h of audio) beyond which :func:`neighbours_for` fetches more neighbours: twice as
 many from twice this size, four times (:data:`MAX_NEIGHBOURS`) from four times. At 1046 h (23 M
 shingles, 40 themes): k 256 → MRR 0.225 at 58 ms p50, 512 → 0.275 at 91 ms, 1024 → 0.319 at 132 ms
-(sixth session); at 100 h, 512 would cost ~15 ms more than the 50 ms budget allows."""
+(E6, docs/scaling.md); at 100 h, 512 would cost ~15 ms more than the 50 ms budget allows."""
 
 MAX_NEIGHBOURS = 4 * NEIGHBOURS
 """At most this many neighbours by default (1024: a query at 1000 h stays within ~150 ms; 2048
@@ -76,7 +76,7 @@ def neighbours_for(n_shingles: int) -> int:
 
 RERANK_VARIANTS = 3
 """Tempo variants of a candidate re-ranked by DTW: its three best by ANN score. 5 moved MRR by at
-most ±0.016 in the third session's sweep and was not adopted (re-ranking time grows with it)."""
+most ±0.016 in E3's sweep (docs/experiments.md) and was not adopted (re-ranking time grows with it)."""
 
 RERANK_WINDOW = (1, 2)
 """DTW aligns a variant of ``L`` frames with the recording's frames ``[anchor − 1·L, anchor + 2·L)``
@@ -214,7 +214,7 @@ def _rescored(stored, queries: np.ndarray, sims: np.ndarray, rids: np.ndarray, f
     from the stored frames (``stored``: :class:`db.store.StoredFrames`; within the ``uint8`` error),
     each query's re-sorted best first as FAISS sorts them. A compressed code's error is of the order
     of the differences the vote must see: in a large collection the right passage's hits fall behind
-    near-duplicates of others (docs/benchmarks.md, exact similarities in the vote)."""
+    near-duplicates of others (docs/scaling.md, exact similarities in the vote)."""
     exact = np.empty(sims.shape, np.float32)
     _exact_cosines(stored.frames, stored.offsets, stored.lengths, np.ascontiguousarray(queries, np.float32),
                    np.ascontiguousarray(rids, np.int64), np.ascontiguousarray(frames, np.int64),

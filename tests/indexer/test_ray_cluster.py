@@ -1,4 +1,4 @@
-"""``index --ray HOST:PORT`` on a real two-node Ray cluster, set up as the README says (``ray start
+"""``index --ray HOST:PORT`` on a real two-node Ray cluster, set up as docs/scaling.md says (``ray start
 --head`` and ``ray start --address``, token authentication on), both nodes on this machine."""
 
 from __future__ import annotations

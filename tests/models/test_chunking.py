@@ -55,7 +55,7 @@ def test_a_network_input_without_frames_is_refused():
 
 
 def test_default_chunk_is_longer_on_an_accelerator():
-    """120 s front-end chunks on the CPU, 600 s on a GPU (faster there: docs/benchmarks.md)."""
+    """120 s front-end chunks on the CPU, 600 s on a GPU (faster there: docs/scaling.md)."""
     assert default_chunk_seconds("cpu") == CPU_CHUNK_SECONDS == 120.0
     assert default_chunk_seconds(torch.device("cuda", 0)) == GPU_CHUNK_SECONDS == 600.0
     assert ChromaExtractor().chunk_groups == CPU_CHUNK_SECONDS * FEATURE_RATE

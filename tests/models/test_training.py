@@ -1,4 +1,4 @@
-"""Learning chroma (issue 10): targets, losses, augmentation, the training loop, resumption, models by path,
+"""Learning chroma: targets, losses, augmentation, the training loop, resumption, models by path,
 bad data."""
 
 from __future__ import annotations

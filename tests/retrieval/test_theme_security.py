@@ -1,4 +1,4 @@
-"""Themes are parsed from their source, never through music21's pickle cache (issue 15, item 1)."""
+"""Themes are parsed from their source, never through music21's pickle cache."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The house's floors: imports go one way (issue 14). A new upward import or circle fails here."""
+"""The house's floors: imports go one way. A new upward import or circle fails here."""
 
 from __future__ import annotations
 
