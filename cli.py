@@ -468,10 +468,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = WorkerLimits(seconds=args.request_seconds, memory_bytes=int(args.worker_memory_mb * 2**20))
     app = create_app(partial(IndexStore.open, db, readonly=True), version=version,
                      max_upload_bytes=int(args.max_upload_mb * 2**20), workers=args.workers, limits=limits,
-                     show_paths=args.show_paths)
+                     show_paths=args.show_paths, example=_example_theme(db))
     print(f"serving {db} on http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     return 0
+
+
+def _example_theme(db: Path) -> Path | None:
+    """The theme ``demo`` writes beside its index, offered by the web page as an example; else ``None``."""
+    theme = Path(db).parent / "theme.musicxml"
+    return theme if theme.is_file() else None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

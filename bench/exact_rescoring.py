@@ -2,7 +2,7 @@
 
     python bench/exact_rescoring.py --source H.db H.csv --source B.db B.csv [--hours 100]
                                     [--queries 20] [--neighbours 256 1024] [--nprobe 64] [--work-dir DIR]
-                                    [--distinct INDEX --distinct-hours 20]
+                                    [--distinct INDEX --distinct-hours 20] [--flat] [--exhaustive]
                                     [--json-out OUT.json]
 
 Builds the ``--hours`` collection of ``bench/query_latency.py`` (the sources' stored features in
@@ -11,7 +11,8 @@ hit re-scored exactly (what search does by default on a lossy index): the hit's 
 from the stored ``uint8`` frames (the memory-mapped frames file) and its cosine similarity with
 the query shingle computed, before the vote. Prints, per neighbour count, how often the right
 recording is among the candidates, the MRR, and the ANN stage's time; exhaustive DTW on the same
-themes gives the reference.
+themes gives the reference (``--exhaustive``), and ``--flat`` the best any FAISS index could give
+the vote: each query shingle's exact nearest stored shingles, found by brute force.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 from query_latency import build, plan_copies  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
 from db.store import IndexStore, StoredFrames
+from models.retrieval_features import shingle_starts, unit_rows
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
 from retrieval.options import CANDIDATES
-from retrieval.query import QueryOptions, query
+from retrieval.query import QueryOptions, query, query_many
 
 
 def measure(store: IndexStore, rows: list[dict], neighbours: int, frames: StoredFrames | None) -> dict:
@@ -51,6 +54,54 @@ def measure(store: IndexStore, rows: list[dict], neighbours: int, frames: Stored
             "mrr": mean_reciprocal_rank(rankings, relevant), "ann_ms_p50": float(np.median(ann) * 1000)}
 
 
+class FlatNeighbours:
+    """The exact ``k`` nearest stored shingles of each query shingle, by brute force over the frames
+    file (every recording's shingles rebuilt from its ``uint8`` frames, compared in chunks, the best
+    kept by FAISS's ``ResultHeap``): what a perfect index would hand the vote."""
+
+    lossy = False  # its similarities are exact already
+
+    def __init__(self, frames: StoredFrames, length: int, hop: int, chunk: int = 40_000) -> None:
+        self.frames, self.length, self.hop, self.chunk = frames, length, hop, chunk
+
+    def __len__(self) -> int:
+        return int(sum(len(shingle_starts(int(n), self.length, self.hop)) for n in self.frames.lengths if n))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(similarities, recording ids, start frames)``, each ``(n_queries, k)``, best first."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+        vectors, ids, held = [], [], 0
+        for rid in np.flatnonzero(self.frames.lengths):
+            start = self.frames.offsets[rid]
+            x = self.frames.frames[start : start + self.frames.lengths[rid]].astype(np.float32)
+            x = np.concatenate([x, np.zeros((max(0, self.length - len(x)), 12), np.float32)])
+            starts = shingle_starts(len(x), self.length, self.hop)
+            windows = np.lib.stride_tricks.sliding_window_view(x, (self.length, 12))[:, 0][starts]
+            vectors.append(unit_rows(windows.reshape(len(starts), -1)))
+            ids.append((np.int64(rid) << 32) | starts)
+            held += len(starts)
+            if held >= self.chunk or rid == np.flatnonzero(self.frames.lengths)[-1]:
+                sims = queries @ np.concatenate(vectors).T
+                heap.add_result(sims, np.ascontiguousarray(np.broadcast_to(np.concatenate(ids), sims.shape)))
+                vectors, ids, held = [], [], 0
+        heap.finalize()
+        return heap.D, np.where(heap.I >= 0, heap.I >> 32, -1), heap.I & 0xFFFFFFFF
+
+
+def measure_flat(store: IndexStore, rows: list[dict], neighbours: int) -> dict:
+    """:func:`measure` with the exact nearest shingles (:class:`FlatNeighbours`), all themes in one batch."""
+    settings, frames = store.settings, store.stored_frames()
+    store.vectors = lambda: FlatNeighbours(frames, settings.shingle_length, settings.shingle_hop)
+    t0 = time.perf_counter()
+    results = query_many(store, [r["query"] for r in rows], QueryOptions(neighbours=neighbours, top=CANDIDATES))
+    rankings = [[Path(m.path).stem for m in result.matches] for result in results]
+    relevant = [r["recording"] for r in rows]
+    return {"neighbours": neighbours, "exact": True, "flat": True, "seconds": time.perf_counter() - t0,
+            "candidate_recall": float(np.mean([rel in rk for rel, rk in zip(relevant, rankings, strict=True)])),
+            "mrr": mean_reciprocal_rank(rankings, relevant)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
@@ -59,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE, help="inverted lists visited per shingle")
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
+    parser.add_argument("--flat", action="store_true",
+                        help="also the exact nearest shingles in the same vote (brute force: ~15 min at 1000 h)")
     parser.add_argument("--distinct", type=Path, default=None,
                         help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
     parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
@@ -94,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             table.append(r)
             print(f"| {k} | {'exact' if r['exact'] else 'FAISS codes'} | {r['candidate_recall']:.2f} | "
                   f"{r['mrr']:.3f} | {r['ann_ms_p50']:.0f} |", flush=True)
+            if args.json_out:
+                args.json_out.write_text(json.dumps(table, indent=2))
+    if args.flat:
+        for k in args.neighbours:
+            r = measure_flat(store, rows, k)
+            table.append(r)
+            print(f"| {k} | exact nearest shingles (brute force) | {r['candidate_recall']:.2f} | {r['mrr']:.3f} | — |",
+                  flush=True)
             if args.json_out:
                 args.json_out.write_text(json.dumps(table, indent=2))
     if args.exhaustive:

@@ -9,6 +9,7 @@ timed at :data:`DEFAULT_QPM` (the query side varies tempo anyway).
 from __future__ import annotations
 
 import bisect
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -105,6 +106,21 @@ class Theme:
         return Theme(notes, self.source, self.start, self.tempo)
 
 
+_READER_HINTS = {
+    "no active default note length provided for note processing":
+        "no default note length before the notes: an ABC header needs a line such as L:1/8",
+}
+"""What some of music21's messages mean to someone who wrote the score."""
+
+
+def _plain_reason(error: Exception) -> str:
+    """The first line of a reader's message, without the parser objects music21 appends
+    (``tPrev: <music21.abcFormat.ABCNote 'a'>``), in plain words where known."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = re.split(r"\s*(?:tPrev:|token:|<music21\.)", reason, maxsplit=1)[0].rstrip(" .,;:")[:120]
+    return _READER_HINTS.get(reason, reason or type(error).__name__)
+
+
 def parse_score(path: str | Path) -> music21.stream.Score:
     """Parse a score file with music21, never through its pickle cache.
 
@@ -127,8 +143,7 @@ def parse_score(path: str | Path) -> music21.stream.Score:
     except (ThemeError, MemoryError):
         raise
     except Exception as error:  # music21 raises many kinds for a file it cannot read
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise ThemeError(f"{path}: not a readable score ({reason})") from None
+        raise ThemeError(f"{path}: not a readable score ({_plain_reason(error)})") from None
     if isinstance(parsed, music21.stream.Opus):
         parsed = parsed.scores[0] if parsed.scores else music21.stream.Score()
     if not isinstance(parsed, music21.stream.Score):

@@ -9,6 +9,7 @@ Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 - ``GET /api/recordings``, ``GET /api/status``: as ``cli.py list --json`` and ``status --json``.
 - ``GET /api/recordings/{id}/audio``: the recording's file, by id only (HTTP ranges: 206).
 - ``GET /api/recordings/{id}/plot?query_id=…``: theme vs. matched excerpt chroma (PNG).
+- ``GET /api/example``: a theme to try (the demo collection's), 404 where the server has none.
 
 Safety: no path from a client reaches the file system (audio by recording id, and only while the
 file is still the one indexed: same size and modification time); a request body is counted as
@@ -239,7 +240,7 @@ def _without_prefixes(value: Any, prefixes: list[str]) -> Any:
 
 def create_app(open_collection: Callable[[], Collection], *, version: Callable[[], object] = lambda: 0,
                max_upload_bytes: int = 5 * 2**20, workers: int = 2, limits: WorkerLimits | None = None,
-               show_paths: bool = False) -> FastAPI:
+               show_paths: bool = False, example: Path | None = None) -> FastAPI:
     """The application over the collection ``open_collection()`` returns (read-only).
 
     ``open_collection`` must be picklable (e.g. ``functools.partial(IndexStore.open, db,
@@ -247,6 +248,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     when the index on disk changed (e.g. the FAISS file's mtime), so every reader reopens it and
     sees the last checkpoint. ``limits``: each request's time and memory (:class:`WorkerLimits`).
     ``show_paths``: answer recordings' absolute paths (by default relative to the collection's folder).
+    ``example``: a theme the page offers to try with one click (the demo's, where it is served).
     """
     limits = limits or WorkerLimits()
     pool: list[WorkerPool] = []  # started on first use, stopped with the app
@@ -265,6 +267,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
 
     app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0], docs_url=None,
                   lifespan=lifespan)
+    app.openapi_version = "3.0.3"  # the Swagger UI bundled for /docs (4.x) cannot show a 3.1 document
     collections = _Collections(open_collection, version)
     light = ThreadPoolExecutor(4, thread_name_prefix="listing")  # SQLite rows and file checks: never a query
     results: OrderedDict[str, Any] = OrderedDict()
@@ -303,7 +306,7 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             fmt = str(raw.get("format", "abc")).lower()
             if fmt not in THEME_FORMATS or not isinstance(raw.get("text"), str):
                 raise HTTPException(400, "JSON needs 'text' (the theme) and 'format' (abc or kern)")
-            data, name = raw["text"].encode(), f"theme.{fmt}"
+            data, name = raw["text"].encode(), f"the pasted {'ABC' if fmt == 'abc' else 'kern'} text"
         elif kind.startswith("multipart/form-data"):
             async def replay() -> dict:
                 return {"type": "http.request", "body": body, "more_body": False}
@@ -323,7 +326,8 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
             raise HTTPException(415, "send the theme as multipart/form-data (field 'theme') or JSON {text, format}")
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
-        extension = THEME_FORMATS.get(Path(name).suffix.lower().lstrip("."))
+        given = fmt if kind.startswith("application/json") else Path(name).suffix.lower().lstrip(".")
+        extension = THEME_FORMATS.get(given)
         if extension is None:
             raise HTTPException(400, f"{name}: not a theme format the engine reads "
                                      f"({', '.join(sorted(set(THEME_FORMATS.values())))})")
@@ -373,6 +377,17 @@ def create_app(open_collection: Callable[[], Collection], *, version: Callable[[
     @app.get("/api/status")
     async def api_status() -> dict:
         return await public(await in_thread(lambda: collections.get().stats()))
+
+    @app.get("/api/example")
+    async def api_example() -> Response:
+        """The example theme of this collection (MusicXML), where the server offers one: 404 otherwise."""
+        if example is None or not example.is_file():
+            raise HTTPException(404, "this collection has no example theme")
+        return FileResponse(example, media_type="application/vnd.recordare.musicxml+xml", filename=example.name)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     def recording_or_404(recording_id: int):
         rec = collections.get().recording(recording_id) if 0 <= recording_id <= MAX_RECORDING_ID else None

@@ -61,12 +61,20 @@ def test_query_by_pasted_abc_and_notation(client):
     assert svg.startswith("<svg")
 
 
+def test_a_bad_pasted_theme_is_named_and_explained_in_plain_words(client):
+    answer = client.post("/api/query", json={"text": "X:1\nK:C\nabc d|e f g\n", "format": "abc"})
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error.startswith("the pasted ABC text: not a readable score")
+    assert "L:1/8" in error and "music21" not in error and "theme.abc" not in error
+
+
 def test_api_docs_are_served_offline(client):
     page = client.get("/docs")
     assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
     assert "cdn" not in page.text.lower()
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
-    assert "/api/query" in client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    assert "/api/query" in schema["paths"] and schema["openapi"].startswith("3.0")  # what the bundled UI reads
 
 
 def test_recordings_and_status(client):
@@ -165,10 +173,10 @@ def test_the_server_sees_a_new_checkpoint(indexed, rendered_dir, tmp_path, haydn
 
 
 @pytest.fixture
-def served(indexed):
+def served(indexed, haydn_theme):
     import uvicorn
 
-    config = uvicorn.Config(_app(indexed), host="127.0.0.1", port=0, log_level="warning")
+    config = uvicorn.Config(_app(indexed, example=haydn_theme), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -182,7 +190,10 @@ def served(indexed):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (the README's test command does)")
-def test_the_page_finds_a_theme_in_a_real_browser(served, haydn_theme, tmp_path):
+def test_the_page_finds_a_theme_in_a_real_browser(served):
+    """The landing page says what is searched and offers the example; one click finds it; the player
+    opens at the match and plays on past it; the API docs list the operations; at 420 px nothing
+    runs off the side. SCREENSHOT=DIR keeps the wide and narrow pages as DIR/web.png, web_narrow.png."""
     import os
 
     from playwright.sync_api import sync_playwright
@@ -190,31 +201,45 @@ def test_the_page_finds_a_theme_in_a_real_browser(served, haydn_theme, tmp_path)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         page.goto(served + "/")
-        page.set_input_files("#theme-file", str(haydn_theme))
-        page.wait_for_selector("#notation svg", timeout=60_000)  # the theme as notation before searching
-        page.click("#search-button")
+        page.wait_for_function("() => document.getElementById('collection-line').textContent.includes('5 recordings')")
+        page.click("#example-button", timeout=30_000)  # the example theme, searched at once
         page.wait_for_selector("#result-rows tr", timeout=120_000)
+        page.wait_for_selector("#notation svg", timeout=60_000)
         first = page.locator("#result-rows tr").first
         assert "haydn_op74.wav" in first.locator(".recording").inner_text()
-        span = first.locator(".span").inner_text()
-        start = float(span.split("–")[0].split(":")[1])
+        start, end = (float(t.split(":")[1]) for t in first.locator(".span").inner_text().split("–"))
         assert 10.0 < start < 14.0
         src = first.locator("audio").get_attribute("src")
-        assert "#t=" in src
-        status = page.evaluate(
-            "async (src) => (await fetch(src.split('#')[0], {headers: {Range: 'bytes=0-1023'}})).status", src)
+        status = page.evaluate("async (src) => (await fetch(src, {headers: {Range: 'bytes=0-1023'}})).status", src)
         assert status == 206
+        first.locator(".play-match").click()
+        page.wait_for_function(f"() => document.querySelector('#result-rows audio').currentTime > {start + 0.3}",
+                               timeout=30_000)
+        # a listener can go on past the match: seek beyond its end and play again
+        page.evaluate(f"() => {{ const a = document.querySelector('#result-rows audio'); a.pause(); "
+                      f"a.currentTime = {end + 1.0}; a.play(); }}")
+        page.wait_for_function(f"() => document.querySelector('#result-rows audio').currentTime > {end + 1.3}",
+                               timeout=30_000)
         page.wait_for_selector("#plot-figure:not([hidden])")
         page.wait_for_function("() => { const img = document.getElementById('plot'); "
                                "return img.complete && img.naturalWidth > 0; }", timeout=60_000)
         if os.environ.get("SCREENSHOT"):
-            page.screenshot(path=os.environ["SCREENSHOT"], full_page=True)
+            page.screenshot(path=f"{os.environ['SCREENSHOT']}/web.png", full_page=True)
+        page.set_viewport_size({"width": 420, "height": 900})
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        if os.environ.get("SCREENSHOT"):
+            page.screenshot(path=f"{os.environ['SCREENSHOT']}/web_narrow.png", full_page=True)
         page.goto(served + "/#collection")
         page.wait_for_selector("#recording-rows tr")
         assert page.locator("#recording-rows tr").count() == 5
+        assert page.evaluate("async () => (await fetch('/favicon.ico')).status") == 200
+        page.set_viewport_size({"width": 1200, "height": 1000})
+        page.goto(served + "/docs")
+        page.wait_for_selector(".opblock-summary-path[data-path='/api/query']", timeout=30_000)
+        assert "Unable to render" not in page.content()
         browser.close()
 
 

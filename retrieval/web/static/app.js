@@ -59,10 +59,10 @@ function fmt(seconds) {
   return `${m}:${s}`;
 }
 
-function playSpan(audio, start, end) {
-  // start at the matched span and stop at its end (the #t fragment does both where supported)
-  audio.addEventListener("loadedmetadata", () => { if (audio.currentTime < start) audio.currentTime = start; });
-  audio.addEventListener("timeupdate", () => { if (audio.currentTime >= end) audio.pause(); });
+function playFrom(audio, start) {
+  // the player is free (play on past the match, seek anywhere); it opens at the match's start
+  audio.addEventListener("loadedmetadata", () => { if (audio.currentTime < start) audio.currentTime = start; },
+                         { once: true });
 }
 
 function showPlot(match) {
@@ -83,16 +83,23 @@ function showResults(answer) {
     const tr = document.createElement("tr");
     tr.className = m.confident ? "confident" : "";
     const name = m.path.split("/").pop();
-    const transposed = m.transposition ? ` (transposed ${m.transposition > 0 ? "+" : ""}${m.transposition})` : "";
+    const moved = ((m.transposition + 5) % 12 + 12) % 12 - 5;  // the nearer way: 9 up is 3 down
+    const transposed = moved ? ` (theme ${moved > 0 ? "+" : "−"}${Math.abs(moved)} semitone${Math.abs(moved) > 1 ? "s" : ""})` : "";
     tr.innerHTML = `<td class="num">${m.rank}</td><td class="num">${m.score.toFixed(3)}</td>` +
       `<td class="recording"></td><td class="span">${fmt(m.start)}–${fmt(m.end)}</td><td></td><td></td>`;
     tr.querySelector(".recording").textContent = name + transposed;
     const audio = document.createElement("audio");
     audio.controls = true;
-    audio.preload = "none";
-    audio.src = `/api/recordings/${m.recording_id}/audio#t=${m.start.toFixed(2)},${m.end.toFixed(2)}`;
-    playSpan(audio, m.start, m.end);
-    tr.children[4].appendChild(audio);
+    audio.preload = "metadata";
+    audio.src = `/api/recordings/${m.recording_id}/audio`;
+    playFrom(audio, m.start);
+    const play = document.createElement("button");
+    play.type = "button";
+    play.className = "play-match";
+    play.textContent = "▶ match";
+    play.title = `play from ${fmt(m.start)}; the player goes on past the match`;
+    play.addEventListener("click", () => { audio.currentTime = m.start; audio.play(); });
+    tr.children[4].append(play, audio);
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = "chroma";
@@ -127,15 +134,38 @@ $("query-form").addEventListener("submit", async (event) => {
 });
 $("theme-file").addEventListener("change", showNotation);
 
+async function showIntro() {
+  // what is searched, and an example theme where the server offers one (the demo collection)
+  try {
+    const s = await (await fetch("/api/status")).json();
+    const model = s.settings ? s.settings.model_id : "";
+    $("collection-line").textContent =
+      `${s.recordings} recordings, ` + (s.hours < 1 ? `${Math.round(s.hours * 60)} minutes` : `${s.hours.toFixed(1)} hours`) +
+      " of audio" + (model ? ` (model ${model})` : "") + ".";
+  } catch (error) {
+    $("collection-line").textContent = "The collection cannot be read now.";
+  }
+  const example = await fetch("/api/example");
+  if (!example.ok) return;
+  const file = new File([await example.blob()], "example.musicxml", { type: "application/xml" });
+  $("example-button").hidden = false;
+  $("example-button").addEventListener("click", () => {
+    const files = new DataTransfer();
+    files.items.add(file);
+    $("theme-file").files = files.files;
+    $("search-button").click();
+  });
+}
+
 async function loadCollection() {
   const [status, recordings] = await Promise.all([fetch("/api/status"), fetch("/api/recordings")]
     .map((p) => p.then((r) => r.json())));
   const s = status;
   const settings = Object.entries(s.settings).map(([k, v]) => `${k}=${v}`).join(", ");
+  const size = (s.faiss_bytes + s.frames_bytes + s.db_bytes) / 2 ** 20;
   $("collection-summary").innerHTML =
-    `<p><b>${s.recordings}</b> recordings, <b>${s.hours.toFixed(2)}</b> h of audio; ${s.shingles} shingles in ` +
-    `FAISS ${s.index_factory}, ${(s.faiss_bytes / 2 ** 20).toFixed(1)} MiB + ${(s.db_bytes / 2 ** 20).toFixed(1)} MiB ` +
-    `SQLite; ${s.failed.length} failed.</p><p class="settings"></p>`;
+    `<p><b>${s.recordings}</b> recordings, <b>${s.hours.toFixed(2)}</b> h of audio, ${size.toFixed(1)} MiB on disk; ` +
+    `${s.failed.length} could not be read.</p><p class="settings"></p>`;
   $("collection-summary").querySelector(".settings").textContent = "settings: " + settings;
   const rows = $("recording-rows");
   rows.innerHTML = "";
@@ -150,3 +180,4 @@ async function loadCollection() {
 }
 
 showTab(location.hash === "#collection" ? "collection" : "search");
+showIntro();
