@@ -381,16 +381,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ground_truth": str(args.ground_truth), "metrics": metrics, "queries": table}, indent=2))
         return 0
-    print(f"{'query':<44} {'rank':>4}  {'score':>6}  {'start':>7}  {'truth':>7}  top-1")
+    print(f"{'query':<44} {'rank':>4}  {'score':>6}  {'start':>7}  {'truth':>7}  top-1 (start and score are its)")
     for r in table:
         rank = "-" if r["rank"] is None else str(r["rank"])
         fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+        wrong = "  (wrong recording)" if r["top1"] and r["rank"] != 1 else ""
         print(f"{printable(r['query_id']):<44} {rank:>4}  {fmt(r['score']):>6}  {fmt(r['start']):>7}  "
-              f"{fmt(r['true_start']):>7}  {printable(r['top1'] or '')}")
+              f"{fmt(r['true_start']):>7}  {printable(r['top1'] or '')}{wrong}")
     m = metrics
-    print(f"\n{m['queries']} queries: MRR {m['mrr']:.3f}, top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, "
-          f"top-10 {m['top10']:.3f}; top-1 span overlap {m['top1_span_overlap']:.3f} "
-          f"({m['top1_with_times']} with times); {m['mean_query_seconds'] * 1000:.0f} ms per query")
+    print(f"\n{m['queries']} queries: MRR {m['mrr']:.3f} (mean of 1 / the right recording's rank; - counts 0); "
+          f"right recording first {m['top1']:.3f}, in the top 5 {m['top5']:.3f}, in the top 10 {m['top10']:.3f}")
+    if m["top1_with_times"]:
+        print(f"where: of the {m['top1_with_times']} right first answers whose CSV gives times, "
+              f"{m['top1_span_overlap']:.3f} overlap where the theme really sounds")
+    print(f"{m['mean_query_seconds'] * 1000:.0f} ms per query")
     if m["not_in_collection"]:
         print(f"{m['not_in_collection']} queries' recordings are not in the index (counted as misses)")
     return 0

@@ -99,6 +99,12 @@ def test_evaluate_cli_on_the_generated_collection(indexed, tmp_path, capsys):
     assert m["mrr"] == pytest.approx(2 / 3) and m["top1"] == pytest.approx(2 / 3)
     assert m["top1_with_times"] == 1 and m["top1_span_overlap"] == 1.0
     assert [q["rank"] for q in report["queries"]] == [1, 1, None]
+    assert main(["evaluate", str(tmp_path / "gt.csv"), "--db", str(indexed), "-q"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    x_row = next(line for line in table if line.startswith("x "))  # its recording is not indexed: a wrong top-1
+    assert x_row.endswith("(wrong recording)") and not any(line.startswith(("h ", "j ")) and "wrong" in line
+                                                           for line in table)
+    assert any(line.startswith("where: of the 1 right first answers") for line in table)
 
 
 def test_paired_bootstrap_of_identical_shifted_and_noisy_scores():
