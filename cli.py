@@ -408,14 +408,14 @@ def _shared_dir() -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a chroma model on score–audio pairs (see :mod:`models.training`)."""
+    """Train a chroma model on score–audio pairs (see :mod:`training`)."""
     import torch
 
     from models.registry import resolve_model
-    from models.training.cache import HCQTCache
-    from models.training.data import load_training_data
-    from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, train
-    from models.training.validation import RetrievalValidation
+    from training.cache import HCQTCache
+    from training.data import load_training_data
+    from training.loop import SCRATCH, TrainConfig, TrainingInterrupted, train
+    from training.validation import RetrievalValidation
 
     if args.init != SCRATCH:
         resolve_model(args.init)
@@ -457,8 +457,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from db.store import IndexStore
-    from retrieval.web.app import create_app
-    from retrieval.web.workers import WorkerLimits
+    from web.app import create_app
+    from web.workers import WorkerLimits
 
     db = args.db or _default_db()
     IndexStore.open(db, readonly=True).close()  # a clear error now rather than on the first request

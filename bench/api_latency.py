@@ -26,7 +26,7 @@ from indexer.build import index_collection
 from indexer.demo import DEMO_THEME, render_demo_collection
 from retrieval.query import query
 from retrieval.theme import parse_corpus_work
-from retrieval.web.app import create_app
+from web.app import create_app
 
 
 def _percentile(values: list[float], q: float) -> float:

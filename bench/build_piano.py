@@ -33,9 +33,9 @@ import music21
 import numpy as np
 from render_scores import Rendering, render_one
 
-from models.training.pairs import rendering_clock
 from retrieval.soundfont import default_soundfont
 from retrieval.theme import measure_numbers, parse_score, select_measures
+from training.pairs import rendering_clock
 
 KEYBOARD = ["joplin/maple_leaf_rag.mxl", "mozart/k545/movement1_exposition.mxl", "chopin/mazurka06-2.krn",
             "schoenberg/opus19/movement2.mxl", "schoenberg/opus19/movement6.mxl", "cpebach/h186.mxl",

@@ -7,7 +7,7 @@ single model but costs five networks. A student network (``--init``: a pretraine
 model's folder) learns to give the teacher's class probabilities frame by frame (KL divergence of
 teacher to student), so no score and no label is needed: only audio. AUDIO_DIR: the Hauptstimme
 renderings (``bench/build_hauptstimme.sh``), of which the recordings of the ``--split`` works are
-used (:data:`models.training.pairs.HAUPTSTIMME_SPLITS`; default ``train``: the selection and report
+used (:data:`training.pairs.HAUPTSTIMME_SPLITS`; default ``train``: the selection and report
 works stay unheard). WORK_DIR holds the caches, shared with ``bench/pretrained_choices.py``: the
 front end ``hcqt/`` and each teacher's probabilities ``probs/MODEL/NAME.npy`` (float16).
 
@@ -40,9 +40,9 @@ from models.files import atomic_write, atomic_write_text
 from models.frontend import FEATURE_RATE
 from models.network import ChromaNet
 from models.registry import load
-from models.training.cache import HCQTCache, network_input
-from models.training.loop import network_logits
-from models.training.pairs import HAUPTSTIMME_SPLITS, hauptstimme_work
+from training.cache import HCQTCache, network_input
+from training.loop import network_logits
+from training.pairs import HAUPTSTIMME_SPLITS, hauptstimme_work
 
 EXCERPT_FRAMES = 10 * FEATURE_RATE
 

@@ -5,7 +5,7 @@
     python bench/melody_context.py score-oracle AUDIO_DIR WORK_DIR [--melody-weight 2 4]
 
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``), WORK_DIR: this script's
-caches and results. Splits are :data:`models.training.pairs.HAUPTSTIMME_SPLITS`.
+caches and results. Splits are :data:`training.pairs.HAUPTSTIMME_SPLITS`.
 
 ``head``: the pretrained network stays frozen; its pitch salience ``(T, 216)`` feeds a head of
 dilated 1-D convolutions that sees ±1.28 s (the network alone sees ±0.2 s) and adds to the
@@ -50,8 +50,10 @@ from models.files import atomic_write_npy, atomic_write_text
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.network import LEAKY_SLOPE, N_BINS, ChromaNet, chroma_from_probabilities
 from models.retrieval_features import FeatureSettings, retrieval_features
-from models.training.loop import batch_loss
-from models.training.pairs import (
+from retrieval.benchmark import read_ground_truth
+from retrieval.theme import load_theme
+from training.loop import batch_loss
+from training.pairs import (
     HAUPTSTIMME_SPLITS,
     PairRecording,
     cut_excerpts,
@@ -60,10 +62,8 @@ from models.training.pairs import (
     rendering_clock,
     score_notes,
 )
-from models.training.targets import BLANK, ctc_target, strong_target
-from models.training.validation import evaluate_features
-from retrieval.benchmark import read_ground_truth
-from retrieval.theme import load_theme
+from training.targets import BLANK, ctc_target, strong_target
+from training.validation import evaluate_features
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

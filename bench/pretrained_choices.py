@@ -7,7 +7,7 @@ averages of their probabilities, and the retrieval rate.
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``); WORK_DIR: the class
 probabilities ``(T, 13)`` of every model and recording (float16, ``probs/MODEL/NAME.npy``) and
 the results. Queries: the hauptstimme ground truth of the works of ``--split``
-(:data:`models.training.pairs.HAUPTSTIMME_SPLITS`; none of the pretrained models saw any of them, so
+(:data:`training.pairs.HAUPTSTIMME_SPLITS`; none of the pretrained models saw any of them, so
 the train and selection works together choose, and the report works are kept for the choice made;
 a shipped model such as ``hauptstimme_melody_ctc`` learned from the train works, so with it only
 ``--split selection`` is unseen).
@@ -44,9 +44,9 @@ from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
 from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
 from models.retrieval_features import FeatureSettings, retrieval_features
-from models.training.cache import HCQTCache, network_input
-from models.training.validation import evaluate_features
 from retrieval.evaluation import paired_bootstrap
+from training.cache import HCQTCache, network_input
+from training.validation import evaluate_features
 
 DEFAULT_MODELS = ("v2_ctc_train123valid4", "v2_ctc_train234valid5", "v2_ctc_train345valid1", "v2_ctc_train451valid2",
                   "v2_ctc_train512valid3", "v2_strong_train123valid4", "v2_linear_train123valid4")

@@ -8,7 +8,7 @@ Each score becomes ``OUT_DIR/<stem>.wav`` (22050 Hz mono): all parts, each with 
 MIDI instrument (or ``--program`` for all), at the score's tempo marks, re-timed by a smooth
 random tempo curve of about ±``--tempo-variation`` (seeded by the file name: reproducible).
 Beside it, ``<stem>.timing.json`` records how score time maps to the rendering's seconds (see
-:func:`models.training.pairs.rendered_seconds`), so every score note's time in the audio is known.
+:func:`training.pairs.rendered_seconds`), so every score note's time in the audio is known.
 With ``--melody-velocity V``, the notes of the score's Hauptstimme (those of ``X_melody.mxl``
 beside ``X.mxl``, matched by score offset and pitch, so unison doublings in other parts too) are
 played at velocity ``V``, the others at ``--velocity`` (default 90; with this SoundFont each

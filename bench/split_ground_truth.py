@@ -3,7 +3,7 @@
     python bench/split_ground_truth.py report OUT.csv [--ground-truth ../shared/benchmarks/hauptstimme/ground_truth.csv]
 
 Query paths are written absolute, so the CSV can live anywhere (``cli.py evaluate OUT.csv``).
-The splits are :data:`models.training.pairs.HAUPTSTIMME_SPLITS` (whole works).
+The splits are :data:`training.pairs.HAUPTSTIMME_SPLITS` (whole works).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
-from models.training.pairs import HAUPTSTIMME_SPLITS, hauptstimme_work
+from training.pairs import HAUPTSTIMME_SPLITS, hauptstimme_work
 
 
 def main(argv: list[str] | None = None) -> int:

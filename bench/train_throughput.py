@@ -6,7 +6,7 @@
 Times full optimiser steps (forward, loss, backward, Adam) of the chroma network on batches of
 network inputs of the training shape. Throughput does not depend on what the inputs hold, so
 random inputs and labels stand in for a data set; the front end is cached once per recording in a
-real run (``models/training/cache.py``) and is not part of a step. Prints one row per loss; the
+real run (``training/cache.py``) and is not part of a step. Prints one row per loss; the
 first step of each is a warm-up and not timed. On a GPU the whole measurement takes well under a
 minute; the device is named in the output.
 """
@@ -24,8 +24,8 @@ import torch
 
 from models.extractor import exact_cuda
 from models.registry import load
-from models.training.loop import batch_loss, network_logits
-from models.training.targets import BLANK
+from training.loop import batch_loss, network_logits
+from training.targets import BLANK
 
 RATE = 25
 

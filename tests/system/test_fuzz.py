@@ -124,8 +124,8 @@ def _mutated_json(rng: np.random.Generator) -> bytes:
 def test_mutated_requests_never_get_a_500_or_hang(indexed, tmp_path):
     from fastapi.testclient import TestClient
 
-    from retrieval.web.app import create_app
-    from retrieval.web.workers import WorkerLimits
+    from web.app import create_app
+    from web.workers import WorkerLimits
 
     rng = np.random.default_rng(SEED)
     seeds = _seed_themes(tmp_path)

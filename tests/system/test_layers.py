@@ -10,8 +10,8 @@ PACKAGES = ("models", "retrieval", "db", "indexer")
 
 
 def _floor(module: str) -> int:
-    """models 0 · retrieval 1 · db 2 · indexer, models.training, retrieval.web 3 · cli 4."""
-    if module.startswith(("models.training", "retrieval.web", "indexer")):
+    """models 0 · retrieval 1 · db 2 · indexer, training, web 3 · cli 4."""
+    if module.startswith(("training", "web", "indexer")):
         return 3
     return {"models": 0, "retrieval": 1, "db": 2, "cli": 4}[module.split(".")[0]]
 

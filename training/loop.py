@@ -31,10 +31,10 @@ from models.errors import ParameterError
 from models.files import atomic_write, atomic_write_text
 from models.network import ChromaNet
 from models.registry import WEIGHTS_FILE, load
-from models.training.augment import MIX_GAIN_DB, SEMITONE_BINS, mix_log_hcqt, shift_bins
-from models.training.cache import HCQTCache, network_input
-from models.training.pairs import Excerpt, PairRecording, cut_excerpts
-from models.training.targets import BLANK, LOSSES, ctc_target, linear_target, strong_target
+from training.augment import MIX_GAIN_DB, SEMITONE_BINS, mix_log_hcqt, shift_bins
+from training.cache import HCQTCache, network_input
+from training.pairs import Excerpt, PairRecording, cut_excerpts
+from training.targets import BLANK, LOSSES, ctc_target, linear_target, strong_target
 
 __all__ = ["CARD_FILE", "TrainConfig", "TrainResult", "TrainingInterrupted", "batch_loss", "network_logits", "train"]
 
@@ -54,7 +54,7 @@ class TrainConfig:
     ``init`` is a pretrained id, a trained model's path, or ``"scratch"``; ``pitch_shift`` the
     largest random transposition (semitones, HCQT and targets rolled together; 0 = none); ``mix``
     the share of excerpts that get an excerpt of another recording mixed in, at a level drawn from
-    :data:`models.training.augment.MIX_GAIN_DB`, their targets unchanged (0 = none). No gain
+    :data:`training.augment.MIX_GAIN_DB`, their targets unchanged (0 = none). No gain
     augmentation: the network input is normalised per frame, so a level change would only act
     through the front end's dB floor.
     """
@@ -164,7 +164,7 @@ class _Batches:
 
 def batch_loss(logits: torch.Tensor, targets: list[np.ndarray], lengths: list[int], loss: str) -> torch.Tensor:
     """The training loss of a batch: ``logits`` ``(B, T, 13)`` (excerpt frames only, context
-    cropped), ``targets`` per excerpt from :mod:`models.training.targets` (a pitch-class sequence for
+    cropped), ``targets`` per excerpt from :mod:`training.targets` (a pitch-class sequence for
     ``ctc``, frame labels for ``linear`` and ``strong``), ``lengths`` the excerpts' frames (the
     rest of ``T`` is padding, ignored)."""
     log_probs = F.log_softmax(logits, dim=-1)
@@ -199,7 +199,7 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
     """Train and validate; resume from ``out``'s checkpoint when there is one of the same config.
 
     ``validation`` is a callable ``net → dict`` with at least ``mrr`` (see
-    :class:`models.training.validation.RetrievalValidation`); without it every epoch counts as
+    :class:`training.validation.RetrievalValidation`); without it every epoch counts as
     the best. Raises :class:`TrainingInterrupted` on Ctrl-C after saving a checkpoint.
     """
     out = Path(out)

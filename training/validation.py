@@ -16,8 +16,8 @@ import torch
 from models.errors import ParameterError
 from models.network import ChromaNet
 from models.retrieval_features import FeatureSettings
-from models.training.cache import HCQTCache, network_input
-from models.training.pairs import PairRecording
+from training.cache import HCQTCache, network_input
+from training.pairs import PairRecording
 
 __all__ = ["RetrievalValidation", "evaluate_features"]
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from db.store import IndexStore
 from retrieval.theme import parse_corpus_work
-from retrieval.web.app import create_app
+from web.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -246,7 +246,7 @@ def test_the_page_finds_a_theme_in_a_real_browser(served):
 def test_notation_from_several_threads_at_once(haydn_theme):
     from concurrent.futures import ThreadPoolExecutor
 
-    from retrieval.web.notation import notation_svg
+    from web.notation import notation_svg
 
     with ThreadPoolExecutor(3) as pool:
         svgs = list(pool.map(lambda _: notation_svg(haydn_theme), range(3)))

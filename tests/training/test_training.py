@@ -18,10 +18,11 @@ from models.audio import load_audio
 from models.extractor import ChromaExtractor
 from models.registry import ModelError, load, model_digest
 from models.tones import harmonic_tones
-from models.training.augment import mix_log_hcqt, shift_bins
-from models.training.cache import HCQTCache, network_input
-from models.training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, batch_loss, network_logits, train
-from models.training.pairs import (
+from retrieval.soundfont import TempoWarp
+from training.augment import mix_log_hcqt, shift_bins
+from training.cache import HCQTCache, network_input
+from training.loop import SCRATCH, TrainConfig, TrainingInterrupted, _Batches, batch_loss, network_logits, train
+from training.pairs import (
     Excerpt,
     LabelledNote,
     PairError,
@@ -30,8 +31,7 @@ from models.training.pairs import (
     melody_line,
     rendering_clock,
 )
-from models.training.targets import BLANK, ctc_target, linear_target, strong_target
-from retrieval.soundfont import TempoWarp
+from training.targets import BLANK, ctc_target, linear_target, strong_target
 
 NOTE_S, LEAD_IN = 0.5, 0.5
 
@@ -401,9 +401,9 @@ def test_evaluate_features_searches_at_the_rate_of_its_settings(tmp_path, downsa
     """A theme planted 20 s into one of two noise recordings is found there, in seconds, at either
     retrieval rate: the temporary index and the queries take the given settings, not the default."""
     from models.retrieval_features import FeatureSettings, retrieval_features
-    from models.training.validation import evaluate_features
     from retrieval.theme import NoteEvent, Theme
     from retrieval.variants import symbolic_chroma
+    from training.validation import evaluate_features
 
     rng = np.random.default_rng(0)
     theme = Theme(tuple(NoteEvent(0.4 * i, 0.4, 60 + int(p)) for i, p in enumerate(rng.integers(0, 12, 20))))

@@ -61,7 +61,7 @@ def _start_worker(open_collection: Callable[[], Collection], memory_bytes: int) 
     """Pool initializer: import the work's libraries, then cap the address space above that."""
     import retrieval.plot  # noqa: F401 - imported before the limit: libraries are not the request's cost
     import retrieval.query  # noqa: F401
-    import retrieval.web.notation  # noqa: F401
+    import web.notation  # noqa: F401
 
     _WORKER.update(open=open_collection, collection=None, version=None, memory=memory_bytes)
     _limit_memory()

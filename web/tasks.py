@@ -1,4 +1,4 @@
-"""What a worker process does for a request: query, engrave or plot (see :mod:`retrieval.web.workers`).
+"""What a worker process does for a request: query, engrave or plot (see :mod:`web.workers`).
 
 Module-level functions, so that the pool can send them to a worker by name; each receives the
 index ``version`` the server saw, the theme's bytes and its upload name, and answers plain data
@@ -18,7 +18,7 @@ from typing import TypeVar
 from models.errors import ParameterError, RetrievalError
 from retrieval.query import QueryOptions, QueryResult, query
 from retrieval.theme import ThemeError
-from retrieval.web.workers import worker_collection
+from web.workers import worker_collection
 
 __all__ = ["RequestError", "notation_task", "plot_task", "query_task"]
 
@@ -67,7 +67,7 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
                with_notation: bool) -> tuple[dict, QueryResult]:
     """The answer of ``POST /api/query`` (``query --json``'s fields, ``notation`` if asked) and
     the result itself (kept by the server for plots)."""
-    from retrieval.web.notation import notation_svg
+    from web.notation import notation_svg
 
     def work(path: Path) -> tuple[dict, QueryResult]:
         result = query(worker_collection(version), path, options)
@@ -86,7 +86,7 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
 def notation_task(version: object, data: bytes, name: str, extension: str, part: str | None,
                   measures: tuple[int, int] | None) -> dict:
     """The answer of ``POST /api/notation``: the selected theme engraved as SVG."""
-    from retrieval.web.notation import notation_svg
+    from web.notation import notation_svg
 
     return _with_file(data, name, extension,
                       lambda path: {"theme": Path(name).name, "svg": notation_svg(path, part, measures)})

@@ -1,4 +1,4 @@
-"""Training targets of an :class:`~models.training.pairs.Excerpt`, as the two seed papers define them.
+"""Training targets of an :class:`~training.pairs.Excerpt`, as the two seed papers define them.
 
 Classes are the network's: 0–11 the pitch classes C..B, :data:`BLANK` (12) the CTC blank, which
 frame-wise targets also use for frames where the melody rests.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.frontend import FEATURE_RATE
-from models.training.pairs import Excerpt
+from training.pairs import Excerpt
 
 __all__ = ["BLANK", "LOSSES", "ctc_target", "linear_target", "strong_target"]
 

@@ -1,10 +1,10 @@
 """``--data`` specifications → training recordings, validation recordings and queries, and the card's record.
 
 - ``hauptstimme=AUDIO_DIR``: the rendered Hauptstimme movements in ``AUDIO_DIR``; the ``train``
-  works of :data:`~models.training.pairs.HAUPTSTIMME_SPLITS` train, the ``selection`` works validate
+  works of :data:`~training.pairs.HAUPTSTIMME_SPLITS` train, the ``selection`` works validate
   with their benchmark queries; the ``report`` works are never loaded.
 - ``bach_violin``: the aligned bach_violin recordings (NonCommercial ones left out), all for training.
-- ``PAIRS.csv``: a user's pairs (:func:`~models.training.pairs.csv_pairs`); rows whose ``split``
+- ``PAIRS.csv``: a user's pairs (:func:`~training.pairs.csv_pairs`); rows whose ``split``
   column says ``selection`` validate (with ``--validation GROUND_TRUTH.csv``), the others train.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.training.pairs import (
+from training.pairs import (
     HAUPTSTIMME_SPLITS,
     PairError,
     PairRecording,

@@ -17,7 +17,7 @@ it arrives and refused (413) past ``max_upload_bytes``, chunked or not; an ``.mx
 inflated only up to :data:`INFLATE_FACTOR` times that; themes with too many notes answer 422
 before they are parsed, unreadable ones 400 with the CLI's one-line message. Parsing, searching,
 engraving and plotting run in worker processes limited in time and memory
-(:mod:`retrieval.web.workers`): a runaway request costs its own worker, which is replaced. The
+(:mod:`web.workers`): a runaway request costs its own worker, which is replaced. The
 index listings, status and audio are answered by this process's own threads, never behind a
 query. Answers name recordings relative to the collection's folder unless ``show_paths``.
 """
@@ -51,8 +51,8 @@ from retrieval.options import CANDIDATES, RENDERINGS
 from retrieval.query import QueryOptions
 from retrieval.search import Collection
 from retrieval.theme import MAX_THEME_NOTES
-from retrieval.web.tasks import RequestError, notation_task, plot_task, query_task
-from retrieval.web.workers import WorkerLimits, WorkerOverrun, WorkerPool
+from web.tasks import RequestError, notation_task, plot_task, query_task
+from web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
 __all__ = ["INFLATE_FACTOR", "MAX_MIDI_QUARTERS", "THEME_FORMATS", "create_app"]
 

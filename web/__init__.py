@@ -1,0 +1,1 @@
+"""The HTTP API and web page over a collection (``cli.py serve``): :func:`web.app.create_app`."""
