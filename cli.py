@@ -245,13 +245,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _measures(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    first, _, last = text.partition("-")
-    try:
-        return int(first), int(last or first)
-    except ValueError:
-        raise ParameterError(f"--measures must look like A-B (e.g. 5-12), got {text!r}") from None
+    from retrieval.theme import parse_measures
+
+    return None if text is None else parse_measures(text)
 
 
 def _query_options(args: argparse.Namespace):

@@ -219,12 +219,29 @@ class IndexStore:
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False) -> IndexStore:
-        """An existing index; a clear :class:`StoreError` if there is none or it is not ours.
+        """Open an existing index: the SQLite database with its FAISS and frames files beside it.
 
-        ``readonly`` (status, list, query) writes nothing and needs no write permission: the
-        database is opened ``mode=ro``, or ``immutable`` where even SQLite's shared-memory file
-        cannot be made (a read-only folder or mount, another user's index); the FAISS file is
-        memory-mapped (see :meth:`db.vectors.VectorIndex.load`), and so are the database's pages.
+        Parameters
+        ----------
+        path : str or Path
+            The database file ``cli.py index --db PATH`` made (default name ``music_index.db``).
+        readonly : bool
+            For readers (status, list, query, serve): nothing is written and no write permission
+            is needed. The database is opened ``mode=ro``, or ``immutable`` where even SQLite's
+            shared-memory file cannot be made (a read-only folder or mount, another user's index);
+            the FAISS file is memory-mapped (:meth:`db.vectors.VectorIndex.load`), and so are the
+            database's pages, so opening costs no memory whatever the index's size.
+
+        Returns
+        -------
+        IndexStore
+            Use it as ``collection`` of :func:`retrieval.query`; ``close()`` when done.
+
+        Raises
+        ------
+        StoreError
+            No index at ``path``, a folder, a file that is not an index of this engine, or one
+            made by an incompatible version.
         """
         path = Path(path)
         if path.is_dir():

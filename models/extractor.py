@@ -232,6 +232,31 @@ class ChromaExtractor:
         return [chroma_features(p, p.shape[0]) for p in probs]
 
     def from_file(self, path: str | Path) -> ChromaFeatures:
-        """Deep chroma of an audio file (see :func:`models.audio.load_audio`)."""
+        """Deep chroma of an audio file.
+
+        Parameters
+        ----------
+        path : str or Path
+            WAV, FLAC, MP3, Ogg Vorbis/Opus or AIFF at any sample rate and channel count (decoded,
+            mixed down and resampled to 22,050 Hz as ``librosa.load`` does: :func:`models.audio.load_audio`).
+
+        Returns
+        -------
+        ChromaFeatures
+            ``probabilities`` ``(13, T)`` (C … B, then the CTC blank), ``chroma`` ``(12, T)`` (blank
+            dropped, each frame of unit L2 norm) and ``times`` ``(T,)`` in seconds, at 25 Hz.
+
+        Raises
+        ------
+        models.audio.AudioError
+            The file is missing, empty, not audio, or in a format libsndfile does not decode.
+
+        Examples
+        --------
+        >>> from models import ChromaExtractor
+        >>> features = ChromaExtractor("v2_ctc_train123valid4").from_file("recording.flac")  # doctest: +SKIP
+        >>> features.chroma.shape                                                          # doctest: +SKIP
+        (12, 4503)
+        """
         y, _ = load_audio(path, SAMPLE_RATE)
         return self.from_signal(y)

@@ -22,7 +22,7 @@ import music21
 from models.retrieval_features import FeatureSettings
 from retrieval.options import QueryOptions
 from retrieval.search import Collection, Match, SearchTimings, search_many
-from retrieval.theme import Theme, ThemeError, load_theme, theme_from_stream
+from retrieval.theme import Theme, ThemeTooLarge, load_theme, theme_from_stream
 from retrieval.variants import query_variants, rendering_for
 
 __all__ = ["QueryOptions", "QueryResult", "query", "query_many"]
@@ -62,7 +62,7 @@ def _check_fits(theme: Theme, longest: float, fastest: float) -> None:
     """Refuse a theme that, even at the fastest tempo tried, lasts longer than every recording
     (``longest`` seconds)."""
     if longest and theme.duration / fastest > longest:
-        raise ThemeError(
+        raise ThemeTooLarge(
             f"{theme.source}: the theme lasts {theme.duration:.0f} s at its marked tempo "
             f"({theme.duration / fastest:.0f} s at the fastest tempo tried), longer than every recording "
             f"(the longest is {longest:.0f} s); "
@@ -78,14 +78,48 @@ def query(
     extractor=None,
     **overrides,
 ) -> QueryResult:
-    """Search ``collection`` for ``theme`` (see :func:`retrieval.search.search` for the stages).
+    """Find the recordings of an index that contain a theme, best first, and where.
 
-    ``options`` (default :class:`QueryOptions`), with any of its fields given as keyword
-    ``overrides`` (``query(store, "theme.xml", top=5)``). ``extractor`` is the index's chroma
-    extractor for synthesised rendering (made from the index's model when not given).
-    A theme longer than every recording, or with more than
-    :data:`retrieval.theme.MAX_THEME_NOTES` notes, is refused with a :class:`ThemeError`.
-    ``result.timings`` includes reading the theme (``extra["parse"]``).
+    The stages are those of :func:`retrieval.search.search`: the theme's query variants
+    (:mod:`retrieval.variants`) → nearest stored shingles → vote → DTW re-ranking of the candidates.
+
+    Parameters
+    ----------
+    collection : db.IndexStore
+        An open index (``IndexStore.open(path, readonly=True)``), or anything with the methods of
+        :class:`retrieval.search.Collection`.
+    theme : Theme, str, Path or music21.stream.Stream
+        A score file (MusicXML/MXL, MIDI, kern, ABC, MEI), a parsed stream, or a :class:`Theme`.
+    options : QueryOptions, optional
+        How to search (default :class:`QueryOptions`: top 10, 30 candidates, rendering ``auto``).
+    extractor : models.ChromaExtractor, optional
+        The index's model, for themes rendered through audio; made from the index's settings
+        when needed and not given.
+    **overrides
+        Any field of :class:`QueryOptions`: ``query(store, "theme.xml", top=5, transpose=True)``.
+
+    Returns
+    -------
+    QueryResult
+        ``matches`` (:class:`retrieval.search.Match`: ``rank``, ``score`` in [−1, 1], ``confident``,
+        ``path``, ``start`` and ``end`` in seconds), the ``theme`` searched, and ``timings`` per
+        stage (``extra["parse"]``: reading the theme).
+
+    Raises
+    ------
+    ThemeError
+        The score cannot be read, selects no notes, has more than
+        :data:`retrieval.theme.MAX_THEME_NOTES` notes or is longer than every recording.
+    models.errors.ParameterError
+        An option out of range, or an index without searchable shingles yet.
+
+    Examples
+    --------
+    >>> from db import IndexStore
+    >>> from retrieval import query
+    >>> store = IndexStore.open("demo/index.db", readonly=True)       # doctest: +SKIP
+    >>> query(store, "demo/theme.musicxml", top=1).matches[0].path    # doctest: +SKIP
+    '.../demo/audio/haydn_op74.wav'
     """
     return query_many(collection, [theme], options, extractor=extractor, **overrides)[0]
 

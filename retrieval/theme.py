@@ -22,8 +22,8 @@ import music21
 from models.errors import RetrievalError
 
 __all__ = [
-    "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "load_theme", "parse_corpus_work", "parse_score",
-    "measure_numbers", "select_measures", "select_part", "theme_from_stream",
+    "DEFAULT_QPM", "NoteEvent", "TempoMap", "Theme", "ThemeError", "ThemeTooLarge", "load_theme", "parse_corpus_work",
+    "parse_measures", "parse_score", "measure_numbers", "select_measures", "select_part", "theme_from_stream",
 ]
 
 DEFAULT_QPM = 120.0
@@ -43,6 +43,11 @@ _TOO_LONG = "choose a passage with --measures A-B and/or one part with --part"
 
 class ThemeError(RetrievalError, ValueError):
     """A score that cannot serve as a theme: unreadable, no notes, or a bad selection."""
+
+
+class ThemeTooLarge(ThemeError):
+    """A theme too large to search: too many notes, too slow to parse, or longer than every
+    recording. The user must choose a passage (the web API answers 422, not 400)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,16 @@ class Theme:
         return Theme(notes, self.source, self.start, self.tempo)
 
 
+def parse_measures(text: str) -> tuple[int, int]:
+    """A measure range as written by a user, ``"A-B"`` or ``"A"``, as ``(A, B)``; a one-line
+    :class:`ThemeError` for anything else (the command line, the web API and training pairs share it)."""
+    first, _, last = str(text).strip().partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise ThemeError(f"measures must look like A-B (e.g. 5-12), got {str(text)[:40]!r}") from None
+
+
 _READER_HINTS = {
     "no active default note length provided for note processing":
         "no default note length before the notes: an ABC header needs a line such as L:1/8",
@@ -155,7 +170,7 @@ def parse_score(path: str | Path) -> music21.stream.Score:
 
 @contextmanager
 def _time_limit(seconds: float, message: str) -> Iterator[None]:
-    """Raise :class:`ThemeError` with ``message`` if the block runs longer (main thread only: SIGALRM)."""
+    """Raise :class:`ThemeTooLarge` with ``message`` if the block runs longer (main thread only: SIGALRM)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -171,7 +186,7 @@ def _time_limit(seconds: float, message: str) -> Iterator[None]:
     try:
         yield
     except Expired:
-        raise ThemeError(message) from None
+        raise ThemeTooLarge(message) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -179,7 +194,7 @@ def _time_limit(seconds: float, message: str) -> Iterator[None]:
 
 def _check_size(n_notes: int, name: str) -> None:
     if n_notes > MAX_THEME_NOTES:
-        raise ThemeError(f"{name}: {n_notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); {_TOO_LONG}")
+        raise ThemeTooLarge(f"{name}: {n_notes} notes, too many for a theme (at most {MAX_THEME_NOTES}); {_TOO_LONG}")
 
 
 def parse_corpus_work(work: str) -> music21.stream.Score:

@@ -265,7 +265,7 @@ def csv_pairs(path: str | Path) -> list[PairRecording]:
     work together; default the audio's stem). Without an alignment the score is stretched
     linearly over the whole recording (weak pairs: CTC and linear labels only).
     """
-    from retrieval.theme import ThemeError, parse_score, theme_from_stream
+    from retrieval.theme import ThemeError, parse_measures, parse_score, theme_from_stream
 
     path = Path(path)
     rows = _read_csv(path)
@@ -277,11 +277,8 @@ def csv_pairs(path: str | Path) -> list[PairRecording]:
         audio, score = path.parent / row["audio"], path.parent / row["score"]
         if not audio.is_file():
             raise PairError(f"{audio}: no such audio file (row of {path})")
-        measures = None
-        if row.get("measures"):
-            first, _, last = row["measures"].partition("-")
-            measures = (int(first), int(last or first))
         try:
+            measures = parse_measures(row["measures"]) if row.get("measures") else None
             theme = theme_from_stream(parse_score(score), part=row.get("part") or None, measures=measures,
                                       name=str(score), whole_score=True)
         except ThemeError as error:

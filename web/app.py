@@ -50,7 +50,7 @@ from models.errors import RetrievalError
 from retrieval.options import CANDIDATES, RENDERINGS
 from retrieval.query import QueryOptions
 from retrieval.search import Collection
-from retrieval.theme import MAX_THEME_NOTES
+from retrieval.theme import MAX_THEME_NOTES, ThemeError, parse_measures
 from web.tasks import RequestError, notation_task, plot_task, query_task
 from web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
@@ -190,11 +190,10 @@ def _measure_range(raw: dict) -> tuple[int, int] | None:
     text = raw.get("measures")
     if text in (None, ""):
         return None
-    first, _, last = str(text).partition("-")
     try:
-        return int(first), int(last or first)
-    except ValueError:
-        raise HTTPException(400, f"measures must look like A-B, got {str(text)[:40]!r}") from None
+        return parse_measures(text)
+    except ThemeError as error:
+        raise HTTPException(400, str(error)) from None
 
 
 def _options(raw: dict) -> tuple[QueryOptions, bool]:

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from models.errors import ParameterError, RetrievalError
 from retrieval.query import QueryOptions, QueryResult, query
-from retrieval.theme import ThemeError
+from retrieval.theme import ThemeError, ThemeTooLarge
 from web.workers import worker_collection
 
 __all__ = ["RequestError", "notation_task", "plot_task", "query_task"]
@@ -56,9 +56,9 @@ def _with_file(data: bytes, name: str, extension: str, work: Callable[[Path], T]
             return work(path)
         except MemoryError:
             os._exit(MEMORY_EXIT)
-        except (ThemeError, ParameterError) as error:  # the request's fault
+        except (ThemeError, ParameterError) as error:  # the request's fault: too large to search 422, else 400
             message = str(error).replace(str(path), Path(name).name)
-            raise RequestError(422 if "too many" in message or "longer than" in message else 400, message) from None
+            raise RequestError(422 if isinstance(error, ThemeTooLarge) else 400, message) from None
         except RetrievalError as error:  # the index's state (being rebuilt, damaged): not the request's fault
             raise RequestError(503, str(error).splitlines()[0]) from None
 

@@ -15,7 +15,7 @@ from models.retrieval_features import (
     unit_rows,
 )
 from retrieval.dtw import subsequence_align
-from retrieval.theme import NoteEvent
+from retrieval.theme import NoteEvent, ThemeError, parse_measures
 from retrieval.variants import symbolic_chroma
 
 
@@ -155,6 +155,13 @@ def test_themes_from_abc_and_kern(tmp_path, suffix, text):
     assert [n.pitch for n in theme.notes] == [60, 62, 64, 65, 67]
     assert [n.onset for n in theme.notes] == pytest.approx([0, 1, 2, 3, 4])  # ♩ = 60: one note per second
     assert theme.duration == pytest.approx(8.0)
+
+
+def test_measure_ranges_as_users_write_them():
+    assert parse_measures("5-12") == (5, 12) and parse_measures(" 7 ") == (7, 7) and parse_measures("3-3") == (3, 3)
+    for bad in ("5..12", "a-b", "", "-3-4"):
+        with pytest.raises(ThemeError, match="must look like A-B"):
+            parse_measures(bad)
 
 
 def test_ties_grace_notes_and_transposing_instruments():
