@@ -11,8 +11,9 @@ tunes …) with the project's renderer — each part its instrument, the score's
 marks, ±10 % tempo drift — taking composers in turn so that no one dominates, until the rendered
 audio reaches ``--hours``. Works a benchmark theme comes from are left out (:data:`EXCLUDED`). A
 score music21 cannot read, or one longer than ``--seconds-per-score``, is skipped with its reason.
-Renders are kept in ``OUT_DIR/audio`` and reused (a second run renders only what is missing), with
-``OUT_DIR/corpus.csv`` listing what was rendered and its duration.
+Renders are kept in ``OUT_DIR/audio`` and reused (a second run renders only what is missing; the
+scores skipped, with their reasons, are kept in ``OUT_DIR/skipped``), with ``OUT_DIR/corpus.csv``
+listing what was rendered and its duration.
 
 Licences: the music21 corpus scores are public domain or free to redistribute (music21's corpus
 notes); the renderings are this script's output.
@@ -39,7 +40,8 @@ EXCLUDED = re.compile(r"beach|bwv0?232|bwv0?104[89]|bwv0?100[1-6]|beethoven/.*(o
 
 
 def corpus_scores() -> list[Path]:
-    """The corpus's scores, composers (top folders) taken in turn, each composer's in name order."""
+    """The corpus's scores, composers (top folders) taken in turn, each composer's in name order; a
+    work the corpus holds in two formats (``.mxl`` and ``.xml``) once, in its first place."""
     root = Path(music21.__file__).parent / "corpus"
     by_composer: dict[str, list[Path]] = {}
     for path in sorted(Path(p) for p in music21.corpus.getPaths()):
@@ -47,7 +49,10 @@ def corpus_scores() -> list[Path]:
         if not EXCLUDED.search(relative):
             by_composer.setdefault(relative.split("/")[0], []).append(path)
     turns = itertools.zip_longest(*by_composer.values())
-    return [path for turn in turns for path in turn if path is not None]
+    first: dict[str, Path] = {}
+    for path in (path for turn in turns for path in turn if path is not None):
+        first.setdefault(stem_for(path), path)
+    return list(first.values())
 
 
 def stem_for(path: Path) -> str:
@@ -57,17 +62,23 @@ def stem_for(path: Path) -> str:
 
 
 def _render(path: Path, audio: Path, how: Rendering, limit: float) -> tuple[str, float | str]:
-    """``(stem, seconds)`` of one score's rendering, or ``(stem, reason)`` where it was skipped."""
+    """``(stem, seconds)`` of one score's rendering, or ``(stem, reason)`` where it was skipped; the
+    reason is kept in ``audio/../skipped/STEM.txt`` so that a later run does not try again."""
     stem = stem_for(path)
+    skipped = audio.parent / "skipped" / f"{stem}.txt"
+    if skipped.is_file():
+        return stem, skipped.read_text()
     try:
         _, seconds = render_one(path, audio, how, stem)
+        reason = f"longer than {limit:.0f} s" if seconds > limit else None
     except Exception as error:  # noqa: BLE001 (a score the renderer cannot read is skipped, the run goes on)
-        return stem, f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
-    if seconds > limit:
-        (audio / f"{stem}.wav").unlink(missing_ok=True)
-        (audio / f"{stem}.timing.json").unlink(missing_ok=True)
-        return stem, f"longer than {limit:.0f} s"
-    return stem, seconds
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+    if reason is None:
+        return stem, seconds
+    (audio / f"{stem}.wav").unlink(missing_ok=True)
+    (audio / f"{stem}.timing.json").unlink(missing_ok=True)
+    atomic_write_text(skipped, reason)
+    return stem, reason
 
 
 def main(argv: list[str] | None = None) -> int:
