@@ -112,7 +112,7 @@ def test_bad_themes_give_one_line_errors(store, tmp_path, capsys):
     theme = tmp_path / "t.musicxml"
     parse_corpus_work("haydn/opus74no1/movement3").measures(1, 4).write("musicxml", fp=theme)
     for args, expected in ((["--part", "7"], "part index 7 out of range"), (["--part", "Tuba"], "no part named"),
-                           (["--measures", "x-y"], "--measures must look like"),
+                           (["--measures", "x-y"], "measures must look like A-B"),
                            (["--measures", "400-401"], "are not all in the score (its measures: 1-4)")):
         assert main(["query", str(theme), "--db", str(store.path), *args]) == 2
         err = capsys.readouterr().err.strip()
