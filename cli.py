@@ -12,6 +12,10 @@ from pathlib import Path
 
 from models.errors import ParameterError, RetrievalError, printable
 
+# Each command imports what it uses inside its own function: `--help` and every command load only
+# their own libraries (PyTorch, music21, FAISS, uvicorn …), which is most of a command's start-up
+# (bench/startup.py measures it).
+
 __all__ = ["main"]
 
 DEFAULT_DB = "music_index.db"

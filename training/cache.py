@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models.audio import load_audio
+from models.extractor import ChromaExtractor
 from models.files import atomic_write_npy
+from models.frontend import SAMPLE_RATE, normalize_frames
 
 __all__ = ["FRONT_END_VERSION", "HCQTCache", "network_input"]
 
@@ -30,8 +33,6 @@ FRONT_END_VERSION = 2
 
 def network_input(log_hcqt: np.ndarray) -> np.ndarray:
     """Cached ``(T, 6, 216)`` → the network input ``(T, 216, 6)`` float32 (L2 per frame and harmonic)."""
-    from models.frontend import normalize_frames
-
     return normalize_frames(torch.from_numpy(np.asarray(log_hcqt, dtype=np.float32))).numpy()
 
 
@@ -70,11 +71,7 @@ class HCQTCache:
 
     def _front_end(self, audio: Path) -> np.ndarray:
         if self._extractor is None:
-            from models.extractor import ChromaExtractor
-
             self._extractor = ChromaExtractor(device=self.device)
-        from models.audio import load_audio
-        from models.frontend import SAMPLE_RATE
 
         y, _ = load_audio(audio, SAMPLE_RATE)
         return self._extractor.log_hcqt(y).cpu().numpy()

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retrieval.benchmark import read_ground_truth
 from training.pairs import (
     HAUPTSTIMME_SPLITS,
     PairError,
@@ -48,8 +50,6 @@ class TrainingData:
 def load_training_data(specs: list[str], shared: Path, cache_dir: Path, validation_csv: Path | None = None
                        ) -> TrainingData:
     """Build :class:`TrainingData` from ``--data`` specifications (see the module docstring)."""
-    from retrieval.benchmark import read_ground_truth
-
     data = TrainingData()
     for spec in specs:
         kind, _, value = spec.partition("=")
@@ -77,7 +77,5 @@ def load_training_data(specs: list[str], shared: Path, cache_dir: Path, validati
 
 
 def _csv_splits(path: Path) -> list[str]:
-    import csv
-
     with open(path, newline="") as f:
         return [(row.get("split") or "train").strip().lower() for row in csv.DictReader(f)]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import safetensors
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
@@ -284,9 +285,6 @@ def _save_model(out: Path, net: ChromaNet) -> None:
 
 
 def _write_card(out: Path, config: TrainConfig, state: _State, card: dict) -> None:
-    import numpy
-    import safetensors
-
     record = {
         "format": CARD_FORMAT,
         "init": config.init,
@@ -298,7 +296,7 @@ def _write_card(out: Path, config: TrainConfig, state: _State, card: dict) -> No
         "best_validation_mrr": state.best_mrr,
         "validation_history": state.history,
         "seed": config.seed,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "safetensors": safetensors.__version__},
         "licence": "MIT (see models/weights/LICENSE for the pretrained weights it may start from); "
                    "trained on the data listed under data, with their licences",

@@ -5,7 +5,6 @@ at a time: where the score has a chord in the melody, its highest note is kept â
 chord is conventionally its top voice, and a 13-class softmax has one class per frame). Each note
 carries its time in the audio (an alignment, or an estimate for weakly aligned pairs) and its
 place in the score (quarter notes), so all three kinds of labels exist:
-
 - *weak* (CTC): the excerpt's pitch-class sequence only;
 - *linear*: the excerpt's score positions stretched linearly over the excerpt;
 - *strong*: frame-wise labels from the note times (only where ``aligned``).
@@ -19,6 +18,7 @@ cut into :class:`Excerpt` s of seconds to tens of seconds by :func:`cut_excerpts
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from models.audio import audio_info
 from models.errors import ParameterError, RetrievalError
+from models.files import atomic_write_text
 from models.frontend import FEATURE_RATE
+from retrieval.soundfont import TempoWarp
+from retrieval.theme import TempoMap, ThemeError, parse_measures, parse_score, theme_from_stream
 
 __all__ = [
     "HAUPTSTIMME_SPLITS",
@@ -174,9 +178,6 @@ def hauptstimme_pairs(scores_dir: str | Path, audio_dir: str | Path, works: tupl
 def rendering_clock(timing_file: str | Path) -> Callable[[float], float]:
     """Score offset (quarter notes) â†’ seconds in a rendering, from the renderer's ``X.timing.json``
     (its tempo map, start and tempo drift)."""
-    from retrieval.soundfont import TempoWarp
-    from retrieval.theme import TempoMap
-
     timing = json.loads(Path(timing_file).read_text())
     tempo, warp, start = TempoMap.from_dict(timing["tempo"]), TempoWarp(**timing["warp"]), timing["start"]
     return lambda offset: warp(tempo.seconds(offset) - start)
@@ -185,12 +186,8 @@ def rendering_clock(timing_file: str | Path) -> Callable[[float], float]:
 def score_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float, float, int]]:
     """``(score onset, score offset, MIDI pitch)`` of every note of a score (all its parts, chords
     whole), at sounding pitch; ``cache_dir`` keeps them as JSON (music21 parsing takes seconds)."""
-    from retrieval.theme import parse_score, theme_from_stream
-
     cached = None
     if cache_dir is not None:
-        import hashlib
-
         digest = hashlib.blake2b(score.read_bytes(), digest_size=8).hexdigest()
         cached = Path(cache_dir) / "scores" / f"{score.stem}-{digest}.json"
         if cached.is_file():
@@ -198,8 +195,6 @@ def score_notes(score: Path, cache_dir: str | Path | None) -> list[tuple[float, 
     theme = theme_from_stream(parse_score(score), name=str(score), whole_score=True)
     rows = [(n.score_onset, n.score_onset + n.score_duration, n.pitch) for n in theme.notes]
     if cached is not None:
-        from models.files import atomic_write_text
-
         atomic_write_text(cached, json.dumps(rows))
     return rows
 
@@ -258,15 +253,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def csv_pairs(path: str | Path) -> list[PairRecording]:
     """Pairs listed in a CSV (paths relative to it), one row per recording:
-
     ``audio`` (required), ``score`` (required: any format music21 reads), ``alignment`` (optional:
     a CSV with ``start,end`` seconds per note of the score's melody line, in order), ``part``
     (optional: name or index), ``measures`` (optional: ``A-B``), ``work`` (optional: splits keep a
     work together; default the audio's stem). Without an alignment the score is stretched
     linearly over the whole recording (weak pairs: CTC and linear labels only).
     """
-    from retrieval.theme import ThemeError, parse_measures, parse_score, theme_from_stream
-
     path = Path(path)
     rows = _read_csv(path)
     missing = {"audio", "score"} - set(rows[0] if rows else {})
@@ -308,6 +300,4 @@ def csv_pairs(path: str | Path) -> list[PairRecording]:
 
 
 def _duration(audio: Path) -> float:
-    from models.audio import audio_info
-
     return audio_info(audio)[0]

@@ -13,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from db.store import IndexStore
 from models.errors import ParameterError
-from models.network import ChromaNet
-from models.retrieval_features import FeatureSettings
+from models.extractor import ChromaExtractor
+from models.network import ChromaNet, chroma_from_probabilities
+from models.retrieval_features import FeatureSettings, retrieval_features
+from retrieval.benchmark import run_benchmark
+from retrieval.theme import load_theme
 from training.cache import HCQTCache, network_input
 from training.pairs import PairRecording
 
@@ -30,8 +34,6 @@ class RetrievalValidation:
 
     def __init__(self, recordings: list[PairRecording], rows: list[dict], cache: HCQTCache,
                  device: str = "cpu") -> None:
-        from retrieval.theme import load_theme
-
         names = {r.name for r in recordings}
         self.rows = [{**row, "query": load_theme(row["query"])} for row in rows if row["recording"] in names]
         if not self.rows:
@@ -40,10 +42,6 @@ class RetrievalValidation:
 
     def features(self, net: ChromaNet) -> list[np.ndarray]:
         """Retrieval features ``(T', 12)`` of every validation recording with ``net``."""
-        from models.extractor import ChromaExtractor
-        from models.network import chroma_from_probabilities
-        from models.retrieval_features import retrieval_features
-
         settings = FeatureSettings()
         extractor = ChromaExtractor(device=self.device, net=net)
         out = []
@@ -69,8 +67,6 @@ def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list
     fields, e.g. ``exhaustive=True``). Experiments and validation score features this way before
     any model is saved.
     """
-    from db.store import IndexStore
-    from retrieval.benchmark import run_benchmark
 
     with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
         store = IndexStore.create(Path(folder) / "validation.db", settings or FeatureSettings())
