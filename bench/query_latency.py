@@ -42,8 +42,9 @@ from db.store import FILE_ROW, IndexStore
 from db.vectors import auto_factory
 from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
-from retrieval.search import CANDIDATES, neighbours_for
+from retrieval.search import neighbours_for
 
 
 def stretched(features: np.ndarray, factor: float) -> np.ndarray:

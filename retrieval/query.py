@@ -160,8 +160,5 @@ def query_many(
         t.extra["render"] = time.perf_counter() - t0
         parsed.append(theme)
         timings.append(t)
-    found = search_many(
-        collection, variant_sets, top=o.top, k=o.neighbours, candidates=o.candidates, exhaustive=o.exhaustive,
-        threshold=o.threshold, margin_threshold=o.margin_threshold, timings=timings,
-    )
+    found = search_many(collection, variant_sets, o, timings=timings)
     return [QueryResult(matches, theme, t) for matches, theme, t in zip(found, parsed, timings, strict=True)]

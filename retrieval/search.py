@@ -32,7 +32,7 @@ from models.errors import ParameterError
 from models.retrieval_features import FeatureSettings, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.jit import njit_cached
-from retrieval.options import CANDIDATES, CONFIDENCE_MARGIN, CONFIDENCE_THRESHOLD
+from retrieval.options import QueryOptions
 from retrieval.variants import QueryVariant
 
 __all__ = ["Match", "SearchTimings", "neighbours_for", "search", "search_many"]
@@ -394,59 +394,53 @@ def _exhaustive(collection: Collection, variants: Sequence[QueryVariant]) -> dic
     return {rid: job.result() for rid, job in jobs.items()}
 
 
-def search(collection: Collection, variants: Sequence[QueryVariant], *, timings: SearchTimings | None = None,
-           **options) -> list[Match]:
+def search(collection: Collection, variants: Sequence[QueryVariant], options: QueryOptions | None = None, *,
+           timings: SearchTimings | None = None) -> list[Match]:
     """Rank the recordings of ``collection`` for one theme given as query ``variants``
-    (:func:`search_many` with one theme; the same keyword ``options``)."""
-    return search_many(collection, [variants], timings=None if timings is None else [timings], **options)[0]
+    (:func:`search_many` with one theme)."""
+    return search_many(collection, [variants], options, timings=None if timings is None else [timings])[0]
 
 
 def search_many(
     collection: Collection,
     themes: Sequence[Sequence[QueryVariant]],
+    options: QueryOptions | None = None,
     *,
-    top: int = 10,
-    k: int | None = None,
-    candidates: int = CANDIDATES,
-    rerank_variants: int = RERANK_VARIANTS,
-    exhaustive: bool = False,
-    threshold: float = CONFIDENCE_THRESHOLD,
-    margin_threshold: float = CONFIDENCE_MARGIN,
     timings: Sequence[SearchTimings] | None = None,
 ) -> list[list[Match]]:
     """Rank the recordings of ``collection`` for each theme, given as its query variants.
 
-    ANN stage (:func:`_ann_candidates`, ``k`` neighbours per shingle, by default
+    ANN stage (:func:`_ann_candidates`, ``options.neighbours`` per shingle, by default
     :func:`neighbours_for` the collection's size; all themes' shingles in one FAISS search) → each
-    theme's ``candidates`` best recordings → DTW re-ranking of their ``rerank_variants`` best tempo
-    variants around the ANN anchors (:data:`RERANK_WINDOW`), all themes' candidates on the thread
-    pool at once; ``exhaustive`` aligns every variant with every
-    whole recording instead. Matches are marked confident by the rule of
-    :data:`retrieval.options.CONFIDENCE_THRESHOLD` and :data:`retrieval.options.CONFIDENCE_MARGIN` (``threshold``,
-    ``margin_threshold``). ``timings`` (one per theme) receive each stage's time; with several
-    themes, a shared stage's time is divided equally among them.
+    theme's ``options.candidates`` best recordings → DTW re-ranking of their :data:`RERANK_VARIANTS`
+    best tempo variants around the ANN anchors (:data:`RERANK_WINDOW`), all themes' candidates on
+    the thread pool at once; ``options.exhaustive`` aligns every variant with every whole recording
+    instead. Matches are marked confident by the rule of ``options.threshold`` and
+    ``options.margin_threshold`` (:data:`retrieval.options.CONFIDENCE_THRESHOLD`,
+    :data:`retrieval.options.CONFIDENCE_MARGIN`); ``options.top`` are returned per theme
+    (``options`` default: :class:`retrieval.options.QueryOptions`). ``timings`` (one per theme)
+    receive each stage's time; with several themes, a shared stage's time is divided equally.
     """
+    o = options or QueryOptions()
     if not themes or any(not variants for variants in themes):
         raise ParameterError("no query variants")
-    if top < 1 or (k is not None and k < 1) or candidates < 1:
-        raise ParameterError("top, k and candidates must be positive")
     timings = list(timings) if timings is not None else [SearchTimings() for _ in themes]
     n = len(themes)
     t0 = time.perf_counter()
-    if exhaustive:
+    if o.exhaustive:
         aligned = [_exhaustive(collection, variants) for variants in themes]
         ann_scores: list[dict[int, float]] = [{} for _ in themes]
     else:
         if len(collection.vectors()) == 0:
             raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
-        k = neighbours_for(len(collection.vectors())) if k is None else k
-        found = [_vote(hits, variants, max(candidates, top))
+        k = neighbours_for(len(collection.vectors())) if o.neighbours is None else o.neighbours
+        found = [_vote(hits, variants, max(o.candidates, o.top))
                  for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
         ann = time.perf_counter() - t0
         t0 = time.perf_counter()
         targets = {rid: collection.features(rid) for f in found for rid in f}  # read here: SQLite stays in one thread
-        jobs = [{rid: _pool().submit(_rerank, targets[rid], variants, triples, rerank_variants)
+        jobs = [{rid: _pool().submit(_rerank, targets[rid], variants, triples, RERANK_VARIANTS)
                  for rid, triples in f.items()} for f, variants in zip(found, themes, strict=True)]
         aligned = [{rid: job.result() for rid, job in j.items()} for j in jobs]
         ann_scores = [{rid: triples[0][0] for rid, triples in f.items()} for f in found]
@@ -455,7 +449,7 @@ def search_many(
     elapsed = time.perf_counter() - t0
     for t in timings:
         t.rerank = elapsed / n
-    return [_matches(collection, variants, a, s, top, threshold, margin_threshold)
+    return [_matches(collection, variants, a, s, o.top, o.threshold, o.margin_threshold)
             for variants, a, s in zip(themes, aligned, ann_scores, strict=True)]
 
 
