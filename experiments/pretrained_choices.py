@@ -1,7 +1,7 @@
 """What the pretrained models give on orchestral melody queries without training: each variant,
 averages of their probabilities, and the retrieval rate.
 
-    python bench/pretrained_choices.py AUDIO_DIR WORK_DIR [--split train,selection] [--cache HCQT_DIR]
+    python experiments/pretrained_choices.py AUDIO_DIR WORK_DIR [--split train,selection] [--cache HCQT_DIR]
         [--models ID ...] [--rates DOWNSAMPLE:SMOOTHING ...] [--ensembles SPEC ...]
 
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``); WORK_DIR: the class

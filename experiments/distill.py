@@ -1,6 +1,6 @@
 """Distil the averaged probabilities of several pretrained models into one network, from audio alone.
 
-    python bench/distill.py AUDIO_DIR WORK_DIR OUT --steps 275 [--init MODEL] [--seed 0] [--lr 1e-4]
+    python experiments/distill.py AUDIO_DIR WORK_DIR OUT --steps 275 [--init MODEL] [--seed 0] [--lr 1e-4]
 
 ``v2_ctc_mean`` (the five ``v2_ctc`` folds averaged) finds orchestral melody themes better than any
 single model but costs five networks. A student network (``--init``: a pretrained id or a trained
@@ -8,7 +8,7 @@ model's folder) learns to give the teacher's class probabilities frame by frame 
 teacher to student), so no score and no label is needed: only audio. AUDIO_DIR: the Hauptstimme
 renderings (``bench/build_hauptstimme.sh``), of which the recordings of the ``--split`` works are
 used (:data:`training.pairs.HAUPTSTIMME_SPLITS`; default ``train``: the selection and report
-works stay unheard). WORK_DIR holds the caches, shared with ``bench/pretrained_choices.py``: the
+works stay unheard). WORK_DIR holds the caches, shared with ``experiments/pretrained_choices.py``: the
 front end ``hcqt/`` and each teacher's probabilities ``probs/MODEL/NAME.npy`` (float16).
 
 A step draws ``--batch-size`` excerpts of 10 s, each from a recording chosen in proportion to its

@@ -1,8 +1,8 @@
 """Can seconds of context pick the melody out of equal-velocity orchestral audio? Two measurements.
 
-    python bench/melody_context.py head AUDIO_DIR WORK_DIR --loss strong [--epochs 8] [--report]
-    python bench/melody_context.py oracle AUDIO_DIR WORK_DIR [--accuracy 1 0.9 0.8 0.7 0.6]
-    python bench/melody_context.py score-oracle AUDIO_DIR WORK_DIR [--melody-weight 2 4]
+    python experiments/melody_context.py head AUDIO_DIR WORK_DIR --loss strong [--epochs 8] [--report]
+    python experiments/melody_context.py oracle AUDIO_DIR WORK_DIR [--accuracy 1 0.9 0.8 0.7 0.6]
+    python experiments/melody_context.py score-oracle AUDIO_DIR WORK_DIR [--melody-weight 2 4]
 
 AUDIO_DIR: the Hauptstimme renderings (``bench/build_hauptstimme.sh``), WORK_DIR: this script's
 caches and results. Splits are :data:`training.pairs.HAUPTSTIMME_SPLITS`.
