@@ -74,6 +74,16 @@ def neighbours_for(n_shingles: int) -> int:
     return min(MAX_NEIGHBOURS, NEIGHBOURS << doublings)
 
 
+VERIFIED = 100
+"""Recordings proposed by the vote whose best hypotheses are scored exactly along the theme
+(:func:`_verified`) before the ``candidates`` best go to DTW (docs/scaling.md, "Verified
+candidates": on 100 h with 20 h of corpus music MRR 0.547 → 0.611, what DTW on 100 candidates
+reaches, at the cost of DTW on 30; at 1046 h 0.475 → 0.515; a pool of 300 gained nothing)."""
+
+VERIFY_SLACK = 2
+"""Frames each query shingle may sit early or late against its hypothesis's diagonal when
+verified (tempo drift within the theme: the vote's anchor bins are 6 frames)."""
+
 RERANK_VARIANTS = 3
 """Tempo variants of a candidate re-ranked by DTW: its three best by ANN score. 5 moved MRR by at
 most ±0.016 in E3's sweep (docs/experiments.md) and was not adopted (re-ranking time grows with it)."""
@@ -336,6 +346,67 @@ def _anchors(score: np.ndarray, pair: np.ndarray, anchor: np.ndarray, length: np
     return order[first], elsewhere[_first_per_group(pair[elsewhere])]
 
 
+def _verified(collection: Collection, found: dict[int, Hypotheses], variants: Sequence[QueryVariant],
+              keep: int) -> dict[int, Hypotheses]:
+    """The ``keep`` recordings of ``found`` (the vote's, best first) whose best hypotheses fit the
+    theme best, scored exactly: each of a recording's :data:`RERANK_VARIANTS` best variants at its
+    best anchor, every query shingle's cosine similarity with the stored shingle on that diagonal
+    (within :data:`VERIFY_SLACK` frames), averaged (:func:`_diagonal_scores`). The vote knows a
+    recording only by the shingles that were among the nearest; this looks at all of them. Without
+    a frames file (an index from before it) the vote's order is kept."""
+    stored = collection.stored_frames() if len(found) > keep else None
+    if stored is None:
+        return dict(list(found.items())[:keep])
+    length = collection.settings.shingle_length
+    cut = [shingles(variant.features, length, QUERY_HOP) for variant in variants]
+    first = np.cumsum([0] + [len(starts) for starts, _ in cut])
+    queries = np.ascontiguousarray(np.concatenate([vectors for _, vectors in cut]), np.float32)
+    offsets = np.concatenate([starts for starts, _ in cut]).astype(np.int64)
+    hypotheses = [(rid, vi, anchors[0]) for rid, triples in found.items()
+                  for _, vi, anchors in triples[:RERANK_VARIANTS]]
+    rid, vi, anchor = (np.array(column, np.int64) for column in zip(*hypotheses, strict=True))
+    scores = np.empty(len(rid))
+    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, queries, offsets, rid, anchor, first[vi],
+                     first[vi + 1], length, VERIFY_SLACK, scores)
+    best: dict[int, float] = {}
+    for r, score in zip(rid.tolist(), scores.tolist(), strict=True):
+        best[r] = max(best.get(r, -np.inf), score)
+    chosen = sorted(found, key=lambda r: -best[r])[:keep]  # stable: equal scores keep the vote's order
+    return {r: found[r] for r in chosen}
+
+
+@njit_cached(nogil=True)
+def _diagonal_scores(stored: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, queries: np.ndarray,
+                     starts: np.ndarray, rids: np.ndarray, anchors: np.ndarray, first: np.ndarray, last: np.ndarray,
+                     length: int, slack: int, out: np.ndarray) -> None:  # pragma: no cover (compiled)
+    """``out[h]`` ``(H,)``: over query shingles ``first[h] … last[h] − 1`` (unit rows of ``queries``
+    ``(Q, 12·length)``, starting at frame ``starts[i]`` of their variant), the mean of each one's
+    best cosine similarity with recording ``rids[h]``'s stored shingle from frame
+    ``anchors[h] + starts[i] + d``, ``|d| ≤ slack`` (``stored`` ``(F, 12)`` uint8 as in
+    :func:`_exact_cosines`; frames outside the recording count as zeros)."""
+    for h in range(len(rids)):
+        r = rids[h]
+        total = 0.0
+        for i in range(first[h], last[h]):
+            best = 0.0
+            for d in range(-slack, slack + 1):
+                start = anchors[h] + starts[i] + d
+                if start < 0 or r >= len(lengths) or start >= lengths[r]:
+                    continue
+                base = offsets[r] + start
+                n = min(length, lengths[r] - start)
+                dot, norm = 0.0, 0.0
+                for f in range(n):
+                    for c in range(12):
+                        value = float(stored[base + f, c])
+                        dot += value * queries[i, f * 12 + c]
+                        norm += value * value
+                if norm > 0 and dot / np.sqrt(norm) > best:
+                    best = dot / np.sqrt(norm)
+            total += best
+        out[h] = total / max(last[h] - first[h], 1)
+
+
 def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,
                 best: np.ndarray, second: np.ndarray, n_candidates: int) -> dict[int, Hypotheses]:
     """The ``n_candidates`` recordings of best score (ties: in the order of the vote arrays), each
@@ -435,7 +506,8 @@ def search_many(
             raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
         k = neighbours_for(len(collection.vectors())) if o.neighbours is None else o.neighbours
-        found = [_vote(hits, variants, max(o.candidates, o.top))
+        keep = max(o.candidates, o.top)
+        found = [_verified(collection, _vote(hits, variants, max(VERIFIED, keep)), variants, keep)
                  for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
         ann = time.perf_counter() - t0
         t0 = time.perf_counter()

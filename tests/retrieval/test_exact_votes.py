@@ -121,3 +121,47 @@ def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, t
     reader.stored_frames = lambda: None  # the vote on the codes' similarities alone: not even a candidate
     assert not any(m.path.endswith("haydn_op74.wav") for m in query(reader, theme, top=30).matches)
     reader.close()
+
+
+def test_diagonal_scores_are_the_mean_best_cosine_along_the_hypothesis(lossy):
+    from retrieval.search import _diagonal_scores
+
+    store = IndexStore.open(lossy, readonly=True)
+    stored = store.stored_frames()
+    starts, queries = shingles(store.features(3)[40:90], 16, 2)
+    rids = np.array([3, 3, 1, 4], np.int64)
+    anchors = np.array([40, 45, 0, 10_000], np.int64)  # the right place, 5 frames off, elsewhere, past the end
+    first, last = np.zeros(4, np.int64), np.full(4, len(starts), np.int64)
+    out = np.empty(4)
+    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, queries, starts.astype(np.int64), rids, anchors,
+                     first, last, 16, 2, out)
+
+    def direct(rid: int, anchor: int) -> float:
+        frames = store.features(rid)
+        stored_shingles = shingles(np.concatenate([frames, np.zeros((40, 12))]), 16, 1)[1]
+        best = [max((stored_shingles[a] @ q for d in range(-2, 3) if 0 <= (a := anchor + s + d) < len(frames)),
+                    default=0.0) for s, q in zip(starts, queries, strict=True)]
+        return float(np.mean(best))
+
+    np.testing.assert_allclose(out, [direct(int(r), int(a)) for r, a in zip(rids, anchors, strict=True)],
+                               atol=4 * FEATURE_STEP)
+    assert out[0] > 0.99 and out[0] > out[1] > out[2] and out[3] == 0.0
+    store.close()
+
+
+def test_verification_keeps_the_right_recording_among_fewer_candidates(lossy):
+    """Of the vote's recordings, the exactly verified best two still hold the theme's own."""
+    from retrieval.search import _shingle_hits, _verified, _vote
+    from retrieval.variants import query_variants
+
+    store = IndexStore.open(lossy, readonly=True)
+    work, measures, part = DEMO_THEME
+    theme = parse_corpus_work(work).measures(*measures).parts[part]
+    from retrieval.theme import theme_from_stream
+
+    variants = query_variants(theme_from_stream(theme), store.settings, rendering="symbolic")
+    found = _vote(_shingle_hits(store, [variants], 64)[0], variants, 5)
+    kept = _verified(store, found, variants, 2)
+    names = {store.recording(r).name for r in kept}
+    assert len(found) == 5 and len(kept) == 2 and "haydn_op74" in names
+    store.close()
