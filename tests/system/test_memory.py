@@ -29,7 +29,8 @@ from cli import main
 def allocated():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmData")).split()[1]) * 1024
 
-main(["query", sys.argv[3], "--db", sys.argv[4], "--json"])  # everything imported and compiled first (small index)
+# everything imported and compiled first (small index; one candidate, so that verification runs too)
+main(["query", sys.argv[3], "--db", sys.argv[4], "--json", "--candidates", "1", "--top", "1"])
 warm = faiss.index_factory(192, "IVF4,Flat")  # FAISS's and BLAS's threads started: their stacks are no index data
 x = faiss.rand((4096, 192))
 warm.train(x)
