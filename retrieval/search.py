@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from models.errors import ParameterError
-from models.retrieval_features import FeatureSettings, shingles
+from models.retrieval_features import FeatureSettings, shingle_starts, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.jit import njit_cached
 from retrieval.options import QueryOptions
@@ -358,16 +358,18 @@ def _verified(collection: Collection, found: dict[int, Hypotheses], variants: Se
     if stored is None:
         return dict(list(found.items())[:keep])
     length = collection.settings.shingle_length
-    cut = [shingles(variant.features, length, QUERY_HOP) for variant in variants]
-    first = np.cumsum([0] + [len(starts) for starts, _ in cut])
-    queries = np.ascontiguousarray(np.concatenate([vectors for _, vectors in cut]), np.float32)
-    offsets = np.concatenate([starts for starts, _ in cut]).astype(np.int64)
+    frames = [np.asarray(variant.features, np.float32) for variant in variants]
+    starts = [shingle_starts(len(f), length, QUERY_HOP) for f in frames]
+    norms = [np.sqrt([np.sum(f[i : i + length] ** 2) for i in st]) for f, st in zip(frames, starts, strict=True)]
+    frame_first = np.cumsum([0] + [len(f) for f in frames])
+    shingle_first = np.cumsum([0] + [len(st) for st in starts])
     hypotheses = [(rid, vi, anchors[0]) for rid, triples in found.items()
                   for _, vi, anchors in triples[:RERANK_VARIANTS]]
     rid, vi, anchor = (np.array(column, np.int64) for column in zip(*hypotheses, strict=True))
     scores = np.empty(len(rid))
-    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, queries, offsets, rid, anchor, first[vi],
-                     first[vi + 1], length, VERIFY_SLACK, scores)
+    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, np.concatenate(frames), frame_first,
+                     np.concatenate(starts).astype(np.int64), np.concatenate(norms), shingle_first, rid, vi, anchor,
+                     length, VERIFY_SLACK, scores)
     best: dict[int, float] = {}
     for r, score in zip(rid.tolist(), scores.tolist(), strict=True):
         best[r] = max(best.get(r, -np.inf), score)
@@ -376,35 +378,54 @@ def _verified(collection: Collection, found: dict[int, Hypotheses], variants: Se
 
 
 @njit_cached(nogil=True)
-def _diagonal_scores(stored: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, queries: np.ndarray,
-                     starts: np.ndarray, rids: np.ndarray, anchors: np.ndarray, first: np.ndarray, last: np.ndarray,
-                     length: int, slack: int, out: np.ndarray) -> None:  # pragma: no cover (compiled)
-    """``out[h]`` ``(H,)``: over query shingles ``first[h] … last[h] − 1`` (unit rows of ``queries``
-    ``(Q, 12·length)``, starting at frame ``starts[i]`` of their variant), the mean of each one's
-    best cosine similarity with recording ``rids[h]``'s stored shingle from frame
-    ``anchors[h] + starts[i] + d``, ``|d| ≤ slack`` (``stored`` ``(F, 12)`` uint8 as in
-    :func:`_exact_cosines`; frames outside the recording count as zeros)."""
+def _diagonal_scores(stored: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, frames: np.ndarray,
+                     frame_first: np.ndarray, starts: np.ndarray, norms: np.ndarray, shingle_first: np.ndarray,
+                     rids: np.ndarray, variant: np.ndarray, anchors: np.ndarray, length: int, slack: int,
+                     out: np.ndarray) -> None:  # pragma: no cover (compiled)
+    """``out[h]`` ``(H,)``: the mean, over the query shingles of variant ``variant[h]``, of each
+    one's best cosine similarity with recording ``rids[h]``'s stored shingle that starts ``d``
+    frames (``|d| ≤ slack``) from where the shingle sits on the diagonal from ``anchors[h]``.
+
+    A variant's frames are ``frames[frame_first[v] : frame_first[v + 1]]`` ``(T, 12)``; its
+    shingles start at ``starts[shingle_first[v] : shingle_first[v + 1]]`` with L2 norms ``norms``
+    (over ``length`` frames, zeros past the end). ``stored`` ``(F, 12)`` uint8 as in
+    :func:`_exact_cosines`; frames outside the recording count as zeros, a shingle starting before
+    the recording is not compared. Frame products are computed once per offset and summed per
+    shingle by prefix sums: shingles overlap by ``length − QUERY_HOP`` frames.
+    """
     for h in range(len(rids)):
-        r = rids[h]
-        total = 0.0
-        for i in range(first[h], last[h]):
-            best = 0.0
-            for d in range(-slack, slack + 1):
-                start = anchors[h] + starts[i] + d
-                if start < 0 or r >= len(lengths) or start >= lengths[r]:
-                    continue
-                base = offsets[r] + start
-                n = min(length, lengths[r] - start)
-                dot, norm = 0.0, 0.0
-                for f in range(n):
+        r, v, a = rids[h], variant[h], anchors[h]
+        f0, n_frames = frame_first[v], frame_first[v + 1] - frame_first[v]
+        span = n_frames + length  # query frames and the padding a last shingle may reach
+        dot = np.zeros((2 * slack + 1, span + 1))
+        square = np.zeros((2 * slack + 1, span + 1))
+        n_stored = lengths[r] if r < len(lengths) else 0
+        for k in range(2 * slack + 1):
+            for t in range(span):
+                g = a + t + k - slack
+                d, q = 0.0, 0.0
+                if 0 <= g < n_stored:
                     for c in range(12):
-                        value = float(stored[base + f, c])
-                        dot += value * queries[i, f * 12 + c]
-                        norm += value * value
-                if norm > 0 and dot / np.sqrt(norm) > best:
-                    best = dot / np.sqrt(norm)
+                        value = float(stored[offsets[r] + g, c])
+                        q += value * value
+                        if t < n_frames:
+                            d += value * frames[f0 + t, c]
+                dot[k, t + 1] = dot[k, t] + d
+                square[k, t + 1] = square[k, t] + q
+        total = 0.0
+        for i in range(shingle_first[v], shingle_first[v + 1]):
+            best = 0.0
+            for k in range(2 * slack + 1):
+                if a + starts[i] + k - slack < 0:
+                    continue
+                s0, s1 = starts[i], starts[i] + length
+                norm = np.sqrt(square[k, s1] - square[k, s0])
+                if norm > 0 and norms[i] > 0:
+                    cosine = (dot[k, s1] - dot[k, s0]) / (norm * norms[i])
+                    if cosine > best:
+                        best = cosine
             total += best
-        out[h] = total / max(last[h] - first[h], 1)
+        out[h] = total / max(shingle_first[v + 1] - shingle_first[v], 1)
 
 
 def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, anchor: np.ndarray,

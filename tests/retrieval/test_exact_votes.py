@@ -124,17 +124,21 @@ def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, t
 
 
 def test_diagonal_scores_are_the_mean_best_cosine_along_the_hypothesis(lossy):
+    from models.retrieval_features import shingle_starts
     from retrieval.search import _diagonal_scores
 
     store = IndexStore.open(lossy, readonly=True)
     stored = store.stored_frames()
-    starts, queries = shingles(store.features(3)[40:90], 16, 2)
+    theme = store.features(3)[40:90].astype(np.float32)  # a variant's frames: a passage of recording 3
+    starts = shingle_starts(len(theme), 16, 2)
+    queries = shingles(theme, 16, 2)[1]
+    norms = np.array([np.linalg.norm(theme[s : s + 16]) for s in starts])
     rids = np.array([3, 3, 1, 4], np.int64)
     anchors = np.array([40, 45, 0, 10_000], np.int64)  # the right place, 5 frames off, elsewhere, past the end
-    first, last = np.zeros(4, np.int64), np.full(4, len(starts), np.int64)
     out = np.empty(4)
-    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, queries, starts.astype(np.int64), rids, anchors,
-                     first, last, 16, 2, out)
+    _diagonal_scores(stored.frames, stored.offsets, stored.lengths, theme, np.array([0, len(theme)]),
+                     starts.astype(np.int64), norms, np.array([0, len(starts)]), rids, np.zeros(4, np.int64), anchors,
+                     16, 2, out)
 
     def direct(rid: int, anchor: int) -> float:
         frames = store.features(rid)
