@@ -21,7 +21,7 @@ import music21
 
 from models.retrieval_features import FeatureSettings
 from retrieval.options import QueryOptions
-from retrieval.search import Collection, Match, SearchTimings, search_many
+from retrieval.search import Match, SearchableIndex, SearchTimings, search_many
 from retrieval.theme import Theme, ThemeTooLarge, load_theme, theme_from_stream
 from retrieval.variants import query_variants, rendering_for
 
@@ -71,7 +71,7 @@ def _check_fits(theme: Theme, longest: float, fastest: float) -> None:
 
 
 def query(
-    collection: Collection,
+    collection: SearchableIndex,
     theme: Theme | str | Path | music21.stream.Stream,
     options: QueryOptions | None = None,
     *,
@@ -87,7 +87,7 @@ def query(
     ----------
     collection : db.IndexStore
         An open index (``IndexStore.open(path, readonly=True)``), or anything with the methods of
-        :class:`retrieval.search.Collection`.
+        :class:`retrieval.search.SearchableIndex`.
     theme : Theme, str, Path or music21.stream.Stream
         A score file (MusicXML/MXL, MIDI, kern, ABC, MEI), a parsed stream, or a :class:`Theme`.
     options : QueryOptions, optional
@@ -125,7 +125,7 @@ def query(
 
 
 def query_many(
-    collection: Collection,
+    collection: SearchableIndex,
     themes: list[Theme | str | Path | music21.stream.Stream],
     options: QueryOptions | None = None,
     *,

@@ -94,7 +94,7 @@ around each ANN anchor: the implied start can be early or late by up to a theme 
 differences stretch it), and a match may end up to twice as long as the variant at the ×2 tempo."""
 
 
-class Collection(Protocol):
+class SearchableIndex(Protocol):
     """What search needs of an index (:class:`db.store.IndexStore` provides it)."""
 
     settings: FeatureSettings
@@ -153,7 +153,7 @@ def _first_per_group(*keys: np.ndarray) -> np.ndarray:
 
 
 def _ann_candidates(
-    collection: Collection, variants: Sequence[QueryVariant], k: int, n_candidates: int
+    collection: SearchableIndex, variants: Sequence[QueryVariant], k: int, n_candidates: int
 ) -> dict[int, Hypotheses]:
     """Candidate recordings → their ``(ann score, variant index, anchor frames)``, best variant first.
 
@@ -193,7 +193,7 @@ class _Hits:
     recordings: np.ndarray  # (n_recordings,) the ids of the recordings hit, ascending
 
 
-def _shingle_hits(collection: Collection, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
+def _shingle_hits(collection: SearchableIndex, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
     """Search every variant's shingles (:data:`QUERY_HOP`) of every theme in one batch; per theme its hits
     (``None`` when nothing was hit)."""
     settings = collection.settings
@@ -346,7 +346,7 @@ def _anchors(score: np.ndarray, pair: np.ndarray, anchor: np.ndarray, length: np
     return order[first], elsewhere[_first_per_group(pair[elsewhere])]
 
 
-def _verified(collection: Collection, found: dict[int, Hypotheses], variants: Sequence[QueryVariant],
+def _verified(collection: SearchableIndex, found: dict[int, Hypotheses], variants: Sequence[QueryVariant],
               keep: int) -> dict[int, Hypotheses]:
     """The ``keep`` recordings of ``found`` (the vote's, best first) whose best hypotheses fit the
     theme best, scored exactly: each of a recording's :data:`RERANK_VARIANTS` best variants at its
@@ -480,13 +480,14 @@ def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant]) -> tuple[
     return best
 
 
-def _exhaustive(collection: Collection, variants: Sequence[QueryVariant]) -> dict[int, tuple[float, int, int, int]]:
+def _exhaustive(collection: SearchableIndex, variants: Sequence[QueryVariant]
+                ) -> dict[int, tuple[float, int, int, int]]:
     jobs = {rec.id: _pool().submit(_align_whole, collection.features(rec.id), variants)
             for rec in collection.recordings("indexed")}
     return {rid: job.result() for rid, job in jobs.items()}
 
 
-def search(collection: Collection, variants: Sequence[QueryVariant], options: QueryOptions | None = None, *,
+def search(collection: SearchableIndex, variants: Sequence[QueryVariant], options: QueryOptions | None = None, *,
            timings: SearchTimings | None = None) -> list[Match]:
     """Rank the recordings of ``collection`` for one theme given as query ``variants``
     (:func:`search_many` with one theme)."""
@@ -494,7 +495,7 @@ def search(collection: Collection, variants: Sequence[QueryVariant], options: Qu
 
 
 def search_many(
-    collection: Collection,
+    collection: SearchableIndex,
     themes: Sequence[Sequence[QueryVariant]],
     options: QueryOptions | None = None,
     *,
@@ -546,7 +547,8 @@ def search_many(
             for variants, a, s in zip(themes, aligned, ann_scores, strict=True)]
 
 
-def _matches(collection: Collection, variants: Sequence[QueryVariant], aligned: dict[int, tuple[float, int, int, int]],
+def _matches(collection: SearchableIndex, variants: Sequence[QueryVariant],
+             aligned: dict[int, tuple[float, int, int, int]],
              ann_scores: dict[int, float], top: int, threshold: float, margin_threshold: float) -> list[Match]:
     """The ``top`` :class:`Match` es of one theme from its recordings' ``(similarity, variant, start, end)``."""
     rate = collection.settings.rate

@@ -49,7 +49,7 @@ from fastapi.staticfiles import StaticFiles
 from models.errors import RetrievalError
 from retrieval.options import CANDIDATES, RENDERINGS
 from retrieval.query import QueryOptions
-from retrieval.search import Collection
+from retrieval.search import SearchableIndex
 from retrieval.theme import MAX_THEME_NOTES, ThemeError, parse_measures
 from web.tasks import RequestError, notation_task, plot_task, query_task
 from web.workers import WorkerLimits, WorkerOverrun, WorkerPool
@@ -82,11 +82,11 @@ MAX_RECORDING_ID = 2**63 - 1  # SQLite's largest integer
 class _Collections:
     """One read-only collection per thread, reopened after an index run saved a checkpoint."""
 
-    def __init__(self, open_collection: Callable[[], Collection], version: Callable[[], object]) -> None:
+    def __init__(self, open_collection: Callable[[], SearchableIndex], version: Callable[[], object]) -> None:
         self.open, self.version = open_collection, version
         self.local = threading.local()
 
-    def get(self) -> Collection:
+    def get(self) -> SearchableIndex:
         current = self.version()
         if getattr(self.local, "version", None) != current:
             old = getattr(self.local, "collection", None)
@@ -213,7 +213,7 @@ def _options(raw: dict) -> tuple[QueryOptions, bool]:
     return options, flag("notation")
 
 
-def _private_prefixes(collection: Collection) -> list[str]:
+def _private_prefixes(collection: SearchableIndex) -> list[str]:
     """Folder prefixes an answer does not show: the collection's (the recordings' common folder)
     and the index's, longest first."""
     folders = [os.path.dirname(r.path) for r in collection.recordings()]
@@ -237,7 +237,7 @@ def _without_prefixes(value: Any, prefixes: list[str]) -> Any:
     return value
 
 
-def create_app(open_collection: Callable[[], Collection], *, version: Callable[[], object] = lambda: 0,
+def create_app(open_collection: Callable[[], SearchableIndex], *, version: Callable[[], object] = lambda: 0,
                max_upload_bytes: int = 5 * 2**20, workers: int = 2, limits: WorkerLimits | None = None,
                show_paths: bool = False, example: Path | None = None) -> FastAPI:
     """The application over the collection ``open_collection()`` returns (read-only).

@@ -24,7 +24,7 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from retrieval.search import Collection
+from retrieval.search import SearchableIndex
 
 __all__ = ["WorkerLimits", "WorkerOverrun", "WorkerPool", "worker_collection"]
 
@@ -57,7 +57,7 @@ _WORKER: dict[str, Any] = {}
 """A worker process's state: how to open the collection, the open one and its version."""
 
 
-def _start_worker(open_collection: Callable[[], Collection], memory_bytes: int) -> None:
+def _start_worker(open_collection: Callable[[], SearchableIndex], memory_bytes: int) -> None:
     """Pool initializer: import the work's libraries, then cap the address space above that."""
     import retrieval.plot  # noqa: F401 - imported before the limit: libraries are not the request's cost
     import retrieval.query  # noqa: F401
@@ -77,7 +77,7 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
-def worker_collection(version: object) -> Collection:
+def worker_collection(version: object) -> SearchableIndex:
     """The worker's collection, reopened if the index's ``version`` changed (call in a worker only).
 
     Its vectors and frames are mapped when it opens, and the memory cap moved above them: the
@@ -106,7 +106,7 @@ def worker_collection(version: object) -> Collection:
 class WorkerPool:
     """``workers`` processes running module-level functions under :class:`WorkerLimits`."""
 
-    def __init__(self, open_collection: Callable[[], Collection], workers: int, limits: WorkerLimits) -> None:
+    def __init__(self, open_collection: Callable[[], SearchableIndex], workers: int, limits: WorkerLimits) -> None:
         self.limits = limits
         self.pending = 0
         self.pool = ProcessPool(max_workers=workers, initializer=_start_worker,
