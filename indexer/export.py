@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indexer.walk import check_readable, find_audio
-from models.audio import AudioError
+from indexer.walk import find_audio
+from models.audio import AudioError, check_readable
 from models.extractor import ChromaExtractor, ChromaFeatures
 from models.files import atomic_write
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.walk import check_readable
-from models.audio import decode_audio
+from models.audio import check_readable, decode_audio
 from models.retrieval_features import FeatureSettings, retrieval_features
 
 __all__ = ["Extracted", "Prepared", "SharedSamples", "WorkerContext", "content_hash", "extract_in_worker",

@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from models.audio import AudioError, audio_info
+from models.audio import AUDIO_EXTENSIONS, UNSUPPORTED_EXTENSIONS
 
-__all__ = ["AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS", "check_readable", "find_audio"]
-
-#: extensions libsndfile decodes; a folder walk collects these
-AUDIO_EXTENSIONS = frozenset(".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split())
-#: audio formats libsndfile cannot decode; a folder walk reports them instead of ignoring them
-UNSUPPORTED_EXTENSIONS = frozenset(".m4a .aac .mp4 .wma .ape .alac .ac3 .webm .mka".split())
+__all__ = ["find_audio"]
 
 
 def find_audio(paths: Iterable[str | Path], follow_symlinks: bool = True) -> list[Path]:
@@ -43,13 +38,3 @@ def find_audio(paths: Iterable[str | Path], follow_symlinks: bool = True) -> lis
             elif candidate.is_file():
                 found.append(candidate)
     return found
-
-
-def check_readable(path: Path) -> tuple[float, int, int]:
-    """``(duration, sample_rate, channels)``, or :class:`AudioError` naming the file and why."""
-    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS and path.exists():
-        raise AudioError(
-            f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
-            "MP3, Ogg Vorbis/Opus, AIFF; convert it first)"
-        )
-    return audio_info(path)

@@ -22,7 +22,14 @@ from models.errors import RetrievalError
 from models.frontend import SAMPLE_RATE
 from models.stderr import captured_stderr
 
-__all__ = ["DAMAGED_SHARE", "AudioError", "DecodedAudio", "audio_info", "decode_audio", "load_audio", "mix_down"]
+__all__ = ["AUDIO_EXTENSIONS", "DAMAGED_SHARE", "UNSUPPORTED_EXTENSIONS", "AudioError", "DecodedAudio", "audio_info",
+           "check_readable", "decode_audio", "is_audio_file", "load_audio", "mix_down"]
+
+AUDIO_EXTENSIONS = frozenset(".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split())
+"""Extensions libsndfile decodes; a folder walk collects these, a query with one is a recording."""
+
+UNSUPPORTED_EXTENSIONS = frozenset(".m4a .aac .mp4 .wma .ape .alac .ac3 .webm .mka".split())
+"""Audio formats libsndfile cannot decode: reported by name instead of ignored."""
 
 # libsndfile 1.2 misplaces the Opus pre-skip (312 samples appear mid-stream) when one read asks
 # for 2**18 frames or more, as librosa.load's single whole-file read does; reads of 2**16
@@ -32,6 +39,21 @@ _BLOCK_FRAMES = 1 << 16
 
 class AudioError(RetrievalError, ValueError):
     """An audio file that cannot be read; the message names the file and the problem."""
+
+
+def is_audio_file(path: str | Path) -> bool:
+    """Whether ``path`` names audio by its extension (decodable or not: :func:`check_readable` says which)."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS | UNSUPPORTED_EXTENSIONS
+
+
+def check_readable(path: Path) -> tuple[float, int, int]:
+    """``(duration, sample_rate, channels)``, or :class:`AudioError` naming the file and why."""
+    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS and path.exists():
+        raise AudioError(
+            f"{path}: {path.suffix} audio is not supported (libsndfile decodes WAV, FLAC, "
+            "MP3, Ogg Vorbis/Opus, AIFF; convert it first)"
+        )
+    return audio_info(path)
 
 
 def _open(path: Path) -> sf.SoundFile:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from models.errors import ParameterError
 
-__all__ = ["CANDIDATES", "CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "RENDERINGS", "TEMPO_SCALES",
+__all__ = ["CANDIDATES", "CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "OCCURRENCE_SCORE", "RENDERINGS", "TEMPO_SCALES",
            "QueryOptions"]
 
 CANDIDATES = 30
@@ -31,6 +31,11 @@ CONFIDENCE_THRESHOLD = 0.7
 still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests; right answers on
 bach_violin score 0.81 and more in 95 % of cases)."""
 
+OCCURRENCE_SCORE = 0.8
+"""Least score of an occurrence by default: what right first answers on bach_violin reach in 95 % of
+cases (0.81; see :data:`CONFIDENCE_THRESHOLD`). Without ``--min-score`` the places listed also
+follow :data:`retrieval.occurrences.OCCURRENCE_SPREAD` and :data:`retrieval.occurrences.SURE_SCORE`."""
+
 TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
 """Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
 
@@ -50,7 +55,10 @@ class QueryOptions:
     ``neighbours`` fetched per query shingle (default: by the collection's size,
     :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
     of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
-    rule ``threshold`` / ``margin_threshold`` (see :data:`CONFIDENCE_THRESHOLD`).
+    rule ``threshold`` / ``margin_threshold`` (see :data:`CONFIDENCE_THRESHOLD`). Every place the
+    theme sounds (:mod:`retrieval.occurrences`): ``occurrences``, each scoring at least ``min_score``
+    (default: the rule of :data:`OCCURRENCE_SCORE`). A recording as the query (:mod:`retrieval.excerpt`):
+    ``exclude_self`` leaves out the recording it was cut from.
     """
 
     top: int = 10
@@ -67,8 +75,18 @@ class QueryOptions:
     threshold: float = CONFIDENCE_THRESHOLD
     margin_threshold: float = CONFIDENCE_MARGIN
     device: str = "cpu"
+    occurrences: bool = False
+    min_score: float | None = None
+    exclude_self: bool = False
 
     def __post_init__(self) -> None:
         if min(self.top, self.candidates) < 1 or (self.neighbours is not None and self.neighbours < 1):
             raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
                                  f"{self.candidates} and {self.neighbours}")
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
+            raise ParameterError(f"min_score is a similarity in [-1, 1], got {self.min_score}")
+
+    @property
+    def occurrence_score(self) -> float:
+        """The least score an occurrence may have: ``min_score``, else :data:`OCCURRENCE_SCORE`."""
+        return OCCURRENCE_SCORE if self.min_score is None else self.min_score

@@ -19,21 +19,25 @@ from pathlib import Path
 
 import music21
 
+from models.audio import is_audio_file
 from models.retrieval_features import FeatureSettings
+from retrieval.excerpt import SELF_SIMILARITY, Excerpt, excerpt_variants, load_excerpt
+from retrieval.following import with_notes
+from retrieval.occurrences import Occurrence, all_occurrences, default_choice, with_occurrences
 from retrieval.options import QueryOptions
 from retrieval.search import Match, SearchableIndex, SearchTimings, search_many
 from retrieval.theme import Theme, ThemeTooLarge, load_theme, theme_from_stream
-from retrieval.variants import query_variants, rendering_for
+from retrieval.variants import QueryVariant, query_variants, rendering_for
 
 __all__ = ["QueryOptions", "QueryResult", "query", "query_many"]
 
 
 @dataclass
 class QueryResult:
-    """Matches, best first, with the theme searched and the time each stage took."""
+    """Matches, best first, with the theme (or audio excerpt) searched and the time each stage took."""
 
     matches: list[Match]
-    theme: Theme
+    theme: Theme | Excerpt
     timings: SearchTimings = field(default_factory=SearchTimings)
 
     @property
@@ -41,15 +45,24 @@ class QueryResult:
         """Whether the best match is a confident one (else: "no confident match")."""
         return bool(self.matches) and self.matches[0].confident
 
+    @property
+    def occurrences(self) -> list[Occurrence]:
+        """Every place the theme sounds in the matched recordings, best first (with ``occurrences=True``)."""
+        return all_occurrences(self.matches)
+
     def as_dict(self) -> dict:
-        return {
+        found = {
             "theme": self.theme.source,
+            "query_kind": "audio" if isinstance(self.theme, Excerpt) else "score",
             "confident_match": self.confident,
             "timings": {"parse": self.timings.extra.get("parse", 0.0),
                         "render": self.timings.extra.get("render", 0.0), "ann": self.timings.ann,
                         "rerank": self.timings.rerank, "total": self.timings.total},
             "matches": [m.as_dict() for m in self.matches],
         }
+        if any(m.occurrences for m in self.matches):
+            found["occurrences"] = [o.as_dict() for o in self.occurrences]
+        return found
 
 
 def _extractor_for(settings: FeatureSettings, device: str):
@@ -58,15 +71,18 @@ def _extractor_for(settings: FeatureSettings, device: str):
     return make_extractor(settings.model_id, device=device)
 
 
-def _check_fits(theme: Theme, longest: float, fastest: float) -> None:
+def _check_fits(theme: Theme | Excerpt, longest: float, fastest: float) -> None:
     """Refuse a theme that, even at the fastest tempo tried, lasts longer than every recording
     (``longest`` seconds)."""
     if longest and theme.duration / fastest > longest:
+        what = "the excerpt lasts" if isinstance(theme, Excerpt) else "the theme lasts"
         raise ThemeTooLarge(
-            f"{theme.source}: the theme lasts {theme.duration:.0f} s at its marked tempo "
+            f"{theme.source}: {what} {theme.duration:.0f} s"
+            + ("" if isinstance(theme, Excerpt) else " at its marked tempo") + " "
             f"({theme.duration / fastest:.0f} s at the fastest tempo tried), longer than every recording "
             f"(the longest is {longest:.0f} s); "
-            "choose a passage with --measures A-B and/or one part with --part"
+            + ("cut a shorter excerpt" if isinstance(theme, Excerpt)
+               else "choose a passage with --measures A-B and/or one part with --part")
         )
 
 
@@ -138,11 +154,17 @@ def query_many(
     result are the batch's divided by the number of themes."""
     o = replace(options or QueryOptions(), **overrides)
     longest = collection.longest_duration()
-    parsed, variant_sets, timings = [], [], []
+    parsed: list[Theme | Excerpt] = []
+    variant_sets: list[list[QueryVariant]] = []
+    timings, skips = [], []
     for theme in themes:
         t = SearchTimings()
         t0 = time.perf_counter()
-        if not isinstance(theme, Theme):
+        audio = isinstance(theme, Excerpt) or (isinstance(theme, str | Path) and is_audio_file(theme))
+        if audio and not isinstance(theme, Excerpt):
+            extractor = extractor or _extractor_for(collection.settings, o.device)
+            theme = load_excerpt(theme, extractor, collection.settings)
+        elif not isinstance(theme, Theme | Excerpt):
             if isinstance(theme, music21.stream.Stream):
                 theme = theme_from_stream(theme, part=o.part, measures=o.measures, expand_repeats=o.expand_repeats)
             else:
@@ -150,15 +172,51 @@ def query_many(
         t.extra["parse"] = time.perf_counter() - t0
         _check_fits(theme, longest, max(o.tempo_scales))
         t0 = time.perf_counter()
-        rendering = rendering_for(theme, o.rendering)
-        if rendering == "synthesised" and extractor is None:
-            extractor = _extractor_for(collection.settings, o.device)
-        variant_sets.append(query_variants(
-            theme, collection.settings, rendering=rendering, tempo_scales=o.tempo_scales, transpose=o.transpose,
-            extractor=extractor, program=o.program,
-        ))
+        if isinstance(theme, Excerpt):
+            variant_sets.append(excerpt_variants(theme, collection.settings, tempo_scales=o.tempo_scales,
+                                                 transpose=o.transpose))
+        else:
+            rendering = rendering_for(theme, o.rendering)
+            if rendering == "synthesised" and extractor is None:
+                extractor = _extractor_for(collection.settings, o.device)
+            variant_sets.append(query_variants(
+                theme, collection.settings, rendering=rendering, tempo_scales=o.tempo_scales,
+                transpose=o.transpose, extractor=extractor, program=o.program,
+            ))
         t.extra["render"] = time.perf_counter() - t0
+        skips.append(_own_source(collection, theme) if isinstance(theme, Excerpt) and o.exclude_self else None)
         parsed.append(theme)
         timings.append(t)
-    found = search_many(collection, variant_sets, o, timings=timings)
-    return [QueryResult(matches, theme, t) for matches, theme, t in zip(found, parsed, timings, strict=True)]
+    found = search_many(collection, variant_sets, o, timings=timings, skip=skips)
+    results = []
+    for matches, theme, variants, t in zip(found, parsed, variant_sets, timings, strict=True):
+        t0 = time.perf_counter()
+        if o.occurrences:
+            matches = with_occurrences(collection, variants, matches, o.occurrence_score, _measure_range(theme))
+            if o.min_score is None:
+                matches = default_choice(matches)
+        if theme.notes:
+            matches = with_notes(collection, theme.notes, variants, matches)
+        t.extra["follow"] = time.perf_counter() - t0
+        results.append(QueryResult(matches, theme, t))
+    return results
+
+
+def _measure_range(theme: Theme | Excerpt) -> tuple[int, int] | None:
+    """The first and last measure of a theme's notes (``None``: an excerpt, or a score without measures)."""
+    numbers = [n.measure for n in theme.notes if n.measure]
+    return (min(numbers), max(numbers)) if numbers else None
+
+
+def _own_source(collection: SearchableIndex, excerpt: Excerpt):
+    """``skip`` for :func:`retrieval.search.search_many`: the recording an excerpt was cut from — the
+    same file, or a match as close as the same audio gives (:data:`SELF_SIMILARITY`)."""
+    source = Path(excerpt.source).resolve()
+
+    def own(recording_id: int, score: float) -> bool:
+        if score >= SELF_SIMILARITY:
+            return True
+        recording = collection.recording(recording_id)
+        return recording is not None and Path(recording.path).resolve() == source
+
+    return own

@@ -21,7 +21,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -35,7 +35,7 @@ from retrieval.jit import njit_cached
 from retrieval.options import QueryOptions
 from retrieval.variants import QueryVariant
 
-__all__ = ["Match", "SearchTimings", "neighbours_for", "search", "search_many"]
+__all__ = ["Match", "SearchTimings", "alignment_pool", "neighbours_for", "search", "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
@@ -122,6 +122,8 @@ class Match:
     tempo_scale: float  # performance tempo ÷ the theme's nominal tempo (of the best variant)
     transposition: int  # semitones the theme was shifted up to match
     ann_score: float | None = None
+    occurrences: tuple = ()  # retrieval.occurrences.Occurrence: every place it sounds, when asked for
+    notes: tuple = ()  # retrieval.following.NoteTime: when each theme note sounds in [start, end]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -465,7 +467,7 @@ def _rerank(
 
 
 @functools.cache
-def _pool() -> ThreadPoolExecutor:
+def alignment_pool() -> ThreadPoolExecutor:
     """Threads re-ranking candidates in parallel (the DTW kernel releases the GIL), one per core."""
     return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix="rerank")
 
@@ -482,7 +484,7 @@ def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant]) -> tuple[
 
 def _exhaustive(collection: SearchableIndex, variants: Sequence[QueryVariant]
                 ) -> dict[int, tuple[float, int, int, int]]:
-    jobs = {rec.id: _pool().submit(_align_whole, collection.features(rec.id), variants)
+    jobs = {rec.id: alignment_pool().submit(_align_whole, collection.features(rec.id), variants)
             for rec in collection.recordings("indexed")}
     return {rid: job.result() for rid, job in jobs.items()}
 
@@ -500,6 +502,7 @@ def search_many(
     options: QueryOptions | None = None,
     *,
     timings: Sequence[SearchTimings] | None = None,
+    skip: Sequence[Callable[[int, float], bool] | None] | None = None,
 ) -> list[list[Match]]:
     """Rank the recordings of ``collection`` for each theme, given as its query variants.
 
@@ -513,6 +516,8 @@ def search_many(
     :data:`retrieval.options.CONFIDENCE_MARGIN`); ``options.top`` are returned per theme
     (``options`` default: :class:`retrieval.options.QueryOptions`). ``timings`` (one per theme)
     receive each stage's time; with several themes, a shared stage's time is divided equally.
+    ``skip`` (one per theme, or ``None``): ``skip(recording id, score)`` true leaves a recording out
+    of the ranking (an audio query's own source).
     """
     o = options or QueryOptions()
     if not themes or any(not variants for variants in themes):
@@ -534,7 +539,7 @@ def search_many(
         ann = time.perf_counter() - t0
         t0 = time.perf_counter()
         targets = {rid: collection.features(rid) for f in found for rid in f}  # read here: SQLite stays in one thread
-        jobs = [{rid: _pool().submit(_rerank, targets[rid], variants, triples, RERANK_VARIANTS)
+        jobs = [{rid: alignment_pool().submit(_rerank, targets[rid], variants, triples, RERANK_VARIANTS)
                  for rid, triples in f.items()} for f, variants in zip(found, themes, strict=True)]
         aligned = [{rid: job.result() for rid, job in j.items()} for j in jobs]
         ann_scores = [{rid: triples[0][0] for rid, triples in f.items()} for f in found]
@@ -543,8 +548,10 @@ def search_many(
     elapsed = time.perf_counter() - t0
     for t in timings:
         t.rerank = elapsed / n
-    return [_matches(collection, variants, a, s, o.top, o.threshold, o.margin_threshold)
-            for variants, a, s in zip(themes, aligned, ann_scores, strict=True)]
+    skip = list(skip) if skip is not None else [None] * n
+    return [_matches(collection, variants, {r: v for r, v in a.items() if not (leave and leave(r, v[0]))}, s, o.top,
+                     o.threshold, o.margin_threshold)
+            for variants, a, s, leave in zip(themes, aligned, ann_scores, skip, strict=True)]
 
 
 def _matches(collection: SearchableIndex, variants: Sequence[QueryVariant],

@@ -12,7 +12,7 @@ import bisect
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,7 +55,8 @@ class NoteEvent:
     """One sounding note: onset and duration in seconds, MIDI pitch, GM program of its part.
 
     ``score_onset`` and ``score_duration`` are its place in the whole score in quarter notes
-    (training labels map them through a rendering's timing); 0 where unknown.
+    (training labels map them through a rendering's timing); ``measure`` and ``beat`` (1 = the
+    bar's downbeat, in the time signature's beats) where a reader finds it; 0 where unknown.
     """
 
     onset: float
@@ -65,6 +66,8 @@ class NoteEvent:
     part: int = 0
     score_onset: float = 0.0
     score_duration: float = 0.0
+    measure: int = 0
+    beat: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,28 @@ def _part_label(part: music21.stream.Part) -> str:
     return str(label) if label else "(unnamed)"
 
 
+def _bar_and_beat(part: music21.stream.Stream) -> Callable[[float], tuple[int, float]]:
+    """Offset in ``part`` (quarter notes) → ``(measure number, beat)`` by its measures and time
+    signatures (beats of ``TimeSignature.beatDuration``: a dotted quarter in 6/8); ``(0, 0.0)``
+    for a part without measures."""
+    bars = list(part.getElementsByClass(music21.stream.Measure))
+    starts, numbers, beat_lengths, length = [], [], [], 1.0
+    for bar in bars:
+        if bar.timeSignature is not None:
+            length = float(bar.timeSignature.beatDuration.quarterLength) or 1.0
+        starts.append(float(part.elementOffset(bar)))
+        numbers.append(int(bar.number))
+        beat_lengths.append(length)
+
+    def locate(offset: float) -> tuple[int, float]:
+        i = bisect.bisect_right(starts, offset + 1e-9) - 1
+        if i < 0:
+            return 0, 0.0
+        return numbers[i], round(1.0 + (offset - starts[i]) / beat_lengths[i], 3)
+
+    return locate
+
+
 def _tempo_map(score: music21.stream.Score, default_qpm: float) -> TempoMap:
     """The :class:`TempoMap` of the score's metronome marks."""
     marks = list(score.recurse().getElementsByClass(music21.tempo.MetronomeMark))
@@ -308,13 +333,17 @@ def theme_from_stream(
     for index, p in enumerate(parts):
         instrument = p.getInstrument(returnDefault=True)
         program = instrument.midiProgram if instrument and instrument.midiProgram is not None else 0
+        locate = _bar_and_beat(p)
         for element in p.flatten().stripTies().notes:
             if element.duration.isGrace or element.quarterLength <= 0:
                 continue
-            start, length = base + float(element.getOffsetInHierarchy(p)), float(element.quarterLength)
+            offset, length = float(element.getOffsetInHierarchy(p)), float(element.quarterLength)
+            start = base + offset
             on, off = tempo.seconds(start), tempo.seconds(start + length)
+            measure, beat = locate(offset)
             for pitch in element.pitches:
-                notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index, start, length))
+                notes.append(NoteEvent(on, off - on, int(round(pitch.ps)), int(program), index, start, length,
+                                       measure, beat))
     if not notes:
         raise ThemeError(f"{name}: no notes in the selected score")
     if not whole_score:

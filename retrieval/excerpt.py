@@ -1,0 +1,84 @@
+"""A recording as the query: an audio excerpt → query variants, as a theme's.
+
+The excerpt passes through the index's own chroma extractor and the recordings' path to retrieval
+features (:func:`models.retrieval_features.retrieval_features`), so its frames are what the
+collection stores. Its tempo is a performer's, not the collection's: like a theme it is tried at
+the :data:`retrieval.options.TEMPO_SCALES` (its 25 Hz chroma resampled in time, :func:`stretched`)
+and, on request, in all 12 transpositions. The rest of the search is the theme's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.audio import AudioError, check_readable, decode_audio
+from models.frontend import FEATURE_RATE
+from models.retrieval_features import FeatureSettings, retrieval_features
+from retrieval.options import TEMPO_SCALES
+from retrieval.variants import QueryVariant
+
+__all__ = ["SELF_SIMILARITY", "Excerpt", "excerpt_variants", "load_excerpt", "stretched"]
+
+SELF_SIMILARITY = 0.97
+"""A match this close is the excerpt's own source (the same audio through the same model), not
+another performance: ``exclude_self`` leaves such recordings out (docs/benchmarks.md, audio
+queries: cut excerpts score 0.99 and more against their own recording, other performances of the
+same passage below 0.95)."""
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """An audio excerpt as the query: its chroma ``(12, T)`` at 25 Hz and the file it came from."""
+
+    chroma: np.ndarray
+    source: str
+    notes: tuple = ()  # an excerpt has no score notes to follow
+
+    @property
+    def duration(self) -> float:
+        return self.chroma.shape[1] / FEATURE_RATE
+
+
+def load_excerpt(path: str | Path, extractor, settings: FeatureSettings) -> Excerpt:
+    """Decode an audio file and extract its chroma with ``extractor`` (the index's model).
+
+    Raises :class:`models.audio.AudioError` (one line naming the file) for unreadable audio and
+    for an excerpt shorter than one shingle of ``settings`` (nothing to search with).
+    """
+    path = Path(path)
+    check_readable(path)
+    samples = decode_audio(path).samples
+    chroma = extractor.from_signal(samples).chroma
+    shortest = settings.shingle_length / settings.rate
+    if chroma.shape[1] / FEATURE_RATE < shortest:
+        raise AudioError(f"{path}: the excerpt lasts {chroma.shape[1] / FEATURE_RATE:.2f} s; "
+                         f"a query needs at least {shortest:.2f} s of audio")
+    return Excerpt(chroma, str(path))
+
+
+def stretched(chroma: np.ndarray, tempo_scale: float) -> np.ndarray:
+    """``chroma`` ``(12, T)`` played ``tempo_scale`` times faster: ``(12, round(T / tempo_scale))``
+    frames, each interpolated linearly between the two nearest of the original."""
+    n = max(1, int(round(chroma.shape[1] / tempo_scale)))
+    at = np.minimum(np.arange(n) * tempo_scale, chroma.shape[1] - 1)
+    lower = np.floor(at).astype(int)
+    upper = np.minimum(lower + 1, chroma.shape[1] - 1)
+    weight = (at - lower).astype(chroma.dtype)
+    return chroma[:, lower] * (1 - weight) + chroma[:, upper] * weight
+
+
+def excerpt_variants(excerpt: Excerpt, settings: FeatureSettings, *, tempo_scales: Sequence[float] = TEMPO_SCALES,
+                     transpose: bool = False) -> list[QueryVariant]:
+    """Every (tempo scale, transposition) of ``excerpt`` as retrieval features, in the order of
+    :func:`retrieval.variants.query_variants`."""
+    variants = []
+    for scale in tempo_scales:
+        chroma = stretched(excerpt.chroma, scale)
+        for shift in range(12) if transpose else (0,):
+            features = retrieval_features(np.roll(chroma, shift, axis=0), settings.downsample, settings.smoothing)
+            variants.append(QueryVariant(scale, shift, features))
+    return variants
