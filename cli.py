@@ -261,7 +261,8 @@ def _query_options(args: argparse.Namespace):
     return QueryOptions(
         top=args.top, part=args.part, measures=_measures(args.measures), expand_repeats=args.expand_repeats,
         transpose=args.transpose, rendering=args.rendering, program=args.program, exhaustive=args.exhaustive,
-        candidates=args.candidates, device=args.device,
+        candidates=args.candidates, device=args.device, occurrences=getattr(args, "occurrences", False),
+        min_score=getattr(args, "min_score", None), exclude_self=getattr(args, "exclude_self", False),
     )
 
 
@@ -325,8 +326,11 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.as_dict(), indent=2))
         return
-    print(f"theme {printable(str(theme))}: {len(result.theme.notes)} notes, "
-          f"{result.theme.duration:.1f} s at nominal tempo")
+    if result.theme.notes:
+        print(f"theme {printable(str(theme))}: {len(result.theme.notes)} notes, "
+              f"{result.theme.duration:.1f} s at nominal tempo")
+    else:
+        print(f"audio excerpt {printable(str(theme))}: {result.theme.duration:.1f} s")
     if not result.confident:
         print("no confident match (the best recording does not stand out from the others); best candidates:")
     print(f"{'rank':>4}  {'score':>6}  {'lead':>6}  {'start':>8}  {'end':>8}  recording")
@@ -336,9 +340,19 @@ def _print_result(result, theme: Path, as_json: bool) -> None:
         flag = "  (confident)" if m.confident else ""
         lead = f"{m.margin:+6.3f}" if m.rank == 1 and m.margin == m.margin else ""
         print(f"{m.rank:>4}  {m.score:6.3f}  {lead:>6}  {m.start:8.2f}  {m.end:8.2f}  {printable(m.path)}{extra}{flag}")
+    if any(m.occurrences for m in result.matches):
+        _print_occurrences(result.occurrences)
     print(f"{result.timings.total * 1000:.0f} ms (reading the theme {result.timings.extra.get('parse', 0) * 1000:.0f}, "
           f"render {result.timings.extra.get('render', 0) * 1000:.0f}, "
           f"ANN {result.timings.ann * 1000:.0f}, re-rank {result.timings.rerank * 1000:.0f})")
+
+
+def _print_occurrences(occurrences: list) -> None:
+    """``query --occurrences``' second table: every place, best score first."""
+    print(f"\n{len(occurrences)} occurrence{'s' if len(occurrences) != 1 else ''} (every place it sounds, best first):")
+    print(f"{'score':>6}  {'start':>8}  {'end':>8}  recording")
+    for o in occurrences:
+        print(f"{o.score:6.3f}  {o.start:8.2f}  {o.end:8.2f}  {printable(o.path)}")
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
@@ -559,12 +573,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
-    p = _command(sub, "query", "find the recordings that contain a theme given as a score",
-                 "python cli.py query theme.musicxml --db quartets.db --measures 1-8 --top 5")
+    p = _command(sub, "query", "find the recordings that contain a theme given as a score, or an audio excerpt",
+                 "python cli.py query theme.musicxml --db quartets.db --measures 1-8 --top 5 --occurrences")
     p.add_argument("themes", type=Path, nargs="+", metavar="THEME",
-                   help="score file(s): MusicXML, MIDI, kern, ABC, MEI (several: one result each; --json: a list)")
+                   help="score file(s): MusicXML, MIDI, kern, ABC, MEI; or audio excerpts (WAV, FLAC, MP3, Ogg) "
+                        "searched with the index's model (several: one result each; --json: a list)")
     _add_db_option(p)
     _add_query_options(p)
+    p.add_argument("--occurrences", action="store_true",
+                   help="list every place the theme sounds in the matched recordings, not one span per recording")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="with --occurrences: list every place scoring at least this (default: the places that "
+                        "score about as well as the best, see the README)")
+    p.add_argument("--exclude-self", action="store_true",
+                   help="for an audio excerpt: leave out the recording it was cut from")
     _add_model_check(p)
     p.add_argument("--plot", type=Path, default=None,
                    help="draw the theme beside the best match: an image file (.png, .pdf, .svg, .jpg) or a folder")

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.store import IndexStore  # noqa: E402
 from retrieval.benchmark import read_ground_truth  # noqa: E402
-from retrieval.options import OCCURRENCE_SCORE  # noqa: E402
 from retrieval.query import QueryOptions, query  # noqa: E402
 from retrieval.theme import load_theme  # noqa: E402
 
@@ -78,6 +77,24 @@ def alignment_offset(starts_per_row: list[tuple[float, list[float]]]) -> float:
     return float(values[np.argmax(counts)]) if len(values) else 0.0
 
 
+def movement_onsets(data: Path, stem: str) -> list[float]:
+    """The score offsets (quarter notes) of a movement's onset groups, in the order of :func:`movement_notes`."""
+    with open(data / "notes" / f"{stem}.csv") as f:
+        return sorted({int(n["onset"]) / TICKS_PER_QUARTER for n in csv.DictReader(f)})
+
+
+def aligned_movements(data: Path, rows: list[dict], themes: dict) -> dict[str, tuple[list, list]]:
+    """Per recording of ``rows``: :func:`movement_notes`, its spans moved by :func:`alignment_offset`."""
+    movements = {}
+    for right in {row["recording"] for row in rows}:
+        groups, spans = movement_notes(data, right)
+        starts = [(float(row["start_s"]), [o[0][0] for o in annotated(themes[row["query_id"]], groups, spans)])
+                  for row in rows if row["recording"] == right and row.get("start_s")]
+        shift = alignment_offset(starts)
+        movements[right] = (groups, [(a + shift, b + shift) for a, b in spans])
+    return movements
+
+
 def covers(found: tuple[float, float], truth: tuple[float, float]) -> bool:
     """Whether a found span covers at least half of an annotated one."""
     overlap = min(found[1], truth[1]) - max(found[0], truth[0])
@@ -114,14 +131,8 @@ def main() -> None:
     aligned = {p.stem for p in (args.data / "alignments").glob("*.csv")}
     rows = [r for r in read_ground_truth(args.ground_truth) if r["recording"] in aligned]
     store = IndexStore.open(args.index, readonly=True)
-    movements = {}
     themes = {row["query_id"]: load_theme(row["query"]) for row in rows}
-    for right in {row["recording"] for row in rows}:
-        groups, spans = movement_notes(args.data, right)
-        starts = [(float(row["start_s"]), [o[0][0] for o in annotated(themes[row["query_id"]], groups, spans)])
-                  for row in rows if row["recording"] == right and row.get("start_s")]
-        shift = alignment_offset(starts)
-        movements[right] = (groups, [(a + shift, b + shift) for a, b in spans])
+    movements = aligned_movements(args.data, rows, themes)
     per_query, note_errors = [], []
     lowest = min(args.min_score)
     for row in rows:
@@ -153,7 +164,7 @@ def main() -> None:
         for q in per_query:
             found = q["default"] if threshold is None else [f for f in q["found"] if f[0] >= threshold]
             hits = judged(found, q["truths"], q["recording"])
-            single = [f for f in q["single"] if f[0] >= (threshold or OCCURRENCE_SCORE)]
+            single = [f for f in q["single"] if threshold is None or f[0] >= threshold]
             single_hits = judged(single, q["truths"], q["recording"])
             tp, n_found, n_truth = tp + sum(hits), n_found + len(found), n_truth + q["annotated"]
             tp_single, n_single = tp_single + sum(single_hits), n_single + len(single)

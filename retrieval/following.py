@@ -15,7 +15,7 @@ import numpy as np
 
 from retrieval.dtw import subsequence_path
 from retrieval.search import Match, SearchableIndex
-from retrieval.theme import NoteEvent
+from retrieval.theme import NoteEvent, Theme
 from retrieval.variants import QueryVariant
 
 __all__ = ["NoteTime", "note_times", "with_notes"]
@@ -32,25 +32,28 @@ class NoteTime:
     beat: float
     pitch: int  # MIDI, as written (before any transposition the match needed)
     time: float
+    quarter: float = 0.0  # quarter notes from the passage's first measure (an engraving's time stamp)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def note_times(notes: Sequence[NoteEvent], variant: QueryVariant, path: np.ndarray, first_frame: int,
-               rate: float) -> tuple[NoteTime, ...]:
+               rate: float, offset: float = 0.0) -> tuple[NoteTime, ...]:
     """Each note's time in the recording, from the warping ``path`` ``(K, 2)`` (theme frame, frame of
     the aligned excerpt starting at recording frame ``first_frame``) of ``variant`` (the theme at
     ``variant.tempo_scale``), at ``rate`` frames per second. A note's onset ``t`` seconds into the
     theme at nominal tempo is theme frame ``round(t / tempo_scale · rate)``; its time is the first
-    recording frame the path pairs with that theme frame."""
+    recording frame the path pairs with that theme frame. ``offset``: the passage's start in the
+    score (quarter notes, :attr:`retrieval.theme.Theme.offset`), so that ``quarter`` counts from it."""
     if len(path) == 0:
         return ()
     last = len(variant.features) - 1
     frames = np.array([min(last, int(round(n.onset / variant.tempo_scale * rate))) for n in notes])
     rows = np.minimum(np.searchsorted(path[:, 0], frames, side="left"), len(path) - 1)
     times = (first_frame + path[rows, 1]) / rate
-    return tuple(NoteTime(n.measure, n.beat, n.pitch, round(float(t), 3)) for n, t in zip(notes, times, strict=True))
+    return tuple(NoteTime(n.measure, n.beat, n.pitch, round(float(t), 3), round(n.score_onset - offset, 4))
+                 for n, t in zip(notes, times, strict=True))
 
 
 def _variant_of(variants: Sequence[QueryVariant], match: Match) -> QueryVariant:
@@ -59,9 +62,9 @@ def _variant_of(variants: Sequence[QueryVariant], match: Match) -> QueryVariant:
     return min(same, key=lambda v: abs(v.tempo_scale - match.tempo_scale))
 
 
-def with_notes(collection: SearchableIndex, notes: Sequence[NoteEvent], variants: Sequence[QueryVariant],
+def with_notes(collection: SearchableIndex, theme: Theme, variants: Sequence[QueryVariant],
                matches: Sequence[Match]) -> list[Match]:
-    """``matches`` with :attr:`Match.notes` filled: the theme's ``notes`` timed in each match's span
+    """``matches`` with :attr:`Match.notes` filled: the ``theme``'s notes timed in each match's span
     (the variant it was found with, aligned again within the span and :data:`WINDOW_SLACK` frames)."""
     rate = collection.settings.rate
     out = []
@@ -71,5 +74,5 @@ def with_notes(collection: SearchableIndex, notes: Sequence[NoteEvent], variants
         lo = max(0, int(round(m.start * rate)) - WINDOW_SLACK)
         hi = min(len(features), int(round(m.end * rate)) + WINDOW_SLACK)
         _, path = subsequence_path(variant.features, features[lo:hi])
-        out.append(replace(m, notes=note_times(notes, variant, path, lo, rate)))
+        out.append(replace(m, notes=note_times(theme.notes, variant, path, lo, rate, theme.offset)))
     return out

@@ -8,12 +8,13 @@ function's separate minima scoring at least the threshold are kept
 (:func:`retrieval.dtw.subsequence_matches`).
 
 Which places are listed (:func:`default_choice`): with a ``min_score`` given, every one scoring that
-much; by default, those of the best recording, and of any other whose best place reaches
-:data:`SURE_SCORE`, that score at least :data:`retrieval.options.OCCURRENCE_SCORE` and within
-:data:`OCCURRENCE_SPREAD` of their recording's best. A short theme (a bar of running sixteenths)
-scores nearly as well on many similar figures as on its real returns; a real return is played
-like the first time, so it scores about as well (bach_violin, docs/benchmarks.md: 90 % of
-annotated returns within 0.03 of the best, 90 % of other places more than 0.08 below).
+much; by default, those scoring at least the confidence threshold and within
+:data:`OCCURRENCE_SPREAD` of their recording's best, in the best recording when its match is
+confident or scores :data:`retrieval.options.OCCURRENCE_SCORE`, and in any other whose best
+reaches :data:`SURE_SCORE`. A short theme (a bar of running sixteenths) scores nearly as well on
+many similar figures as on its real returns; a real return is played like the first time, so it
+scores about as well (bach_violin, docs/benchmarks.md: 90 % of annotated returns within 0.03 of the
+best, 90 % of other places more than 0.08 below).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from retrieval.dtw import subsequence_matches
+from retrieval.options import OCCURRENCE_SCORE
 from retrieval.search import Match, SearchableIndex, alignment_pool
 from retrieval.variants import QueryVariant
 
@@ -37,7 +39,7 @@ played at about the tempo of the first time (the scales are 2**(1/3) ≈ 1.26 ap
 OCCURRENCE_SPREAD = 0.05
 """By default, places scoring more than this below their recording's best are not listed."""
 
-SURE_SCORE = 0.92
+SURE_SCORE = 0.95
 """By default, a recording other than the best lists its places only when its best reaches this:
 a near-certain match (a second performance of the work), not a chance resemblance."""
 
@@ -104,12 +106,12 @@ def with_occurrences(collection: SearchableIndex, variants: Sequence[QueryVarian
 
 
 def default_choice(matches: Sequence[Match]) -> list[Match]:
-    """``matches`` keeping, of their occurrences, those the default rule lists (module docstring)."""
-    best = max((o.score for m in matches for o in m.occurrences), default=None)
+    """``matches`` (best first) keeping, of their occurrences, those the default rule lists (module docstring)."""
     out = []
     for m in matches:
         top = max((o.score for o in m.occurrences), default=None)
-        listed = top is not None and (top >= best or top >= SURE_SCORE)
+        sure = m.rank == 1 and (m.confident or m.score >= OCCURRENCE_SCORE)
+        listed = top is not None and (sure or top >= SURE_SCORE)
         kept = tuple(o for o in m.occurrences if listed and o.score >= top - OCCURRENCE_SPREAD)
         out.append(replace(m, occurrences=kept))
     return out

@@ -32,9 +32,9 @@ still lead the runner-up by chance, but at a low score: ~0.55–0.6 in the tests
 bach_violin score 0.81 and more in 95 % of cases)."""
 
 OCCURRENCE_SCORE = 0.8
-"""Least score of an occurrence by default: what right first answers on bach_violin reach in 95 % of
-cases (0.81; see :data:`CONFIDENCE_THRESHOLD`). Without ``--min-score`` the places listed also
-follow :data:`retrieval.occurrences.OCCURRENCE_SPREAD` and :data:`retrieval.occurrences.SURE_SCORE`."""
+"""By default, ``--occurrences`` lists the places of a best recording whose match is not confident
+only when it scores this much: what right first answers on bach_violin reach in 95 % of cases
+(0.81). The rest of the default rule: :mod:`retrieval.occurrences`."""
 
 TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
 """Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
@@ -57,7 +57,7 @@ class QueryOptions:
     of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
     rule ``threshold`` / ``margin_threshold`` (see :data:`CONFIDENCE_THRESHOLD`). Every place the
     theme sounds (:mod:`retrieval.occurrences`): ``occurrences``, each scoring at least ``min_score``
-    (default: the rule of :data:`OCCURRENCE_SCORE`). A recording as the query (:mod:`retrieval.excerpt`):
+    (default: the rule of :mod:`retrieval.occurrences`). A recording as the query (:mod:`retrieval.excerpt`):
     ``exclude_self`` leaves out the recording it was cut from.
     """
 
@@ -88,5 +88,5 @@ class QueryOptions:
 
     @property
     def occurrence_score(self) -> float:
-        """The least score an occurrence may have: ``min_score``, else :data:`OCCURRENCE_SCORE`."""
-        return OCCURRENCE_SCORE if self.min_score is None else self.min_score
+        """The least score an occurrence may have: ``min_score``, else the confidence ``threshold``."""
+        return self.threshold if self.min_score is None else self.min_score

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,8 +66,10 @@ class QueryResult:
         return found
 
 
+@functools.lru_cache(maxsize=2)
 def _extractor_for(settings: FeatureSettings, device: str):
-    from models.baselines import make_extractor
+    """The index's model, loaded once per process (a network takes seconds to load; queries repeat)."""
+    from models.baselines import make_extractor  # PyTorch: only for themes that need the model
 
     return make_extractor(settings.model_id, device=device)
 
@@ -184,7 +187,8 @@ def query_many(
                 transpose=o.transpose, extractor=extractor, program=o.program,
             ))
         t.extra["render"] = time.perf_counter() - t0
-        skips.append(_own_source(collection, theme) if isinstance(theme, Excerpt) and o.exclude_self else None)
+        skips.append(_own_source(collection, theme, variant_sets[-1]) if isinstance(theme, Excerpt) and o.exclude_self
+                     else None)
         parsed.append(theme)
         timings.append(t)
     found = search_many(collection, variant_sets, o, timings=timings, skip=skips)
@@ -195,8 +199,8 @@ def query_many(
             matches = with_occurrences(collection, variants, matches, o.occurrence_score, _measure_range(theme))
             if o.min_score is None:
                 matches = default_choice(matches)
-        if theme.notes:
-            matches = with_notes(collection, theme.notes, variants, matches)
+        if isinstance(theme, Theme):
+            matches = with_notes(collection, theme, variants, matches)
         t.extra["follow"] = time.perf_counter() - t0
         results.append(QueryResult(matches, theme, t))
     return results
@@ -208,13 +212,20 @@ def _measure_range(theme: Theme | Excerpt) -> tuple[int, int] | None:
     return (min(numbers), max(numbers)) if numbers else None
 
 
-def _own_source(collection: SearchableIndex, excerpt: Excerpt):
+def _own_source(collection: SearchableIndex, excerpt: Excerpt, variants: list[QueryVariant]):
     """``skip`` for :func:`retrieval.search.search_many`: the recording an excerpt was cut from — the
-    same file, or a match as close as the same audio gives (:data:`SELF_SIMILARITY`)."""
+    same file, or a match that is the same audio: found by the excerpt as it is (tempo scale 1, no
+    transposition), as long as the excerpt (within 5 % and two frames: its edges align loosely),
+    scoring :data:`SELF_SIMILARITY`."""
     source = Path(excerpt.source).resolve()
 
-    def own(recording_id: int, score: float) -> bool:
-        if score >= SELF_SIMILARITY:
+    def own(recording_id: int, alignment: tuple[float, int, int, int]) -> bool:
+        score, vi, start, end = alignment
+        variant = variants[vi]
+        same_audio = (variant.tempo_scale == 1.0 and variant.transposition == 0
+                      and abs(end - start + 1 - len(variant.features)) <= 2 + 0.05 * len(variant.features)
+                      and score >= SELF_SIMILARITY)
+        if same_audio:
             return True
         recording = collection.recording(recording_id)
         return recording is not None and Path(recording.path).resolve() == source

@@ -502,7 +502,7 @@ def search_many(
     options: QueryOptions | None = None,
     *,
     timings: Sequence[SearchTimings] | None = None,
-    skip: Sequence[Callable[[int, float], bool] | None] | None = None,
+    skip: Sequence[Callable[[int, tuple[float, int, int, int]], bool] | None] | None = None,
 ) -> list[list[Match]]:
     """Rank the recordings of ``collection`` for each theme, given as its query variants.
 
@@ -516,8 +516,8 @@ def search_many(
     :data:`retrieval.options.CONFIDENCE_MARGIN`); ``options.top`` are returned per theme
     (``options`` default: :class:`retrieval.options.QueryOptions`). ``timings`` (one per theme)
     receive each stage's time; with several themes, a shared stage's time is divided equally.
-    ``skip`` (one per theme, or ``None``): ``skip(recording id, score)`` true leaves a recording out
-    of the ranking (an audio query's own source).
+    ``skip`` (one per theme, or ``None``): ``skip(recording id, (score, variant index, start frame,
+    end frame))`` true leaves a recording out of the ranking (an audio query's own source).
     """
     o = options or QueryOptions()
     if not themes or any(not variants for variants in themes):
@@ -549,7 +549,7 @@ def search_many(
     for t in timings:
         t.rerank = elapsed / n
     skip = list(skip) if skip is not None else [None] * n
-    return [_matches(collection, variants, {r: v for r, v in a.items() if not (leave and leave(r, v[0]))}, s, o.top,
+    return [_matches(collection, variants, {r: v for r, v in a.items() if not (leave and leave(r, v))}, s, o.top,
                      o.threshold, o.margin_threshold)
             for variants, a, s, leave in zip(themes, aligned, ann_scores, skip, strict=True)]
 

@@ -104,6 +104,7 @@ class Theme:
     source: str = ""
     start: float = 0.0  # seconds of the first note in the whole score's timeline (nominal tempo)
     tempo: TempoMap | None = None  # the whole score's tempo map (its seconds are before ``start`` is removed)
+    offset: float = 0.0  # quarter notes from the whole score's start to the selected passage's first measure
 
     @property
     def duration(self) -> float:
@@ -111,7 +112,7 @@ class Theme:
 
     def transposed(self, semitones: int) -> Theme:
         notes = tuple(replace(n, pitch=n.pitch + semitones) for n in self.notes)
-        return Theme(notes, self.source, self.start, self.tempo)
+        return Theme(notes, self.source, self.start, self.tempo, self.offset)
 
 
 def parse_measures(text: str) -> tuple[int, int]:
@@ -351,7 +352,7 @@ def theme_from_stream(
     notes.sort(key=lambda n: (n.onset, n.pitch))
     t0 = notes[0].onset
     shifted = tuple(replace(n, onset=n.onset - t0) for n in notes)
-    return Theme(shifted, name, t0, tempo)
+    return Theme(shifted, name, t0, tempo, base)
 
 
 def _at_sounding_pitch(score: music21.stream.Score) -> music21.stream.Score:

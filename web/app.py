@@ -2,10 +2,13 @@
 
 Endpoints (OpenAPI at ``/docs`` and ``/openapi.json``):
 
-- ``POST /api/query``: a theme as a multipart upload (field ``theme``) or JSON ``{"text", "format"}``
-  (ABC or kern text), with the options of ``cli.py query``; answers the fields of ``query --json``
+- ``POST /api/query``: a theme as a multipart upload (field ``theme``: a score, or an audio excerpt
+  by its extension) or JSON ``{"text", "format"}`` (ABC or kern text), with the options of
+  ``cli.py query`` (``occurrences``, ``min_score``, ``exclude_self`` among them); answers the
+  fields of ``query --json`` (each match's ``notes`` with their times, ``occurrences`` when asked)
   plus ``query_id`` (for the plot), and ``notation`` (SVG) when asked with ``notation=true``.
-- ``POST /api/notation``: the same input; the theme engraved as SVG (before searching).
+- ``POST /api/notation``: the same input (a score); the theme engraved as SVG with verovio's time
+  map (``timemap``: the note ids beginning at each quarter), before searching.
 - ``GET /api/recordings``, ``GET /api/status``: as ``cli.py list --json`` and ``status --json``.
 - ``GET /api/recordings/{id}/audio``: the recording's file, by id only (HTTP ranges: 206).
 - ``GET /api/recordings/{id}/plot?query_id=…``: theme vs. matched excerpt chroma (PNG).
@@ -46,6 +49,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from models.audio import AUDIO_EXTENSIONS
 from models.errors import RetrievalError
 from retrieval.options import CANDIDATES, RENDERINGS
 from retrieval.query import QueryOptions
@@ -54,12 +58,15 @@ from retrieval.theme import MAX_THEME_NOTES, ThemeError, parse_measures
 from web.tasks import RequestError, notation_task, plot_task, query_task
 from web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
-__all__ = ["INFLATE_FACTOR", "MAX_MIDI_QUARTERS", "THEME_FORMATS", "create_app"]
+__all__ = ["AUDIO_FORMATS", "INFLATE_FACTOR", "MAX_MIDI_QUARTERS", "THEME_FORMATS", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
 THEME_FORMATS = {"musicxml": ".musicxml", "xml": ".xml", "mxl": ".mxl", "mid": ".mid", "midi": ".mid",
                  "krn": ".krn", "kern": ".krn", "abc": ".abc", "mei": ".mei"}
 """Accepted theme formats (upload extension or JSON ``format``) → the extension music21 reads by."""
+
+AUDIO_FORMATS = {suffix.lstrip("."): suffix for suffix in sorted(AUDIO_EXTENSIONS)}
+"""Uploads searched as a recording (an excerpt through the index's model), by their extension."""
 
 _RESULTS_KEPT = 64  # recent query results kept for their plots
 
@@ -209,8 +216,23 @@ def _options(raw: dict) -> tuple[QueryOptions, bool]:
         top=_whole_number(raw, "top", 10, 1, 100), part=None if part in (None, "") else str(part)[:200],
         measures=_measure_range(raw), transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"),
         candidates=_whole_number(raw, "candidates", CANDIDATES, 1, MAX_CANDIDATES),
+        occurrences=flag("occurrences"), min_score=_similarity(raw, "min_score"), exclude_self=flag("exclude_self"),
     )
     return options, flag("notation")
+
+
+def _similarity(raw: dict, key: str) -> float | None:
+    """The request field ``key`` as a similarity in [−1, 1], or ``None``; 400 for anything else."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not -1.0 <= number <= 1.0:
+        raise HTTPException(400, f"{key} must be a number from -1 to 1, got {str(value)[:40]!r}")
+    return number
 
 
 def _private_prefixes(collection: SearchableIndex) -> list[str]:
@@ -325,11 +347,13 @@ def create_app(open_collection: Callable[[], SearchableIndex], *, version: Calla
             raise HTTPException(415, "send the theme as multipart/form-data (field 'theme') or JSON {text, format}")
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
-        given = fmt if kind.startswith("application/json") else Path(name).suffix.lower().lstrip(".")
-        extension = THEME_FORMATS.get(given)
+        pasted = kind.startswith("application/json")
+        given = fmt if pasted else Path(name).suffix.lower().lstrip(".")
+        extension = THEME_FORMATS.get(given) or (None if pasted else AUDIO_FORMATS.get(given))
         if extension is None:
             raise HTTPException(400, f"{name}: not a theme format the engine reads "
-                                     f"({', '.join(sorted(set(THEME_FORMATS.values())))})")
+                                     f"({', '.join(sorted(set(THEME_FORMATS.values())))}, or audio: "
+                                     f"{', '.join(AUDIO_FORMATS.values())})")
         _check_size_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
         return data, name, extension, raw
 

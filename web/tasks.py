@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from models.audio import AudioError, is_audio_file
 from models.errors import ParameterError, RetrievalError
 from retrieval.query import QueryOptions, QueryResult, query
 from retrieval.theme import ThemeError, ThemeTooLarge
@@ -56,7 +57,7 @@ def _with_file(data: bytes, name: str, extension: str, work: Callable[[Path], T]
             return work(path)
         except MemoryError:
             os._exit(MEMORY_EXIT)
-        except (ThemeError, ParameterError) as error:  # the request's fault: too large to search 422, else 400
+        except (ThemeError, ParameterError, AudioError) as error:  # the request's fault: too large 422, else 400
             message = str(error).replace(str(path), Path(name).name)
             raise RequestError(422 if isinstance(error, ThemeTooLarge) else 400, message) from None
         except RetrievalError as error:  # the index's state (being rebuilt, damaged): not the request's fault
@@ -67,7 +68,7 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
                with_notation: bool) -> tuple[dict, QueryResult]:
     """The answer of ``POST /api/query`` (``query --json``'s fields, ``notation`` if asked) and
     the result itself (kept by the server for plots)."""
-    from web.notation import notation_svg
+    from web.notation import engrave_theme
 
     def work(path: Path) -> tuple[dict, QueryResult]:
         result = query(worker_collection(version), path, options)
@@ -75,7 +76,8 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
         answer["theme"] = Path(name).name
         if with_notation:
             try:
-                answer["notation"] = notation_svg(path, options.part, options.measures)
+                answer["notation"] = None if is_audio_file(path) else engrave_theme(path, options.part,
+                                                                                    options.measures)["svg"]
             except ThemeError:
                 answer["notation"] = None
         return answer, result
@@ -85,11 +87,11 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
 
 def notation_task(version: object, data: bytes, name: str, extension: str, part: str | None,
                   measures: tuple[int, int] | None) -> dict:
-    """The answer of ``POST /api/notation``: the selected theme engraved as SVG."""
-    from web.notation import notation_svg
+    """The answer of ``POST /api/notation``: the selected theme engraved as SVG, with its time map."""
+    from web.notation import engrave_theme
 
     return _with_file(data, name, extension,
-                      lambda path: {"theme": Path(name).name, "svg": notation_svg(path, part, measures)})
+                      lambda path: {"theme": Path(name).name, **engrave_theme(path, part, measures)})
 
 
 def plot_task(version: object, result: QueryResult, rank: int) -> bytes:

@@ -53,6 +53,32 @@ def test_query_by_upload_answers_the_cli_fields(client, haydn_theme):
     assert plot.status_code == 200 and plot.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_occurrences_note_times_and_an_audio_excerpt_by_api(client, haydn_theme, rendered_dir, tmp_path):
+    import soundfile as sf
+
+    answer = _upload(client, haydn_theme, top=3, occurrences="true").json()
+    assert answer["occurrences"] and answer["occurrences"][0]["path"].endswith("haydn_op74.wav")
+    notes = answer["matches"][0]["notes"]
+    assert {"measure", "beat", "pitch", "time", "quarter"} == set(notes[0]) and notes[0]["measure"] == 9
+    times, best = [n["time"] for n in notes], answer["matches"][0]
+    assert times == sorted(times) and best["start"] <= times[0] < times[-1] <= best["end"]
+    engraved = client.post("/api/notation", files={"theme": (haydn_theme.name, haydn_theme.read_bytes())}).json()
+    quarters = {round(entry["quarter"], 3) for entry in engraved["timemap"]}
+    assert {round(n["quarter"], 3) for n in notes} <= quarters  # every timed note has engraved notes to light
+    bad = _upload(client, haydn_theme, occurrences="true", min_score="lots")
+    assert bad.status_code == 400 and "min_score must be a number" in bad.json()["error"]
+    audio, rate = sf.read(rendered_dir / "haydn_op74.wav")
+    excerpt = tmp_path / "excerpt.flac"
+    sf.write(excerpt, audio[int(11 * rate): int(19 * rate)], rate)
+    answer = _upload(client, excerpt, top=3).json()
+    assert answer["query_kind"] == "audio" and answer["matches"][0]["path"].endswith("haydn_op74.wav")
+    assert answer["matches"][0]["start"] == pytest.approx(11.0, abs=0.3)
+    garbage = tmp_path / "noise.mp3"
+    garbage.write_bytes(b"not audio at all" * 10)
+    refused = _upload(client, garbage)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("noise.mp3: not a decodable audio file")
+
+
 def test_query_by_pasted_abc_and_notation(client):
     text = "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n"
     answer = client.post("/api/query", json={"text": text, "format": "abc", "top": 2}).json()
@@ -189,6 +215,13 @@ def served(indexed, haydn_theme):
     thread.join(timeout=10)
 
 
+def _browser(playwright):
+    """Headless Debian Chromium that may play audio without a click."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (the README's test command does)")
 def test_the_page_finds_a_theme_in_a_real_browser(served):
     """The landing page says what is searched and offers the example; one click finds it; the player
@@ -199,9 +232,7 @@ def test_the_page_finds_a_theme_in_a_real_browser(served):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         page.goto(served + "/")
         page.wait_for_function("() => document.getElementById('collection-line').textContent.includes('5 recordings')")
@@ -243,13 +274,59 @@ def test_the_page_finds_a_theme_in_a_real_browser(served):
         browser.close()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (the README's test command does)")
+def test_occurrences_the_sounding_note_and_an_audio_query_in_a_real_browser(served, rendered_dir, tmp_path):
+    """With "every occurrence" the places are listed; while the match plays, the lit note of the
+    engraved theme moves on; a clicked note seeks the player to it; an uploaded excerpt is searched."""
+    import soundfile as sf
+    from playwright.sync_api import sync_playwright
+
+    audio, rate = sf.read(rendered_dir / "haydn_op74.wav")
+    excerpt = tmp_path / "excerpt.wav"
+    sf.write(excerpt, audio[int(20 * rate): int(28 * rate)], rate)
+    lit = "() => [...document.querySelectorAll('#notation .playing')].map((e) => e.id).join(' ')"
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(served + "/")
+        page.check("#occurrences")
+        page.click("#example-button", timeout=30_000)
+        page.wait_for_selector("#occurrence-rows tr", timeout=120_000)
+        assert "haydn_op74.wav" in page.locator("#occurrence-rows tr").first.inner_text()
+        page.wait_for_selector("#notation svg g.note", timeout=60_000)
+        page.wait_for_function("() => timemap !== null", timeout=60_000)
+        page.locator("#result-rows .play-match").first.click()
+        page.wait_for_function(f"() => ({lit})() !== ''", timeout=30_000)
+        first = page.evaluate(lit)
+        page.wait_for_function(f"(first) => ({lit})() !== '' && ({lit})() !== first", arg=first, timeout=30_000)
+        # a clicked note: the player jumps to where it sounds
+        page.evaluate("() => document.querySelector('#result-rows audio').pause()")
+        last_note = page.locator("#notation svg g.note").last
+        target = page.evaluate("(id) => { const q = timemap.find((e) => e.notes.includes(id)).quarter; "
+                               "return firstMatch.match.notes.find((n) => Math.abs(n.quarter - q) < 1e-3).time; }",
+                               last_note.get_attribute("id"))
+        last_note.locator(".notehead").first.click()  # where a reader clicks: the note head
+        player = "document.querySelector('#result-rows audio')"
+        page.wait_for_function(f"() => Math.abs({player}.currentTime - {target}) < 0.5", timeout=30_000)
+        # a recording as the query
+        page.uncheck("#occurrences")
+        page.set_input_files("#theme-file", str(excerpt))
+        page.click("#search-button")
+        page.wait_for_function("() => !document.getElementById('results').hidden && "
+                               "document.querySelector('#result-rows tr .recording') && "
+                               "document.getElementById('occurrence-list').hidden", timeout=120_000)
+        assert "haydn_op74.wav" in page.locator("#result-rows tr").first.locator(".recording").inner_text()
+        assert page.locator("#notation svg").count() == 0
+        browser.close()
+
+
 def test_notation_from_several_threads_at_once(haydn_theme):
     from concurrent.futures import ThreadPoolExecutor
 
-    from web.notation import notation_svg
+    from web.notation import engrave_theme
 
     with ThreadPoolExecutor(3) as pool:
-        svgs = list(pool.map(lambda _: notation_svg(haydn_theme), range(3)))
+        svgs = list(pool.map(lambda _: engrave_theme(haydn_theme)["svg"], range(3)))
     assert all(svg.startswith("<svg") for svg in svgs)
 
 

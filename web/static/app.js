@@ -3,6 +3,10 @@
 
 const $ = (id) => document.getElementById(id);
 let lastQuery = null;
+let timemap = null;  // the engraved theme's note ids by quarter position (POST /api/notation)
+let following = null;  // the match whose player moves the lit note: {match, audio}
+let firstMatch = null;  // the first match's {match, audio}: a clicked note seeks it when none is followed
+const AUDIO = /\.(wav|wave|flac|mp3|ogg|oga|opus|aiff?|aifc|au|snd|caf|w64|rf64)$/i;
 
 function showTab(name) {
   for (const tab of ["search", "collection"]) {
@@ -19,6 +23,7 @@ function themeRequest() {
     part: $("part").value.trim(), measures: $("measures").value.trim(), top: $("top").value,
     candidates: $("candidates").value,
     rendering: $("rendering").value, transpose: $("transpose").checked, exhaustive: $("exhaustive").checked,
+    occurrences: $("occurrences").checked, exclude_self: $("exclude-self").checked,
   };
   const file = $("theme-file").files[0];
   const text = $("theme-text").value.trim();
@@ -44,15 +49,61 @@ async function post(url, request) {
 
 async function showNotation() {
   const request = themeRequest();
-  if (!request) return;
+  timemap = null;
+  $("notation").innerHTML = "";
+  const file = $("theme-file").files[0];
+  if (!request || (file && AUDIO.test(file.name))) return;  // an excerpt has no score to show
   $("message").textContent = "";
   try {
-    $("notation").innerHTML = (await post("/api/notation", request)).svg;
+    const engraved = await post("/api/notation", request);
+    $("notation").innerHTML = engraved.svg;
+    timemap = engraved.timemap;
   } catch (error) {
-    $("notation").innerHTML = "";
     $("message").textContent = error.message;
   }
 }
+
+function noteIdsAt(quarter) {
+  // the engraved notes beginning at a quarter position of the theme
+  const entry = (timemap || []).find((e) => Math.abs(e.quarter - quarter) < 1e-3);
+  return entry ? entry.notes : [];
+}
+
+function lightNote(match, time) {
+  // light the theme note sounding at `time` in the match's recording (none outside the match)
+  for (const lit of document.querySelectorAll("#notation .playing")) lit.classList.remove("playing");
+  if (!match.notes.length || time < match.notes[0].time - 0.05 || time > match.end + 0.3) return;
+  let current = match.notes[0];
+  for (const n of match.notes) if (n.time <= time + 0.02) current = n;
+  for (const id of noteIdsAt(current.quarter)) {
+    const element = document.getElementById(id);
+    if (element) element.classList.add("playing");
+  }
+}
+
+function follow(audio, match) {
+  // while this player plays, the lit note follows it (per animation frame, not only on timeupdate)
+  const step = () => {
+    if (following && following.audio === audio) lightNote(match, audio.currentTime);
+    if (!audio.paused) requestAnimationFrame(step);
+  };
+  audio.addEventListener("play", () => { following = { match, audio }; requestAnimationFrame(step); });
+  audio.addEventListener("seeked", () => { if (following && following.audio === audio) lightNote(match, audio.currentTime); });
+}
+
+$("notation").addEventListener("click", (event) => {
+  // a clicked note seeks the followed player (else the first match's) to where that note sounds
+  const note = event.target.closest("g.note");
+  if (!note || !timemap) return;
+  const entry = timemap.find((e) => e.notes.includes(note.id));
+  const target = following || firstMatch;
+  if (!entry || !target) return;
+  const timed = target.match.notes.find((n) => Math.abs(n.quarter - entry.quarter) < 1e-3);
+  if (!timed) return;
+  following = target;
+  target.audio.currentTime = timed.time;
+  target.audio.play();
+});
 
 function fmt(seconds) {
   const m = Math.floor(seconds / 60), s = (seconds - 60 * m).toFixed(1).padStart(4, "0");
@@ -75,6 +126,8 @@ function showResults(answer) {
   lastQuery = answer.query_id;
   const rows = $("result-rows");
   rows.innerHTML = "";
+  const players = new Map();
+  following = null;
   const verdict = $("verdict");
   verdict.textContent = answer.confident_match ? "Confident match." :
     "No confident match: the best recording does not stand out from the others. Best candidates:";
@@ -93,6 +146,8 @@ function showResults(answer) {
     audio.preload = "metadata";
     audio.src = `/api/recordings/${m.recording_id}/audio`;
     playFrom(audio, m.start);
+    follow(audio, m);
+    players.set(m.recording_id, { match: m, audio });
     const play = document.createElement("button");
     play.type = "button";
     play.className = "play-match";
@@ -107,11 +162,38 @@ function showResults(answer) {
     tr.children[5].appendChild(button);
     rows.appendChild(tr);
   }
+  firstMatch = players.size ? players.get(answer.matches[0].recording_id) : null;
+  showOccurrences(answer.occurrences, players);
   const t = answer.timings;
   $("timing").textContent = `${(t.total * 1000).toFixed(0)} ms (reading the theme ${(t.parse * 1000).toFixed(0)}, ` +
     `ANN ${(t.ann * 1000).toFixed(0)}, re-rank ${(t.rerank * 1000).toFixed(0)})`;
   $("results").hidden = false;
   if (answer.matches.length) showPlot(answer.matches[0]);
+}
+
+function showOccurrences(occurrences, players) {
+  // every place the theme sounds (query option "every occurrence"), each played in its recording's player
+  $("occurrence-list").hidden = !occurrences;
+  const rows = $("occurrence-rows");
+  rows.innerHTML = "";
+  for (const o of occurrences || []) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td class="num">${o.score.toFixed(3)}</td><td class="recording"></td>` +
+      `<td class="span">${fmt(o.start)}–${fmt(o.end)}</td><td></td>`;
+    tr.querySelector(".recording").textContent = o.path.split("/").pop();
+    const play = document.createElement("button");
+    play.type = "button";
+    play.className = "play-occurrence";
+    play.textContent = "▶";
+    play.title = `play ${fmt(o.start)}–${fmt(o.end)} in the recording's player above`;
+    play.addEventListener("click", () => {
+      const player = players.get(o.recording_id);
+      player.audio.currentTime = o.start;
+      player.audio.play();
+    });
+    tr.children[3].appendChild(play);
+    rows.appendChild(tr);
+  }
 }
 
 $("query-form").addEventListener("submit", async (event) => {
