@@ -66,7 +66,7 @@ def _extractor(args: argparse.Namespace):
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from indexer.export import extract_to_folder
+    from indexer.chroma_export import extract_to_folder
 
     report = extract_to_folder(args.inputs, args.output, _extractor(args), progress=not args.quiet)
     if args.json:
@@ -77,7 +77,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from models.baselines import BASELINE_IDS
+    from models.extractor_factory import BASELINE_IDS
     from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
 
     if args.json:
@@ -114,7 +114,7 @@ def _settings_from_args(args: argparse.Namespace):
 
 def _model_settings(model: str) -> dict[str, str]:
     """``model_id`` and ``model_digest`` of a model id, baseline or trained model (checked before any write)."""
-    from models.baselines import BASELINE_IDS
+    from models.extractor_factory import BASELINE_IDS
     from models.registry import model_digest, resolve_model
 
     if model in BASELINE_IDS:
@@ -381,7 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from retrieval.benchmark import read_ground_truth, run_benchmark
+    from retrieval.ground_truth import evaluate, read_ground_truth
 
     rows = read_ground_truth(args.ground_truth)
     store = _open_for_query(args)
@@ -389,7 +389,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     options = replace(_query_options(args), part=None, measures=None, top=max(args.top, 10))
     try:
         with tqdm(total=len(rows), unit="query", disable=args.quiet, dynamic_ncols=True) as bar:
-            metrics, table = run_benchmark(store, rows, options, progress=lambda n: bar.update(n - bar.n))
+            metrics, table = evaluate(store, rows, options, progress=lambda n: bar.update(n - bar.n))
     finally:
         store.close()
     if args.json:
@@ -502,7 +502,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Render the bundled pieces, index them, and find a theme among them (no data needed). The folder
     is kept, so a second run reuses the audio and the index, and the next commands can use them."""
     from indexer.build import index_collection
-    from indexer.demo import DEMO_THEME, render_demo_collection
+    from indexer.demo_collection import DEMO_THEME, render_demo_collection
     from retrieval.theme import parse_corpus_work
 
     work_dir = args.dir

@@ -23,7 +23,7 @@ import uvicorn
 
 from db.store import IndexStore
 from indexer.build import index_collection
-from indexer.demo import DEMO_THEME, render_demo_collection
+from indexer.demo_collection import DEMO_THEME, render_demo_collection
 from retrieval.query import query
 from retrieval.theme import parse_corpus_work
 from web.app import create_app

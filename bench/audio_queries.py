@@ -38,7 +38,7 @@ from occurrences import SHARED, aligned_movements, annotated, movement_onsets  #
 from db.store import IndexStore  # noqa: E402
 from models.audio import decode_audio  # noqa: E402
 from models.frontend import SAMPLE_RATE  # noqa: E402
-from retrieval.benchmark import read_ground_truth  # noqa: E402
+from retrieval.ground_truth import read_ground_truth  # noqa: E402
 from retrieval.query import QueryOptions, query  # noqa: E402
 from retrieval.theme import load_theme  # noqa: E402
 from training.pairs import rendering_clock  # noqa: E402

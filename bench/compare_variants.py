@@ -20,7 +20,7 @@ from pathlib import Path
 from db.store import IndexStore
 from indexer.build import index_collection
 from models.retrieval_features import FeatureSettings
-from retrieval.benchmark import read_ground_truth, run_benchmark
+from retrieval.ground_truth import evaluate, read_ground_truth
 
 DEFAULT_VARIANTS = ["cens", "v1_ctc_train123valid4", "v2_ctc_train123valid4", "v2_linear_train123valid4",
                     "v2_strong_train123valid4", "v2_ctc_mean"]
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         store = IndexStore.open(db)
         for mode in args.modes:
             options = dict(MODES[mode], program=args.program) if mode == "ann-synth" else MODES[mode]
-            metrics, _ = run_benchmark(store, rows, **options)
+            metrics, _ = evaluate(store, rows, **options)
             metrics["index_seconds"] = index_seconds
             results[f"{variant}/{mode}" + (f"/every{args.every}" if args.every > 1 else "")] = metrics
             print(f"| {variant} | {mode} | {metrics['mrr']:.3f} | {metrics['top1']:.3f} | {metrics['top10']:.3f} | "

@@ -31,8 +31,8 @@ from query_latency import build, plan_copies  # the script beside this one (benc
 import db.vectors
 from db.store import IndexStore, StoredFrames
 from models.retrieval_features import shingle_starts, unit_rows
-from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.ground_truth import read_ground_truth
 from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
 

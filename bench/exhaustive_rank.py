@@ -30,7 +30,7 @@ import numpy as np
 from query_latency import build, plan_copies  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from db.store import IndexStore
-from retrieval.benchmark import read_ground_truth
+from retrieval.ground_truth import read_ground_truth
 from retrieval.query import QueryOptions, query
 
 

@@ -2,7 +2,7 @@
 
     python bench/feature_cost.py AUDIO [--models v2_ctc_train123valid4 v2_ctc_train123valid4+cens cens] [--repeat 3]
 
-Each id's extractor (:func:`models.baselines.make_extractor`) reads and converts the same file,
+Each id's extractor (:func:`models.extractor_factory.make_extractor`) reads and converts the same file,
 the ids taking turns ``--repeat`` times (the machine may be shared: single runs vary). Prints the
 median seconds, × real time, and the ratio to the first id (the cost a preset adds to indexing,
 whose other stages — hashing, shingling, FAISS — do not depend on the features).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from models.baselines import make_extractor
+from models.extractor_factory import make_extractor
 
 DEFAULT_IDS = ["v2_ctc_train123valid4", "v2_ctc_train123valid4+cens", "cens"]
 

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.store import IndexStore  # noqa: E402
-from retrieval.benchmark import read_ground_truth  # noqa: E402
+from retrieval.ground_truth import read_ground_truth  # noqa: E402
 from retrieval.query import QueryOptions, query  # noqa: E402
 from retrieval.theme import load_theme  # noqa: E402
 

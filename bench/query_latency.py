@@ -40,8 +40,8 @@ import numpy as np
 import db.vectors
 from db.store import FILE_ROW, IndexStore
 from db.vectors import auto_factory
-from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.ground_truth import read_ground_truth
 from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
 from retrieval.search import neighbours_for
@@ -70,7 +70,7 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
     store = IndexStore.create(target, sources[0].settings)
     for k, source, tag in [(k, s, "c") for k in range(copies) for s in sources] + \
                           [(k, distinct, "d") for k in range(distinct_copies)]:
-        for rec, features in source.iter_features():
+        for rec, features in source.iter_frames():
             if k:
                 features = features[:, pitch_mapping(k)]
                 features = stretched(features, 1.1) if k % 2 else features

@@ -24,7 +24,7 @@ import numpy as np
 
 from db.store import IndexStore
 from models.retrieval_features import shingles
-from retrieval.benchmark import read_ground_truth
+from retrieval.ground_truth import read_ground_truth
 from retrieval.theme import load_theme
 from retrieval.variants import query_variants
 
@@ -36,7 +36,7 @@ def collection_vectors(sources: list[Path]) -> tuple[np.ndarray, IndexStore]:
     for path in sources:
         store = IndexStore.open(path, readonly=True)
         s = store.settings
-        for _, features in store.iter_features():
+        for _, features in store.iter_frames():
             quantised = np.round(features * 255) / 255  # as stored by new indexes
             parts += [shingles(np.roll(quantised, t, axis=1), s.shingle_length, s.shingle_hop)[1] for t in range(12)]
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32), store

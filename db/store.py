@@ -327,16 +327,16 @@ class IndexStore:
     def by_path(self) -> dict[str, Recording]:
         return {r.path: r for r in self.recordings()}
 
-    def features(self, recording_id: int) -> np.ndarray:
-        """The stored retrieval features ``(n_frames, 12)`` of a recording."""
+    def frames(self, recording_id: int) -> np.ndarray:
+        """The stored frames ``(n_frames, 12)`` of a recording (float32, within the ``uint8`` step)."""
         row = self.db.execute("SELECT data FROM features WHERE recording_id = ?", [recording_id]).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: no features stored for recording {recording_id}")
         return decode_features(row[0], self.features_dtype)
 
-    def iter_features(self) -> Iterator[tuple[Recording, np.ndarray]]:
+    def iter_frames(self) -> Iterator[tuple[Recording, np.ndarray]]:
         for rec in self.recordings("indexed"):
-            yield rec, self.features(rec.id)
+            yield rec, self.frames(rec.id)
 
     def put_indexed(self, row: dict, features: np.ndarray) -> int:
         """Insert or replace a recording with its features in one transaction; returns its id.
@@ -469,7 +469,7 @@ class IndexStore:
         if max_training:
             step = max(1, self._shingle_count() // max_training)
             # copies: a strided view would keep every recording's full shingle array alive
-            parts = [self._shingles(feats)[1][::step].copy() for _, feats in self.iter_features()]
+            parts = [self._shingles(feats)[1][::step].copy() for _, feats in self.iter_frames()]
             parts = [p for p in parts if len(p)]
             if not parts:  # nothing to train on yet: exact search until reorganise() switches
                 return VectorIndex.create(EXACT_FACTORY, self.settings.dim)
@@ -491,7 +491,7 @@ class IndexStore:
         todo = [r[0] for r in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed' AND in_index = 0")]
         vectors.remove(pending + todo)  # one call: old vectors of a re-indexed recording go too
         for rid in todo:
-            starts, vecs = self._shingles(self.features(rid))
+            starts, vecs = self._shingles(self.frames(rid))
             vectors.add(rid, starts, vecs)
         self._unsaved = (pending, todo)
         return len(todo)
@@ -627,7 +627,7 @@ class IndexStore:
             return False
         with self.db.conn:
             for (rid,) in self.db.execute("SELECT recording_id FROM features").fetchall():
-                data = encode_features(self.features(rid), "uint8")
+                data = encode_features(self.frames(rid), "uint8")
                 self.db.execute("UPDATE features SET data = ? WHERE recording_id = ?", [data, rid])
             self.db["settings"].upsert({"key": "features_dtype", "value": "uint8"}, pk="key")
             self.db.execute("UPDATE recordings SET in_index = 0")

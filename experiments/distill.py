@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from models.baselines import family_members
+from models.extractor_factory import family_members
 from models.files import atomic_write, atomic_write_text
 from models.frontend import FEATURE_RATE
 from models.network import ChromaNet

@@ -50,7 +50,7 @@ from models.files import atomic_write_npy, atomic_write_text
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.network import LEAKY_SLOPE, N_BINS, ChromaNet, chroma_from_probabilities
 from models.retrieval_features import FeatureSettings, retrieval_features
-from retrieval.benchmark import read_ground_truth
+from retrieval.ground_truth import read_ground_truth
 from retrieval.theme import load_theme
 from training.loop import batch_loss
 from training.pairs import (

@@ -38,8 +38,8 @@ import torch
 from melody_context import split_rows
 from tqdm import tqdm
 
-from models.baselines import family_members
 from models.extractor import ChromaExtractor
+from models.extractor_factory import family_members
 from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
 from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS

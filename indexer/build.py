@@ -32,8 +32,8 @@ from indexer.extract import (
     prepare_in_worker,
 )
 from indexer.walk import find_audio
-from models.baselines import BASELINE_IDS
 from models.errors import ParameterError, printable
+from models.extractor_factory import BASELINE_IDS
 from models.retrieval_features import FeatureSettings
 
 __all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]

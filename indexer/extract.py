@@ -56,7 +56,7 @@ class WorkerContext:
         if self._extractor is None:
             import torch
 
-            from models.baselines import make_extractor
+            from models.extractor_factory import make_extractor
 
             if self.threads:
                 torch.set_num_threads(self.threads)

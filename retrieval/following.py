@@ -70,7 +70,7 @@ def with_notes(collection: SearchableIndex, theme: Theme, variants: Sequence[Que
     out = []
     for m in matches:
         variant = _variant_of(variants, m)
-        features = collection.features(m.recording_id)
+        features = collection.frames(m.recording_id)
         lo = max(0, int(round(m.start * rate)) - WINDOW_SLACK)
         hi = min(len(features), int(round(m.end * rate)) + WINDOW_SLACK)
         _, path = subsequence_path(variant.features, features[lo:hi])

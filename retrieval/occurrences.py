@@ -91,7 +91,7 @@ def with_occurrences(collection: SearchableIndex, variants: Sequence[QueryVarian
     ``min_score``, every place in its recording the theme scores that much (its own span among
     them, the best first); the recordings are aligned on the re-ranking threads."""
     rate = collection.settings.rate
-    targets = {m.recording_id: collection.features(m.recording_id) for m in matches if m.score >= min_score}
+    targets = {m.recording_id: collection.frames(m.recording_id) for m in matches if m.score >= min_score}
     jobs = {m.recording_id: alignment_pool().submit(occurrences_in, targets[m.recording_id], variants,
                                           _neighbourhood(variants, m), min_score)
             for m in matches if m.recording_id in targets}

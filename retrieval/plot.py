@@ -28,7 +28,7 @@ def plot_match(result, collection, path: str | Path | BinaryIO, rank: int = 1) -
     notes = [type(n)(n.onset / best.tempo_scale, n.duration / best.tempo_scale, n.pitch + best.transposition,
                      n.program, n.part) for n in result.theme.notes]
     theme = retrieval_features(symbolic_chroma(notes), settings.downsample, settings.smoothing)
-    features = collection.features(best.recording_id)
+    features = collection.frames(best.recording_id)
     lo, hi = int(best.start * settings.rate), int(np.ceil(best.end * settings.rate))
     excerpt = features[lo:hi]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True, constrained_layout=True)

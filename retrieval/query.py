@@ -69,7 +69,7 @@ class QueryResult:
 @functools.lru_cache(maxsize=2)
 def _extractor_for(settings: FeatureSettings, device: str):
     """The index's model, loaded once per process (a network takes seconds to load; queries repeat)."""
-    from models.baselines import make_extractor  # PyTorch: only for themes that need the model
+    from models.extractor_factory import make_extractor  # PyTorch: only for themes that need the model
 
     return make_extractor(settings.model_id, device=device)
 

@@ -101,7 +101,7 @@ class SearchableIndex(Protocol):
 
     def vectors(self): ...
     def stored_frames(self): ...  # every recording's uint8 frames mapped (db.store.StoredFrames), or None
-    def features(self, recording_id: int) -> np.ndarray: ...
+    def frames(self, recording_id: int) -> np.ndarray: ...
     def recording(self, recording_id: int): ...
     def recordings(self, status: str | None = None) -> list: ...
     def longest_duration(self) -> float: ...
@@ -484,7 +484,7 @@ def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant]) -> tuple[
 
 def _exhaustive(collection: SearchableIndex, variants: Sequence[QueryVariant]
                 ) -> dict[int, tuple[float, int, int, int]]:
-    jobs = {rec.id: alignment_pool().submit(_align_whole, collection.features(rec.id), variants)
+    jobs = {rec.id: alignment_pool().submit(_align_whole, collection.frames(rec.id), variants)
             for rec in collection.recordings("indexed")}
     return {rid: job.result() for rid, job in jobs.items()}
 
@@ -538,7 +538,7 @@ def search_many(
                  for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
         ann = time.perf_counter() - t0
         t0 = time.perf_counter()
-        targets = {rid: collection.features(rid) for f in found for rid in f}  # read here: SQLite stays in one thread
+        targets = {rid: collection.frames(rid) for f in found for rid in f}  # read here: SQLite stays in one thread
         jobs = [{rid: alignment_pool().submit(_rerank, targets[rid], variants, triples, RERANK_VARIANTS)
                  for rid, triples in f.items()} for f, variants in zip(found, themes, strict=True)]
         aligned = [{rid: job.result() for rid, job in j.items()} for j in jobs]

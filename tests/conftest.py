@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.demo import DEMO_PIECES, render_demo_collection
+from indexer.demo_collection import DEMO_PIECES, render_demo_collection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "fixtures" / "ctc_chroma_reference"

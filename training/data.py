@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.benchmark import read_ground_truth
+from retrieval.ground_truth import read_ground_truth
 from training.pairs import (
     HAUPTSTIMME_SPLITS,
     PairError,

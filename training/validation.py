@@ -18,7 +18,7 @@ from models.errors import ParameterError
 from models.extractor import ChromaExtractor
 from models.network import ChromaNet, chroma_from_probabilities
 from models.retrieval_features import FeatureSettings, retrieval_features
-from retrieval.benchmark import run_benchmark
+from retrieval.ground_truth import evaluate
 from retrieval.theme import load_theme
 from training.cache import HCQTCache, network_input
 from training.pairs import PairRecording
@@ -63,7 +63,7 @@ def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list
     computed with ``settings``: default :class:`~models.retrieval_features.FeatureSettings`,
     the index's; the queries are cut with the same), without writing anything else:
     ``(metrics, per-query rows)`` of
-    :func:`retrieval.benchmark.run_benchmark` (``options``: its :class:`~retrieval.query.QueryOptions`
+    :func:`retrieval.ground_truth.evaluate` (``options``: its :class:`~retrieval.query.QueryOptions`
     fields, e.g. ``exhaustive=True``). Experiments and validation score features this way before
     any model is saved.
     """
@@ -77,6 +77,6 @@ def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list
                                    "duration": len(feats) / store.settings.rate, "sample_rate": None,
                                    "channels": None, "model_id": "training"}, feats)
             store.checkpoint()
-            return run_benchmark(store, rows, top=10, **options)
+            return evaluate(store, rows, top=10, **options)
         finally:
             store.close()

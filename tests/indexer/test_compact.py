@@ -30,7 +30,7 @@ def float32_index(indexed, tmp_path_factory):
     source = IndexStore.open(indexed, readonly=True)
     path = tmp_path_factory.mktemp("old") / "old.db"
     old = IndexStore.create(path, source.settings, features_dtype="float32")
-    for rec, features in source.iter_features():
+    for rec, features in source.iter_frames():
         old.put_indexed({**{c: getattr(rec, c) for c in FILE_ROW}, "model_id": rec.model_id},
                         features + np.float32(FEATURE_STEP / 4))  # off the uint8 grid, as computed features are
     old.checkpoint()
@@ -53,7 +53,7 @@ def test_converting_keeps_answers_and_shrinks_the_features(float32_index, tmp_pa
         if file.exists() and name != "lock":
             shutil.copy(file, IndexStore.files(path)[name])
     old = IndexStore.open(path, readonly=True)
-    before, features = _answers(old), {r.id: old.features(r.id) for r in old.recordings("indexed")}
+    before, features = _answers(old), {r.id: old.frames(r.id) for r in old.recordings("indexed")}
     old.close()
     size = path.stat().st_size
     assert main(["compact", "--db", str(path), "--json"]) == 0
@@ -61,7 +61,7 @@ def test_converting_keeps_answers_and_shrinks_the_features(float32_index, tmp_pa
     new = IndexStore.open(path, readonly=True)
     assert new.features_dtype == "uint8"
     for rid, f in features.items():
-        assert np.abs(new.features(rid) - f).max() <= FEATURE_STEP / 2 + 1e-6
+        assert np.abs(new.frames(rid) - f).max() <= FEATURE_STEP / 2 + 1e-6
     after = _answers(new)
     new.close()
     frame = 1 / new.settings.rate

@@ -73,7 +73,7 @@ def test_cuda_index_with_workers_equals_the_cpu_index(tmp_path):
     ours, theirs = (IndexStore.open(tmp_path / f"{device}.db", readonly=True) for device in ("cuda", "cpu"))
     by_path = {r.path: r for r in theirs.recordings("indexed")}
     for rec in ours.recordings("indexed"):
-        assert np.abs(ours.features(rec.id) - theirs.features(by_path[rec.path].id)).max() <= 1 / 255 + 1e-6
+        assert np.abs(ours.frames(rec.id) - theirs.frames(by_path[rec.path].id)).max() <= 1 / 255 + 1e-6
 
 
 def test_gpu_batches_hold_at_most_an_hour_of_audio():

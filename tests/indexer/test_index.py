@@ -40,7 +40,7 @@ def check_consistent(db: Path) -> IndexStore:
     store = IndexStore.open(db)
     assert all(r.in_index == 1 for r in store.recordings("indexed"))
     assert len(store.vectors()) == expected_vectors(store)
-    ids = {int(rid) for rid in store.vectors().search(store.features(store.recordings("indexed")[0].id)[:16]
+    ids = {int(rid) for rid in store.vectors().search(store.frames(store.recordings("indexed")[0].id)[:16]
                                                       .reshape(1, -1) / 4.0, 1000)[1][0] if rid >= 0}
     assert ids <= {r.id for r in store.recordings("indexed")}
     return store
@@ -249,7 +249,7 @@ def test_parallel_workers_give_the_same_index(rendered_dir, indexed, tmp_path):
     serial, parallel = IndexStore.open(indexed), check_consistent(db)
     for rec in serial.recordings("indexed"):
         other = next(r for r in parallel.recordings("indexed") if r.path == rec.path)
-        np.testing.assert_allclose(parallel.features(other.id), serial.features(rec.id), atol=1e-5)
+        np.testing.assert_allclose(parallel.frames(other.id), serial.frames(rec.id), atol=1e-5)
 
 
 def test_a_second_concurrent_index_run_is_refused(rendered_dir, tmp_path):

@@ -42,7 +42,7 @@ def test_ray_index_equals_the_in_process_one(local_ray, rendered_dir, indexed, t
     assert sorted(r.path for r in ours.recordings()) == sorted(r.path for r in theirs.recordings())
     by_path = {r.path: r for r in theirs.recordings()}
     for rec in ours.recordings("indexed"):
-        assert np.abs(ours.features(rec.id) - theirs.features(by_path[rec.path].id)).max() <= FEATURE_STEP + 1e-6
+        assert np.abs(ours.frames(rec.id) - theirs.frames(by_path[rec.path].id)).max() <= FEATURE_STEP + 1e-6
     for _, work, measures, part in THEMES:
         a, b = (query(s, parse_corpus_work(work), measures=measures, part=part, top=3).matches for s in (ours, theirs))
         assert [(m.path, m.start, m.end) for m in a] == [(m.path, m.start, m.end) for m in b]

@@ -80,7 +80,7 @@ def test_cluster_of_two_nodes_builds_the_in_process_index(cluster, rendered_dir,
     assert sorted(r.path for r in ours.recordings("indexed")) == sorted(r.path for r in theirs.recordings("indexed"))
     by_path = {r.path: r for r in theirs.recordings()}
     for rec in ours.recordings("indexed"):
-        assert np.abs(ours.features(rec.id) - theirs.features(by_path[rec.path].id)).max() <= FEATURE_STEP + 1e-6
+        assert np.abs(ours.frames(rec.id) - theirs.frames(by_path[rec.path].id)).max() <= FEATURE_STEP + 1e-6
 
 
 def test_a_client_without_the_cluster_token_gets_one_line(cluster, rendered_dir, tmp_path):

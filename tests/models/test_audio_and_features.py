@@ -123,9 +123,9 @@ def test_cli_unknown_model_is_a_one_line_error(collection, tmp_path):
 
 def test_fold_mean_averages_exactly_its_family_members():
     """``v1_ctc_mean`` averages the five three-fold v1 models (not the four-fold ones), frame by frame."""
-    from models.baselines import FoldMeanExtractor, family_members
     from models.errors import ParameterError
     from models.extractor import ChromaExtractor
+    from models.extractor_factory import FoldMeanExtractor, family_members
 
     members = family_members("v1_ctc")
     assert members == ["v1_ctc_train123valid4", "v1_ctc_train234valid5", "v1_ctc_train345valid1",
@@ -143,8 +143,8 @@ def test_fold_mean_averages_exactly_its_family_members():
 def test_cens_from_the_deep_front_end_equals_librosa_cens_and_fusion_averages_the_two():
     """``<model>+cens`` adds the deep chroma and a CENS computed from the same HCQT (no second CQT):
     that CENS agrees with librosa's frame by frame, and the fusion is their normalised sum."""
-    from models.baselines import CensExtractor, cens_from_log_hcqt, make_extractor
     from models.extractor import ChromaExtractor
+    from models.extractor_factory import CensExtractor, cens_from_log_hcqt, make_extractor
 
     rng = np.random.default_rng(0)
     chords = [[60, 64, 67], [57, 60, 64, 69], [55, 59, 62, 65], [53, 57, 60, 72]]

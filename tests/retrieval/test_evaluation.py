@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from models.errors import RetrievalError
-from retrieval.benchmark import read_ground_truth
 from retrieval.evaluation import (
     QueryOutcome,
     hit_rate,
@@ -18,6 +17,7 @@ from retrieval.evaluation import (
     spans_overlap,
     summarize,
 )
+from retrieval.ground_truth import read_ground_truth
 
 RANKINGS = [["a", "b", "c"], ["b", "a", "c"], ["c", "b", "a"], ["b", "c", "d"]]
 RELEVANT = ["a", "a", "a", "a"]  # ranks 1, 2, 3, missing

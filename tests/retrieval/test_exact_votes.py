@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from db.store import FEATURE_STEP, IndexStore
-from indexer.demo import DEMO_THEME
+from indexer.demo_collection import DEMO_THEME
 from models.retrieval_features import shingles
 from retrieval.query import query
 from retrieval.search import _rescored
@@ -26,7 +26,7 @@ def lossy(indexed, tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("lossy") / "index.db"
     source = IndexStore.open(indexed, readonly=True)
     store = IndexStore.create(db, replace(source.settings, index_factory=PQ))
-    for rec, features in source.iter_features():
+    for rec, features in source.iter_frames():
         store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
                                                         "channels", "model_id")}, features)
     store.rebuild_vectors(PQ)
@@ -38,10 +38,10 @@ def lossy(indexed, tmp_path_factory) -> Path:
 def test_hits_are_rescored_to_the_stored_shingles_cosine(lossy):
     store = IndexStore.open(lossy, readonly=True)
     assert store.vectors().lossy and store.stored_frames() is not None
-    queries = shingles(store.features(3), 16, 2)[1][5:25]
+    queries = shingles(store.frames(3), 16, 2)[1][5:25]
     sims, rids, frames = store.vectors().search(queries, 40)
     exact, rids, frames = _rescored(store.stored_frames(), queries, sims, rids, frames, 16)
-    direct = np.array([[shingles(store.features(int(r)), 16, 1)[1][f] @ q for r, f in zip(row_r, row_f, strict=True)]
+    direct = np.array([[shingles(store.frames(int(r)), 16, 1)[1][f] @ q for r, f in zip(row_r, row_f, strict=True)]
                        for q, row_r, row_f in zip(queries, rids, frames, strict=True)])
     assert np.abs(exact - direct).max() < 4 * FEATURE_STEP  # the uint8 rounding, nothing more
     assert np.all(np.diff(exact, axis=1) <= 0)  # each query's hits best first, as FAISS gives them
@@ -57,7 +57,7 @@ def test_the_frames_file_follows_updates_and_removals(lossy, tmp_path):
         shutil.copy(file, tmp_path / file.name)
     store = IndexStore.open(db)
     rows = {r.id: r for r in store.recordings()}
-    changed = store.features(2)[::-1].copy()  # "re-indexed" with other content
+    changed = store.frames(2)[::-1].copy()  # "re-indexed" with other content
     store.put_indexed({c: getattr(rows[2], c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
                                                          "channels", "model_id")}, changed)
     store.delete([4])
@@ -67,7 +67,7 @@ def test_the_frames_file_follows_updates_and_removals(lossy, tmp_path):
     stored = reader.stored_frames()
     for rec in reader.recordings("indexed"):
         got = stored.frames[stored.offsets[rec.id]:stored.offsets[rec.id] + stored.lengths[rec.id]]
-        assert np.array_equal(got.astype(np.float32) * np.float32(FEATURE_STEP), reader.features(rec.id))
+        assert np.array_equal(got.astype(np.float32) * np.float32(FEATURE_STEP), reader.frames(rec.id))
     assert stored.lengths[4] == 0 if len(stored.lengths) > 4 else True
     reader.close()
 
@@ -105,7 +105,7 @@ def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, t
         features = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
         store.put_indexed({"path": f"/noise/{i}.wav", "size": 0, "mtime": 0.0, "hash": "", "duration": 320.0,
                            "sample_rate": 22050, "channels": 1, "model_id": source.settings.model_id}, features)
-    for rec, features in source.iter_features():
+    for rec, features in source.iter_frames():
         store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
                                                         "channels", "model_id")}, features)
     store.rebuild_vectors(factory)
@@ -129,7 +129,7 @@ def test_diagonal_scores_are_the_mean_best_cosine_along_the_hypothesis(lossy):
 
     store = IndexStore.open(lossy, readonly=True)
     stored = store.stored_frames()
-    theme = store.features(3)[40:90].astype(np.float32)  # a variant's frames: a passage of recording 3
+    theme = store.frames(3)[40:90].astype(np.float32)  # a variant's frames: a passage of recording 3
     starts = shingle_starts(len(theme), 16, 2)
     queries = shingles(theme, 16, 2)[1]
     norms = np.array([np.linalg.norm(theme[s : s + 16]) for s in starts])
@@ -141,7 +141,7 @@ def test_diagonal_scores_are_the_mean_best_cosine_along_the_hypothesis(lossy):
                      16, 2, out)
 
     def direct(rid: int, anchor: int) -> float:
-        frames = store.features(rid)
+        frames = store.frames(rid)
         stored_shingles = shingles(np.concatenate([frames, np.zeros((40, 12))]), 16, 1)[1]
         best = [max((stored_shingles[a] @ q for d in range(-2, 3) if 0 <= (a := anchor + s + d) < len(frames)),
                     default=0.0) for s, q in zip(starts, queries, strict=True)]

@@ -25,7 +25,8 @@ from retrieval.expression import (
     velocity_for,
 )
 from retrieval.room import energy_decay_db, in_room, room_response
-from retrieval.theme import theme_from_stream
+from retrieval.theme import NoteEvent, theme_from_stream
+from retrieval.variants import symbolic_chroma
 
 ROOT = Path(__file__).resolve().parents[2]
 SR = 22050
@@ -182,3 +183,50 @@ def test_the_sustain_pedal_holds_notes_to_the_next_change_and_humanizing_is_smal
     assert 0 < np.abs(shifts).max() < 0.08 and all(m.onset >= 0 for m in moved)
     assert all(40 <= v <= 100 for v in velocities)
     assert velocities[0] != 64 or velocities[1] != 64
+
+
+def test_symbolic_chroma_marks_pitch_classes_for_their_duration():
+    c = symbolic_chroma([NoteEvent(0.0, 0.4, 60), NoteEvent(0.2, 0.2, 64), NoteEvent(0.6, 0.2, 71)], rate=25)
+    assert c.shape == (12, 20)
+    assert c[0, 0] == pytest.approx(1.0) and c[0, 15] == 0.0
+    assert c[0, 5] == pytest.approx(c[4, 5]) == pytest.approx(1 / np.sqrt(2))
+    assert c[11, 15] == pytest.approx(1.0)
+    np.testing.assert_allclose(c[:, 12], 1 / np.sqrt(12))  # the gap between notes
+
+
+def test_per_note_velocity_makes_that_note_louder():
+    from retrieval.soundfont import render_notes
+
+    notes = [NoteEvent(0.0, 0.5, 60, 0, 0), NoteEvent(0.0, 0.5, 67, 0, 1)]
+    even = render_notes(notes, 22050, velocity=90, tail=0.1)
+    accented = render_notes(notes, 22050, velocity=[127, 90], tail=0.1)
+
+    def level(audio: np.ndarray, pitch: int) -> float:  # spectrum magnitude at the note's fundamental
+        spectrum = np.abs(np.fft.rfft(audio[:8192]))
+        return float(spectrum[round(440 * 2 ** ((pitch - 69) / 12) * 8192 / 22050)])
+
+    assert level(accented, 60) > 1.3 * level(even, 60)  # +3 dB with this SoundFont
+    assert level(accented, 67) == pytest.approx(level(even, 67), rel=0.1)
+
+
+def test_auto_rendering_takes_a_full_texture_through_audio_and_a_melody_symbolically():
+    from models.errors import ParameterError
+    from models.retrieval_features import FeatureSettings
+    from retrieval.theme import Theme
+    from retrieval.variants import mean_polyphony, query_variants, rendering_for
+
+    melody = Theme(tuple(NoteEvent(0.5 * i, 0.5, 60 + i) for i in range(8)), "melody")
+    chords = Theme(tuple(NoteEvent(0.5 * i, 0.5, p + i) for i in range(8) for p in (48, 55, 64)), "chords")
+    assert mean_polyphony(melody.notes) == pytest.approx(1.0)
+    assert mean_polyphony(chords.notes) == pytest.approx(3.0)
+    assert mean_polyphony([NoteEvent(0, 2, 60), NoteEvent(1, 1, 64)]) == pytest.approx(1.5)  # half the time two
+    assert (rendering_for(melody), rendering_for(chords), rendering_for(chords, "symbolic")) == (
+        "symbolic", "synthesised", "symbolic")
+    settings = FeatureSettings()
+    auto = query_variants(melody, settings, rendering="auto")
+    symbolic = query_variants(melody, settings, rendering="symbolic")
+    assert all(np.array_equal(a.features, s.features) for a, s in zip(auto, symbolic, strict=True))
+    with pytest.raises(ParameterError, match="needs the index's chroma extractor"):
+        query_variants(chords, settings, rendering="auto")  # resolved to synthesised
+    with pytest.raises(ParameterError, match="rendering must be one of"):
+        rendering_for(melody, "sung")

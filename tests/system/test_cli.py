@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from cli import main
-from models.baselines import BASELINE_IDS
+from models.extractor_factory import BASELINE_IDS
 from models.registry import MODEL_IDS
 
 

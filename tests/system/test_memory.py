@@ -52,7 +52,7 @@ def test_a_query_answers_from_an_index_larger_than_its_memory(indexed, tmp_path)
     source = IndexStore.open(indexed, readonly=True)
     db = tmp_path / "large.db"
     store = IndexStore.create(db, replace(source.settings, index_factory="IVF256,Flat"))
-    for rec, features in source.iter_features():
+    for rec, features in source.iter_frames():
         store.put_indexed({**{c: getattr(rec, c) for c in FILE_ROW}, "model_id": rec.model_id}, features)
     rng = np.random.default_rng(0)
     for i in range(80):  # 80 × 13 min of other music: 400k more shingles, 300 MB of vectors

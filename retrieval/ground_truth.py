@@ -16,10 +16,10 @@ from models.errors import ParameterError
 from retrieval.evaluation import QueryOutcome, summarize
 from retrieval.query import QueryOptions, query_many
 
-__all__ = ["BATCH", "read_ground_truth", "run_benchmark"]
+__all__ = ["BATCH", "evaluate", "read_ground_truth"]
 
 BATCH = 16
-"""Themes searched together by :func:`run_benchmark` (one FAISS search, re-ranking in parallel)."""
+"""Themes searched together by :func:`evaluate` (one FAISS search, re-ranking in parallel)."""
 
 
 def read_ground_truth(path: str | Path) -> list[dict]:
@@ -44,13 +44,45 @@ def _span(row: dict) -> tuple[float, float] | None:
         return None
 
 
-def run_benchmark(
-    collection, rows: list[dict], options: QueryOptions | None = None, *,
+def evaluate(
+    collection, ground_truth: str | Path | list[dict], options: QueryOptions | None = None, *,
     progress: Callable[[int], None] | None = None, batch: int = BATCH, **overrides,
 ) -> tuple[dict, list[dict]]:
-    """Run every query with ``options`` (and keyword ``overrides`` of its fields), ``batch`` themes
-    at a time (:func:`retrieval.query.query_many`; a query's seconds are its batch's share);
-    returns ``(metrics, per-query rows)``."""
+    """Run every query of a ground truth against an index and measure the ranking (``cli.py evaluate``).
+
+    Parameters
+    ----------
+    collection : db.IndexStore
+        An open index (or anything with :class:`retrieval.search.SearchableIndex`'s methods).
+    ground_truth : str, Path or list of dict
+        A ground-truth CSV (columns ``query_id``, ``query``, ``recording``, optional ``start_s``,
+        ``end_s``) or its rows as :func:`read_ground_truth` returns them.
+    options : QueryOptions, optional
+        How to search (default :class:`retrieval.options.QueryOptions`); keyword ``overrides``
+        replace its fields.
+    progress : callable, optional
+        Called with the number of queries done after each batch.
+    batch : int
+        Themes searched together (:func:`retrieval.query.query_many`); a query's seconds are its
+        batch's share.
+
+    Returns
+    -------
+    metrics : dict
+        :func:`retrieval.evaluation.summarize`: ``mrr``, ``top1``, ``top5``, ``top10``, span
+        overlap, mean seconds per query, queries whose recording is not in the index.
+    table : list of dict
+        One row per query: its ``rank`` (``None`` beyond the results), the top match's recording,
+        ``score``, ``start``, ``end``, the ground truth's ``true_start``, ``seconds``.
+
+    Raises
+    ------
+    models.errors.ParameterError
+        A missing or malformed CSV, or options out of range.
+    retrieval.theme.ThemeError
+        A query's score cannot be read.
+    """
+    rows = read_ground_truth(ground_truth) if isinstance(ground_truth, str | Path) else ground_truth
     options = replace(options or QueryOptions(), **overrides)
     names = {r.name for r in collection.recordings("indexed")}
     outcomes, table = [], []
