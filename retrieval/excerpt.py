@@ -21,13 +21,18 @@ from models.retrieval_features import FeatureSettings, retrieval_features
 from retrieval.options import TEMPO_SCALES
 from retrieval.variants import QueryVariant
 
-__all__ = ["SELF_SIMILARITY", "Excerpt", "excerpt_variants", "load_excerpt", "stretched"]
+__all__ = ["SAME_FRAMES", "SELF_SIMILARITY", "Excerpt", "excerpt_variants", "load_excerpt", "stretched"]
 
 SELF_SIMILARITY = 0.95
-"""A match of the excerpt as it is (tempo scale 1, as long as the excerpt) this close is the same
-audio, not another performance: ``exclude_self`` leaves such recordings out (bach_violin,
+"""``exclude_self``: a match scoring this much may be the excerpt's own audio (bach_violin,
 docs/benchmarks.md: excerpts cut from a recording score 0.97–0.99 against it; another performance
-of the passage scored up to 0.97, but not at the excerpt's own tempo and length)."""
+of the passage scored up to 0.97 after warping) — it is when its frames also follow the excerpt's
+unwarped (:data:`SAME_FRAMES`)."""
+
+SAME_FRAMES = 0.91
+"""Mean cosine of an excerpt's frames (tempo scale 1) and a recording's on a straight diagonal from
+which they are the same audio: cut excerpts reach 0.92–0.99 against their source (the cut falls
+between frames), another performance of the passage at most 0.89 (bach_violin, 36 excerpts)."""
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import music21
+import numpy as np
 
 from models.audio import is_audio_file
 from models.retrieval_features import FeatureSettings
-from retrieval.excerpt import SELF_SIMILARITY, Excerpt, excerpt_variants, load_excerpt
+from retrieval.excerpt import SAME_FRAMES, SELF_SIMILARITY, Excerpt, excerpt_variants, load_excerpt
 from retrieval.following import with_notes
 from retrieval.occurrences import Occurrence, all_occurrences, default_choice, with_occurrences
 from retrieval.options import QueryOptions
@@ -214,20 +215,26 @@ def _measure_range(theme: Theme | Excerpt) -> tuple[int, int] | None:
 
 def _own_source(collection: SearchableIndex, excerpt: Excerpt, variants: list[QueryVariant]):
     """``skip`` for :func:`retrieval.search.search_many`: the recording an excerpt was cut from — the
-    same file, or a match that is the same audio: found by the excerpt as it is (tempo scale 1, no
-    transposition), as long as the excerpt (within 5 % and two frames: its edges align loosely),
-    scoring :data:`SELF_SIMILARITY`."""
+    same file, or the same audio: a match scoring :data:`SELF_SIMILARITY` whose frames also follow
+    the excerpt's as it is (tempo scale 1, no transposition) frame by frame (:func:`_same_audio`)."""
     source = Path(excerpt.source).resolve()
+    plain = next(v.features for v in variants if v.tempo_scale == 1.0 and v.transposition == 0)
 
     def own(recording_id: int, alignment: tuple[float, int, int, int]) -> bool:
-        score, vi, start, end = alignment
-        variant = variants[vi]
-        same_audio = (variant.tempo_scale == 1.0 and variant.transposition == 0
-                      and abs(end - start + 1 - len(variant.features)) <= 2 + 0.05 * len(variant.features)
-                      and score >= SELF_SIMILARITY)
-        if same_audio:
+        if alignment[0] >= SELF_SIMILARITY and _same_audio(plain, collection.frames(recording_id), alignment[2]):
             return True
         recording = collection.recording(recording_id)
         return recording is not None and Path(recording.path).resolve() == source
 
     return own
+
+
+def _same_audio(excerpt: np.ndarray, recording: np.ndarray, near: int, reach: int = 6) -> bool:
+    """Whether ``excerpt`` ``(N, 12)`` lies in ``recording`` ``(M, 12)`` unwarped: at some start within
+    ``reach`` frames of ``near``, the mean cosine of frame pairs on the straight diagonal reaches
+    :data:`SAME_FRAMES`. Another performance drifts off any straight diagonal within seconds."""
+    n = len(excerpt)
+    for start in range(max(0, near - reach), min(len(recording) - n, near + reach) + 1):
+        if float(np.mean(np.sum(excerpt * recording[start : start + n], axis=1))) >= SAME_FRAMES:
+            return True
+    return False

@@ -13,6 +13,7 @@ from cli import main
 from db.store import IndexStore
 from models.frontend import SAMPLE_RATE
 from retrieval.dtw import subsequence_align, subsequence_matches, subsequence_path
+from retrieval.excerpt import SELF_SIMILARITY
 from retrieval.query import query
 from retrieval.soundfont import render_notes
 from retrieval.theme import NoteEvent, Theme
@@ -156,3 +157,26 @@ def test_bad_audio_queries_give_one_line(planted, tmp_path, capsys):
         assert main(["query", str(path), "--db", str(store.path)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
+
+
+def test_another_performance_of_the_excerpt_is_not_its_source(planted, tmp_path):
+    store, _, _ = planted
+    notes = [NoteEvent(0.5 + 1.08 * n.onset, 1.08 * n.duration, n.pitch, 40) for n in THEME.notes]
+    other = tmp_path / "other_performance.wav"  # the theme alone, 8 % slower: as close as the score allows
+    _write(other, notes)
+    assert query(store, other).matches[0].score >= SELF_SIMILARITY
+    best = query(store, other, exclude_self=True).matches[0]
+    assert Path(best.path).name == "three.wav", best
+
+
+def test_same_audio_needs_the_frames_unwarped():
+    from retrieval.query import _same_audio
+
+    rng = np.random.default_rng(3)
+    frames = rng.random((200, 12)) ** 4
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    excerpt = frames[80:140]
+    assert _same_audio(excerpt, frames, near=84)  # the DTW start is a few frames off
+    assert not _same_audio(excerpt, frames, near=100)  # beyond reach
+    warped = np.repeat(excerpt, [2 if i % 5 == 0 else 1 for i in range(60)], axis=0)[:60]
+    assert not _same_audio(warped, frames, near=80)
