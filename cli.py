@@ -65,14 +65,14 @@ def _extractor(args: argparse.Namespace):
     return ChromaExtractor(args.model_id, device=args.device)
 
 
-def cmd_features(args: argparse.Namespace) -> int:
+def cmd_chroma(args: argparse.Namespace) -> int:
     from indexer.chroma_export import extract_to_folder
 
     report = extract_to_folder(args.inputs, args.output, _extractor(args), progress=not args.quiet)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(f"wrote {len(report.written)} feature file(s) to {args.output}, {len(report.failed)} failed")
+        print(f"wrote {len(report.written)} chroma file(s) to {args.output}, {len(report.failed)} failed")
     return 1 if report.failed else 0
 
 
@@ -546,14 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Cross-modal (score-to-audio) music retrieval.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = _command(sub, "features", "extract deep chroma of audio files or folders into .npz files",
-                 "python cli.py features recording.mp3 ~/Music/quartets -o features/")
+    p = _command(sub, "chroma", "extract deep chroma of audio files or folders into .npz files",
+                 "python cli.py chroma recording.mp3 ~/Music/quartets -o chroma/")
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
-    p.add_argument("-o", "--output", type=Path, default=Path("features"), help="output folder (default ./features)")
+    p.add_argument("-o", "--output", type=Path, default=Path("chroma"), help="output folder (default ./chroma)")
     _add_extractor_options(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_chroma)
 
     p = _command(sub, "index", "build or update the search index of a folder of recordings",
                  "python cli.py index ~/Music/quartets --db quartets.db")

@@ -98,7 +98,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_folder_mode_reports_bad_files_and_extracts_the_rest(collection, tmp_path):
     out = tmp_path / "out"
     missing = tmp_path / "missing.mp3"
-    result = _cli("features", str(collection), str(missing), "-o", str(out), "--json", "-q")
+    result = _cli("chroma", str(collection), str(missing), "-o", str(out), "--json", "-q")
     assert result.returncode == 1  # some files failed
     report = json.loads(result.stdout)
     assert sorted(Path(p).relative_to(out).as_posix() for p in report["written"]) == ["good_stereo.npz", "sub/good.npz"]
@@ -116,7 +116,7 @@ def test_folder_mode_reports_bad_files_and_extracts_the_rest(collection, tmp_pat
 
 
 def test_cli_unknown_model_is_a_one_line_error(collection, tmp_path):
-    result = _cli("features", str(collection / "good_stereo.flac"), "-o", str(tmp_path), "--model", "nope")
+    result = _cli("chroma", str(collection / "good_stereo.flac"), "-o", str(tmp_path), "--model", "nope")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "unknown model 'nope'" in result.stderr
 
