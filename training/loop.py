@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,18 @@ class TrainResult:
     best_epoch: int | None = None
     best_mrr: float | None = None
     stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one call of :func:`train` fixes: where it writes, its config, how it validates, what its
+    card says of the data, and whether it shows progress."""
+
+    out: Path
+    config: TrainConfig
+    validation: Callable[[ChromaNet], dict] | None
+    card: dict
+    progress: bool
 
 
 @dataclass
@@ -195,7 +208,7 @@ def _initial_network(init: str, device: str) -> ChromaNet:
 
 
 def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path, cache: HCQTCache, *,
-          validation=None, data_card: dict | None = None, progress: bool = True,
+          validation: Callable[[ChromaNet], dict] | None = None, data_card: dict | None = None, progress: bool = True,
           checkpoint_seconds: float = 60.0) -> TrainResult:
     """Train and validate; resume from ``out``'s checkpoint when there is one of the same config.
 
@@ -212,11 +225,11 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
     data = _Batches(recordings, cache, config, net.receptive_field)
     per_epoch = len(data.excerpts) // config.batch_size or 1
     steps = min(per_epoch, config.steps_per_epoch or per_epoch)
-    card = {"data": data_card or {}, "excerpts": len(data.excerpts)}
+    run = _Run(out, config, validation, {"data": data_card or {}, "excerpts": len(data.excerpts)}, progress)
     last_save = time.monotonic()
     if validation is not None and not state.history:  # epoch 0: the starting model, the mark to beat
-        _record_validation(out, config, net, state, [], validation, card, progress, epoch=0)
-        _save_checkpoint(out, config, net, optimiser, state)
+        _record_validation(run, net, state, [], epoch=0)
+        _save_checkpoint(run, net, optimiser, state)
     try:
         while state.epoch < config.epochs and state.bad_epochs < config.patience:
             order = data.order(state.epoch)
@@ -237,33 +250,31 @@ def train(config: TrainConfig, recordings: list[PairRecording], out: str | Path,
                 bar.update()
                 bar.set_postfix_str(f"loss {np.mean(losses[-20:]):.3f}", refresh=False)
                 if time.monotonic() - last_save > checkpoint_seconds:
-                    _save_checkpoint(out, config, net, optimiser, state)
+                    _save_checkpoint(run, net, optimiser, state)
                     last_save = time.monotonic()
             bar.close()
-            _finish_epoch(out, config, net, state, losses, validation, card, progress)
-            _save_checkpoint(out, config, net, optimiser, state)
+            _finish_epoch(run, net, state, losses)
+            _save_checkpoint(run, net, optimiser, state)
             last_save = time.monotonic()
     except KeyboardInterrupt:
-        _save_checkpoint(out, config, net, optimiser, state)
+        _save_checkpoint(run, net, optimiser, state)
         raise TrainingInterrupted(f"{out}: interrupted; checkpoint saved at epoch {state.epoch + 1}, step "
                                   f"{state.step} (run the same command again to resume)") from None
     return TrainResult(out, state.history, state.best_epoch, state.best_mrr,
                        stopped_early=state.bad_epochs >= config.patience and state.epoch < config.epochs)
 
 
-def _finish_epoch(out: Path, config: TrainConfig, net: ChromaNet, state: _State, losses: list[float], validation,
-                  card: dict, progress: bool) -> None:
-    _record_validation(out, config, net, state, losses, validation, card, progress, epoch=state.epoch + 1)
+def _finish_epoch(run: _Run, net: ChromaNet, state: _State, losses: list[float]) -> None:
+    _record_validation(run, net, state, losses, epoch=state.epoch + 1)
     state.epoch, state.step = state.epoch + 1, 0
     if state.best_epoch is not None:  # the card's history is always the whole run so far
-        _write_card(out, config, state, card)
+        _write_card(run, state)
 
 
-def _record_validation(out: Path, config: TrainConfig, net: ChromaNet, state: _State, losses: list[float],
-                       validation, card: dict, progress: bool, epoch: int) -> None:
+def _record_validation(run: _Run, net: ChromaNet, state: _State, losses: list[float], epoch: int) -> None:
     """Validate, append to the history, and keep the weights if they are the best so far (epoch 0: the init)."""
     net.eval()
-    scores = validation(net) if validation is not None else {}
+    scores = run.validation(net) if run.validation is not None else {}
     net.train()
     entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, **scores}
     state.history.append(entry)
@@ -271,10 +282,10 @@ def _record_validation(out: Path, config: TrainConfig, net: ChromaNet, state: _S
     improved = mrr is None or state.best_mrr is None or mrr > state.best_mrr
     if improved:
         state.best_mrr, state.best_epoch, state.bad_epochs = mrr, epoch, 0
-        _save_model(out, net)
+        _save_model(run.out, net)
     elif epoch > 0:
         state.bad_epochs += 1
-    if progress:
+    if run.progress:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in entry.items() if isinstance(v, float))
         tqdm.write(f"epoch {epoch}: {shown}" + ("  (best so far)" if improved else ""))
 
@@ -284,13 +295,14 @@ def _save_model(out: Path, net: ChromaNet) -> None:
     atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(weights, tmp, metadata={"format": CARD_FORMAT}))
 
 
-def _write_card(out: Path, config: TrainConfig, state: _State, card: dict) -> None:
+def _write_card(run: _Run, state: _State) -> None:
+    config = run.config
     record = {
         "format": CARD_FORMAT,
         "init": config.init,
         "loss": config.loss,
         "config": asdict(config),
-        **card,
+        **run.card,
         "epochs_run": state.epoch,
         "best_epoch": state.best_epoch,
         "best_validation_mrr": state.best_mrr,
@@ -301,22 +313,21 @@ def _write_card(out: Path, config: TrainConfig, state: _State, card: dict) -> No
         "licence": "MIT (see models/weights/LICENSE for the pretrained weights it may start from); "
                    "trained on the data listed under data, with their licences",
     }
-    atomic_write_text(out / CARD_FILE, json.dumps(record, indent=2))
+    atomic_write_text(run.out / CARD_FILE, json.dumps(record, indent=2))
 
 
 # -- checkpoints: safetensors for tensors, JSON for the rest (no pickle) --------------------------------
 
 
-def _save_checkpoint(out: Path, config: TrainConfig, net: ChromaNet, optimiser: torch.optim.Optimizer,
-                     state: _State) -> None:
+def _save_checkpoint(run: _Run, net: ChromaNet, optimiser: torch.optim.Optimizer, state: _State) -> None:
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     opt = optimiser.state_dict()
     for index, values in opt["state"].items():
         for key, value in values.items():
             tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    atomic_write(out / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
-    record = {"config": asdict(config), "state": asdict(state), "param_groups": opt["param_groups"]}
-    atomic_write_text(out / "checkpoint.json", json.dumps(record, indent=2))
+    atomic_write(run.out / "checkpoint.safetensors", lambda tmp: save_file(tensors, tmp))
+    record = {"config": asdict(run.config), "state": asdict(state), "param_groups": opt["param_groups"]}
+    atomic_write_text(run.out / "checkpoint.json", json.dumps(record, indent=2))
 
 
 def _resume(out: Path, config: TrainConfig, net: ChromaNet, optimiser: torch.optim.Optimizer) -> _State:
