@@ -45,7 +45,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import swagger_ui_bundle
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -259,6 +261,131 @@ def _without_prefixes(value: Any, prefixes: list[str]) -> Any:
     return value
 
 
+async def _theme_input(request: Request, max_upload_bytes: int) -> tuple[bytes, str, str, dict]:
+    """(bytes, file name, extension, options) of a multipart upload or a JSON body; 4xx on bad input."""
+    body = await _read_body(request, max_upload_bytes + _FORM_OVERHEAD)
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        try:
+            raw = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise HTTPException(400, f"the body is not valid JSON ({str(error)[:80]})") from None
+        if not isinstance(raw, dict):
+            raise HTTPException(400, "the JSON body must be an object: {\"text\": …, \"format\": \"abc\", …}")
+        fmt = str(raw.get("format", "abc")).lower()
+        if fmt not in THEME_FORMATS or not isinstance(raw.get("text"), str):
+            raise HTTPException(400, "JSON needs 'text' (the theme) and 'format' (abc or kern)")
+        data, name = raw["text"].encode(), f"the pasted {'ABC' if fmt == 'abc' else 'kern'} text"
+    elif kind.startswith("multipart/form-data"):
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_part_size=max_upload_bytes + 1)
+        except HTTPException:
+            raise
+        except Exception as error:  # noqa: BLE001 - a malformed multipart body
+            raise HTTPException(400, f"not a readable multipart body ({str(error)[:80]})") from None
+        upload = form.get("theme")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "multipart upload needs a file field 'theme'")
+        data, name = await upload.read(max_upload_bytes + 1), Path(upload.filename or "theme").name
+        raw = {k: v for k, v in form.items() if isinstance(v, str)}
+    else:
+        raise HTTPException(415, "send the theme as multipart/form-data (field 'theme') or JSON {text, format}")
+    if len(data) > max_upload_bytes:
+        raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
+    pasted = kind.startswith("application/json")
+    given = fmt if pasted else Path(name).suffix.lower().lstrip(".")
+    extension = THEME_FORMATS.get(given) or (None if pasted else AUDIO_FORMATS.get(given))
+    if extension is None:
+        raise HTTPException(400, f"{name}: not a theme format the engine reads "
+                                 f"({', '.join(sorted(set(THEME_FORMATS.values())))}, or audio: "
+                                 f"{', '.join(AUDIO_FORMATS.values())})")
+    _check_size_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
+    return data, name, extension, raw
+
+
+class _Server:
+    """What the routes share: the collection per thread, the worker pool (started on first use),
+    the listing threads, recent results for their plots, and how answers hide the server's folders."""
+
+    def __init__(self, open_collection: Callable[[], SearchableIndex], version: Callable[[], object],
+                 workers: int, limits: WorkerLimits, show_paths: bool) -> None:
+        self.open_collection, self.version, self.workers, self.limits = open_collection, version, workers, limits
+        self.show_paths = show_paths
+        self.collections = _Collections(open_collection, version)
+        self.light = ThreadPoolExecutor(4, thread_name_prefix="listing")  # SQLite rows and file checks: never a query
+        self.results: OrderedDict[str, Any] = OrderedDict()
+        self.prefixes: dict[object, list[str]] = {}
+        self.pool: WorkerPool | None = None
+
+    def workers_pool(self) -> WorkerPool:
+        if self.pool is None:
+            self.pool = WorkerPool(self.open_collection, self.workers, self.limits)
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    async def in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.light, function, *args)
+
+    async def in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await self.workers_pool().run(function, self.version(), *args)
+        except (RequestError, WorkerOverrun) as error:
+            raise HTTPException(error.status, error.message) from None
+
+    async def public(self, value: Any) -> Any:
+        """``value`` as a client may see it: without the collection's and the index's folders."""
+        if self.show_paths:
+            return value
+        current = self.version()
+        if current not in self.prefixes:
+            self.prefixes.clear()
+            self.prefixes[current] = await self.in_thread(lambda: _private_prefixes(self.collections.get()))
+        return _without_prefixes(value, self.prefixes[current])
+
+    async def error_answer(self, message: str, status: int) -> JSONResponse:
+        """``{"error": message}``: one line, without the server's folders (or, where the index
+        is too broken to say which those are, a general line)."""
+        try:
+            message = await self.public(message.splitlines()[0] if message else "")
+        except Exception:  # noqa: BLE001 - the index is unreadable: the folders to hide are unknown
+            message = "the index cannot be read now (an index run may be rebuilding it); try again shortly"
+        return JSONResponse({"error": message}, status_code=status)
+
+    def keep(self, result: Any) -> str:
+        """Keep a query's result for its plots (the most recent :data:`_RESULTS_KEPT`); its id."""
+        query_id = secrets.token_urlsafe(16)
+        self.results[query_id] = result
+        while len(self.results) > _RESULTS_KEPT:
+            self.results.popitem(last=False)
+        return query_id
+
+    def recording_or_404(self, recording_id: int):
+        rec = self.collections.get().recording(recording_id) if 0 <= recording_id <= MAX_RECORDING_ID else None
+        if rec is None or rec.status != "indexed":
+            raise HTTPException(404, f"no indexed recording {recording_id}")
+        return rec
+
+    def indexed_file(self, recording_id: int) -> tuple[Path, os.stat_result, str]:
+        """(the file's real path, its status, the name to give it) while it is the file indexed, else 410."""
+        rec = self.recording_or_404(recording_id)
+        try:
+            real = Path(rec.path).resolve(strict=True)
+            status = real.stat()
+        except (OSError, RuntimeError):
+            raise HTTPException(410, f"recording {recording_id}: its file is gone from the collection") from None
+        if not stat.S_ISREG(status.st_mode) or (status.st_size, status.st_mtime) != (rec.size, rec.mtime):
+            raise HTTPException(410, f"recording {recording_id}: its file changed since it was indexed "
+                                     "(run index again)")
+        return real, status, Path(rec.path).name
+
+
 def create_app(open_collection: Callable[[], SearchableIndex], *, version: Callable[[], object] = lambda: 0,
                max_upload_bytes: int = 5 * 2**20, workers: int = 2, limits: WorkerLimits | None = None,
                show_paths: bool = False, example: Path | None = None) -> FastAPI:
@@ -271,135 +398,83 @@ def create_app(open_collection: Callable[[], SearchableIndex], *, version: Calla
     ``show_paths``: answer recordings' absolute paths (by default relative to the collection's folder).
     ``example``: a theme the page offers to try with one click (the demo's, where it is served).
     """
-    limits = limits or WorkerLimits()
-    pool: list[WorkerPool] = []  # started on first use, stopped with the app
-
-    def workers_pool() -> WorkerPool:
-        if not pool:
-            pool.append(WorkerPool(open_collection, workers, limits))
-        return pool[0]
+    server = _Server(open_collection, version, workers, limits or WorkerLimits(), show_paths)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        workers_pool().start()
+        server.workers_pool().start()
         yield
-        if pool:
-            pool.pop().close()
+        server.close()
 
     app = FastAPI(title="Score-to-audio retrieval", description=__doc__.split("\n\n")[0], docs_url=None,
                   lifespan=lifespan)
     app.openapi_version = "3.0.3"  # the Swagger UI bundled for /docs (4.x) cannot show a 3.1 document
-    collections = _Collections(open_collection, version)
-    light = ThreadPoolExecutor(4, thread_name_prefix="listing")  # SQLite rows and file checks: never a query
-    results: OrderedDict[str, Any] = OrderedDict()
-    prefixes: dict[object, list[str]] = {}
-
-    async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(light, function, *args)
-
-    async def public(value: Any) -> Any:
-        """``value`` as a client may see it: without the collection's and the index's folders."""
-        if show_paths:
-            return value
-        current = version()
-        if current not in prefixes:
-            prefixes.clear()
-            prefixes[current] = await in_thread(lambda: _private_prefixes(collections.get()))
-        return _without_prefixes(value, prefixes[current])
-
-    async def in_worker(function: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await workers_pool().run(function, version(), *args)
-        except (RequestError, WorkerOverrun) as error:
-            raise HTTPException(error.status, error.message) from None
-
-    async def theme_input(request: Request) -> tuple[bytes, str, str, dict]:
-        """(bytes, file name, extension, options) of a multipart upload or a JSON body; 4xx on bad input."""
-        body = await _read_body(request, max_upload_bytes + _FORM_OVERHEAD)
-        kind = request.headers.get("content-type", "")
-        if kind.startswith("application/json"):
-            try:
-                raw = json.loads(body)
-            except (ValueError, RecursionError) as error:
-                raise HTTPException(400, f"the body is not valid JSON ({str(error)[:80]})") from None
-            if not isinstance(raw, dict):
-                raise HTTPException(400, "the JSON body must be an object: {\"text\": …, \"format\": \"abc\", …}")
-            fmt = str(raw.get("format", "abc")).lower()
-            if fmt not in THEME_FORMATS or not isinstance(raw.get("text"), str):
-                raise HTTPException(400, "JSON needs 'text' (the theme) and 'format' (abc or kern)")
-            data, name = raw["text"].encode(), f"the pasted {'ABC' if fmt == 'abc' else 'kern'} text"
-        elif kind.startswith("multipart/form-data"):
-            async def replay() -> dict:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            try:
-                form = await Request(request.scope, replay).form(max_part_size=max_upload_bytes + 1)
-            except HTTPException:
-                raise
-            except Exception as error:  # noqa: BLE001 - a malformed multipart body
-                raise HTTPException(400, f"not a readable multipart body ({str(error)[:80]})") from None
-            upload = form.get("theme")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(400, "multipart upload needs a file field 'theme'")
-            data, name = await upload.read(max_upload_bytes + 1), Path(upload.filename or "theme").name
-            raw = {k: v for k, v in form.items() if isinstance(v, str)}
-        else:
-            raise HTTPException(415, "send the theme as multipart/form-data (field 'theme') or JSON {text, format}")
-        if len(data) > max_upload_bytes:
-            raise HTTPException(413, f"{name}: larger than the limit of {max_upload_bytes} bytes")
-        pasted = kind.startswith("application/json")
-        given = fmt if pasted else Path(name).suffix.lower().lstrip(".")
-        extension = THEME_FORMATS.get(given) or (None if pasted else AUDIO_FORMATS.get(given))
-        if extension is None:
-            raise HTTPException(400, f"{name}: not a theme format the engine reads "
-                                     f"({', '.join(sorted(set(THEME_FORMATS.values())))}, or audio: "
-                                     f"{', '.join(AUDIO_FORMATS.values())})")
-        _check_size_cheaply(data, extension, name, INFLATE_FACTOR * max_upload_bytes)
-        return data, name, extension, raw
-
-    async def error_answer(message: str, status: int) -> JSONResponse:
-        """``{"error": message}``: one line, without the server's folders (or, where the index
-        is too broken to say which those are, a general line)."""
-        try:
-            message = await public(message.splitlines()[0] if message else "")
-        except Exception:  # noqa: BLE001 - the index is unreadable: the folders to hide are unknown
-            message = "the index cannot be read now (an index run may be rebuilding it); try again shortly"
-        return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(HTTPException)
     async def one_line(request: Request, error: HTTPException) -> JSONResponse:
-        return await error_answer(str(error.detail), error.status_code)
+        return await server.error_answer(str(error.detail), error.status_code)
 
     @app.exception_handler(RetrievalError)
     @app.exception_handler(sqlite3.DatabaseError)
     async def index_unreadable(request: Request, error: Exception) -> JSONResponse:
         """The index cannot be read now (an index run rebuilding it, a damaged file): 503."""
-        return await error_answer(str(error), 503)
+        return await server.error_answer(str(error), 503)
+
+    _query_routes(app, server, max_upload_bytes)
+    _recording_routes(app, server)
+    _collection_routes(app, server, example)
+    _page_routes(app)
+    return app
+
+
+def _query_routes(app: FastAPI, server: _Server, max_upload_bytes: int) -> None:
+    """Queries, the theme's notation, and a match's plot."""
 
     @app.post("/api/query")
     async def api_query(request: Request) -> dict:
-        data, name, extension, raw = await theme_input(request)
+        data, name, extension, raw = await _theme_input(request, max_upload_bytes)
         options, with_notation = _options(raw)
-        answer, result = await in_worker(query_task, data, name, extension, options, with_notation)
-        answer["query_id"] = secrets.token_urlsafe(16)
-        results[answer["query_id"]] = result
-        while len(results) > _RESULTS_KEPT:
-            results.popitem(last=False)
-        return await public(answer)
+        answer, result = await server.in_worker(query_task, data, name, extension, options, with_notation)
+        answer["query_id"] = server.keep(result)
+        return await server.public(answer)
 
     @app.post("/api/notation")
     async def api_notation(request: Request) -> dict:
-        data, name, extension, raw = await theme_input(request)
+        data, name, extension, raw = await _theme_input(request, max_upload_bytes)
         options, _ = _options(raw)
-        return await in_worker(notation_task, data, name, extension, options.part, options.measures)
+        return await server.in_worker(notation_task, data, name, extension, options.part, options.measures)
+
+    @app.get("/api/recordings/{recording_id}/plot")
+    async def api_plot(recording_id: int, query_id: str) -> Response:
+        result = server.results.get(query_id)
+        if result is None:
+            raise HTTPException(404, "no recent query with that query_id (run the query again)")
+        ranks = [m.rank for m in result.matches if m.recording_id == recording_id]
+        if not ranks:
+            raise HTTPException(404, f"recording {recording_id} is not among the matches of that query")
+        return Response(await server.in_worker(plot_task, result, ranks[0]), media_type="image/png")
+
+
+def _recording_routes(app: FastAPI, server: _Server) -> None:
+    """The indexed recordings: their list and their audio."""
 
     @app.get("/api/recordings")
     async def api_recordings() -> list[dict]:
-        return await public(await in_thread(lambda: [asdict(r) for r in collections.get().recordings()]))
+        listing = await server.in_thread(lambda: [asdict(r) for r in server.collections.get().recordings()])
+        return await server.public(listing)
+
+    @app.get("/api/recordings/{recording_id}/audio")
+    async def api_audio(recording_id: int) -> FileResponse:
+        real, status, name = await server.in_thread(server.indexed_file, recording_id)
+        return FileResponse(real, stat_result=status, filename=name)
+
+
+def _collection_routes(app: FastAPI, server: _Server, example: Path | None) -> None:
+    """What is indexed, and the example theme."""
 
     @app.get("/api/status")
     async def api_status() -> dict:
-        return await public(await in_thread(lambda: collections.get().stats()))
+        return await server.public(await server.in_thread(lambda: server.collections.get().stats()))
 
     @app.get("/api/example")
     async def api_example() -> Response:
@@ -408,48 +483,15 @@ def create_app(open_collection: Callable[[], SearchableIndex], *, version: Calla
             raise HTTPException(404, "this collection has no example theme")
         return FileResponse(example, media_type="application/vnd.recordare.musicxml+xml", filename=example.name)
 
+
+def _page_routes(app: FastAPI) -> None:
+    """The page, its icon, and the API docs with Swagger UI's own files served here (FastAPI's
+    default loads them from a CDN)."""
+
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
-    def recording_or_404(recording_id: int):
-        rec = collections.get().recording(recording_id) if 0 <= recording_id <= MAX_RECORDING_ID else None
-        if rec is None or rec.status != "indexed":
-            raise HTTPException(404, f"no indexed recording {recording_id}")
-        return rec
-
-    def indexed_file(recording_id: int) -> tuple[Path, os.stat_result, str]:
-        """(the file's real path, its status, the name to give it) while it is the file indexed, else 410."""
-        rec = recording_or_404(recording_id)
-        try:
-            real = Path(rec.path).resolve(strict=True)
-            status = real.stat()
-        except (OSError, RuntimeError):
-            raise HTTPException(410, f"recording {recording_id}: its file is gone from the collection") from None
-        if not stat.S_ISREG(status.st_mode) or (status.st_size, status.st_mtime) != (rec.size, rec.mtime):
-            raise HTTPException(410, f"recording {recording_id}: its file changed since it was indexed "
-                                     "(run index again)")
-        return real, status, Path(rec.path).name
-
-    @app.get("/api/recordings/{recording_id}/audio")
-    async def api_audio(recording_id: int) -> FileResponse:
-        real, status, name = await in_thread(indexed_file, recording_id)
-        return FileResponse(real, stat_result=status, filename=name)
-
-    @app.get("/api/recordings/{recording_id}/plot")
-    async def api_plot(recording_id: int, query_id: str) -> Response:
-        result = results.get(query_id)
-        if result is None:
-            raise HTTPException(404, "no recent query with that query_id (run the query again)")
-        ranks = [m.rank for m in result.matches if m.recording_id == recording_id]
-        if not ranks:
-            raise HTTPException(404, f"recording {recording_id} is not among the matches of that query")
-        return Response(await in_worker(plot_task, result, ranks[0]), media_type="image/png")
-
-    import swagger_ui_bundle
-    from fastapi.openapi.docs import get_swagger_ui_html
-
-    # the API docs with Swagger UI's own files served here (FastAPI's default loads them from a CDN)
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -460,4 +502,3 @@ def create_app(open_collection: Callable[[], SearchableIndex], *, version: Calla
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
-    return app
