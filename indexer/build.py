@@ -206,7 +206,7 @@ def index_collection(
         VectorIndex.check_factory(settings.index_factory, settings.dim)
     with contextlib.ExitStack() as stack:
         if options.ray is not None:  # connected before the index is touched: a wrong address changes nothing
-            from indexer.cluster import ray_session
+            from indexer.cluster import ray_session  # Ray (optional): only with --ray
 
             stack.enter_context(ray_session(options.ray))
         return _index_locked(root, db_path, settings, options)
@@ -274,7 +274,7 @@ def _run(store: IndexStore, root: Path, report: IndexReport, options: IndexOptio
     last_save, save_cost = time.monotonic(), 0.0
     try:
         if options.ray is not None:
-            from indexer.cluster import ray_results
+            from indexer.cluster import ray_results  # Ray (optional): only with --ray
 
             results = ray_results(jobs, store.settings, options.device)
         else:

@@ -24,6 +24,7 @@ DEMO_THEME = ("haydn/opus74no1/movement3", (9, 12), 0)
 
 def render_demo_collection(folder: str | Path, names: list[str] | None = None) -> list[Path]:
     """Render :data:`DEMO_PIECES` (or ``names`` of them) to ``folder/<name>.wav``; existing files are kept."""
+    # music21 and the synthesiser only when rendering: cli.py demo reads the constants first
     import soundfile as sf
 
     from models.files import atomic_write

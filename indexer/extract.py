@@ -53,7 +53,7 @@ class WorkerContext:
         self._extractor = None
 
     def extractor(self):
-        if self._extractor is None:
+        if self._extractor is None:  # PyTorch: loaded in the process that extracts, on first use
             import torch
 
             from models.extractor_factory import make_extractor

@@ -111,7 +111,7 @@ def model_digest(model: str) -> str:
 
 
 def _check_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
-    from models.network import ChromaNet
+    from models.network import ChromaNet  # PyTorch: see the top of this module
 
     expected = ChromaNet().state_dict()
     missing = sorted(set(expected) - set(state))
@@ -137,7 +137,7 @@ def _state_dict(path: Path, mtime_ns: int) -> dict[str, torch.Tensor]:
 
 def load(model: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> ChromaNet:
     """Return the network of a model id or trained model (see :func:`resolve_model`) in eval mode."""
-    from models.network import ChromaNet
+    from models.network import ChromaNet  # PyTorch: see the top of this module
 
     path = weights_path(model)
     net = ChromaNet()

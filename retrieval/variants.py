@@ -85,7 +85,7 @@ def symbolic_chroma(notes: Sequence[NoteEvent], rate: float = FEATURE_RATE) -> n
 def _chroma(notes: list[NoteEvent], rendering: str, extractor, program: int | None) -> np.ndarray:
     if rendering == "symbolic":
         return symbolic_chroma(notes)
-    from retrieval.soundfont import render_notes
+    from retrieval.soundfont import render_notes  # the synthesiser: for synthesised renderings only
 
     audio = render_notes(notes, SAMPLE_RATE, program=program, tail=0.3)
     return extractor.from_signal(audio).chroma

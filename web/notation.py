@@ -13,6 +13,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from retrieval.theme import ThemeError, parse_score, select_measures, select_part
+
 __all__ = ["engrave_theme"]
 
 _ENGRAVER = ThreadPoolExecutor(1, thread_name_prefix="verovio")
@@ -21,7 +23,7 @@ fail: "Bravura font could not be loaded"), so all engraving runs in this one thr
 
 
 def _engrave(xml: Path, width: int) -> dict | None:
-    import verovio
+    import verovio  # the engraver's thread only
 
     verovio.enableLog(verovio.LOG_OFF)
     toolkit = verovio.toolkit()
@@ -39,8 +41,6 @@ def engrave_theme(path: str | Path, part: str | int | None = None, measures: tup
                   width: int = 1400) -> dict:
     """``{"svg": …, "timemap": [{"quarter": q, "notes": [SVG ids]}, …]}`` of the first page of the
     selected score, quarters counted from its first measure (raises :class:`retrieval.theme.ThemeError`)."""
-    from retrieval.theme import ThemeError, parse_score, select_measures, select_part
-
     score = parse_score(path)
     name = str(path)
     if part is not None:

@@ -17,8 +17,10 @@ from typing import TypeVar
 
 from models.audio import AudioError, is_audio_file
 from models.errors import ParameterError, RetrievalError
+from retrieval.plot import plot_match
 from retrieval.query import QueryOptions, QueryResult, query
 from retrieval.theme import ThemeError, ThemeTooLarge
+from web.notation import engrave_theme
 from web.workers import worker_collection
 
 __all__ = ["RequestError", "notation_task", "plot_task", "query_task"]
@@ -68,8 +70,6 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
                with_notation: bool) -> tuple[dict, QueryResult]:
     """The answer of ``POST /api/query`` (``query --json``'s fields, ``notation`` if asked) and
     the result itself (kept by the server for plots)."""
-    from web.notation import engrave_theme
-
     def work(path: Path) -> tuple[dict, QueryResult]:
         result = query(worker_collection(version), path, options)
         answer = result.as_dict()
@@ -88,16 +88,12 @@ def query_task(version: object, data: bytes, name: str, extension: str, options:
 def notation_task(version: object, data: bytes, name: str, extension: str, part: str | None,
                   measures: tuple[int, int] | None) -> dict:
     """The answer of ``POST /api/notation``: the selected theme engraved as SVG, with its time map."""
-    from web.notation import engrave_theme
-
     return _with_file(data, name, extension,
                       lambda path: {"theme": Path(name).name, **engrave_theme(path, part, measures)})
 
 
 def plot_task(version: object, result: QueryResult, rank: int) -> bytes:
     """PNG of the theme beside its match of ``rank`` (``GET /api/recordings/{id}/plot``)."""
-    from retrieval.plot import plot_match
-
     buffer = io.BytesIO()
     plot_match(result, worker_collection(version), buffer, rank=rank)
     return buffer.getvalue()
