@@ -28,6 +28,12 @@ def _default_db() -> Path:
     return Path(os.environ.get("SCORE_RETRIEVAL_DB", DEFAULT_DB))
 
 
+def _add_output_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json`` (``what`` as JSON) and ``-q`` (no progress bar) of a long-running command."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db", type=Path, default=None,
@@ -224,9 +230,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
                           "bytes_per_audio_hour_before": before, "bytes_per_audio_hour": per_hour,
                           "index_factory": after["index_factory"]}, indent=2))
     elif not (converted or reorganised):
-        print(f"{db}: already compact ({after['index_factory']}, uint8 features)")
+        print(f"{db}: already compact ({after['index_factory']}, uint8 frames)")
     else:
-        print(f"{db}: {after['index_factory']}, uint8 features; "
+        print(f"{db}: {after['index_factory']}, uint8 frames; "
               + (f"{before / 2**20:.2f} → {per_hour / 2**20:.2f} MiB per audio hour" if per_hour else "empty"))
     return 0
 
@@ -551,8 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", type=Path, default=Path("chroma"), help="output folder (default ./chroma)")
     _add_extractor_options(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(p, "the report")
     p.set_defaults(func=cmd_chroma)
 
     p = _command(sub, "index", "build or update the search index of a folder of recordings",
@@ -569,8 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-missing", action="store_true", help="keep recordings whose files are gone")
     p.add_argument("--no-follow-symlinks", action="store_true",
                    help="leave out symbolic links to files (by default they are followed, wherever they point)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(p, "the report")
     p.set_defaults(func=cmd_index)
 
     p = _command(sub, "query", "find the recordings that contain a theme given as a score, or an audio excerpt",
@@ -595,12 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", "run the queries of a ground-truth CSV and report MRR and friends",
                  "python cli.py evaluate ../shared/benchmarks/bach_violin/ground_truth.csv --db bach.db")
-    p.add_argument("ground_truth", type=Path, help="CSV: query_id, query, recording, start_s, end_s")
     _add_db_option(p)
+    p.add_argument("ground_truth", type=Path, help="CSV: query_id, query, recording, start_s, end_s")
     _add_query_options(p)
     _add_model_check(p)
-    p.add_argument("--json", action="store_true", help="metrics and per-query rows as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(p, "metrics and per-query rows")
     p.set_defaults(func=cmd_evaluate)
 
     p = _command(sub, "train", "train or fine-tune a chroma model on score-audio pairs",
@@ -644,23 +647,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer recordings' absolute paths (default: relative to the collection's folder)")
     p.set_defaults(func=cmd_serve)
 
-    p = _command(sub, "status", "summary of an index: recordings, hours, model, size, failures",
-                 "python cli.py status --db quartets.db")
-    _add_db_option(p)
-    p.add_argument("--json", action="store_true", help="print everything as JSON")
-    p.set_defaults(func=cmd_status)
-
-    p = _command(sub, "compact", "convert an older index to the compact format (uint8 features, sized vectors)",
-                 "python cli.py compact --db old_index.db")
-    _add_db_option(p)
-    p.add_argument("--json", action="store_true", help="print everything as JSON")
-    p.set_defaults(func=cmd_compact)
-
-    p = _command(sub, "list", "the recordings of an index",
-                 "python cli.py list --db quartets.db --json")
-    _add_db_option(p)
-    p.add_argument("--json", action="store_true", help="print everything as JSON")
-    p.set_defaults(func=cmd_list)
+    for name, summary, example, func in (
+        ("status", "summary of an index: recordings, hours, model, size, failures",
+         "python cli.py status --db quartets.db", cmd_status),
+        ("compact", "convert an older index to the compact format (uint8 frames, sized vectors)",
+         "python cli.py compact --db old_index.db", cmd_compact),
+        ("list", "the recordings of an index", "python cli.py list --db quartets.db --json", cmd_list),
+    ):
+        p = _command(sub, name, summary, example)
+        _add_db_option(p)
+        p.add_argument("--json", action="store_true", help="print everything as JSON")
+        p.set_defaults(func=func)
 
     p = _command(sub, "models", "list the pretrained deep chroma models",
                  "python cli.py models")
@@ -671,8 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "python cli.py demo --dir demo")
     p.add_argument("--dir", type=Path, default=Path("demo"),
                    help="folder for the audio, index and theme, kept and reused by the next run (default ./demo)")
-    p.add_argument("--json", action="store_true", help="print the query result as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_output_options(p, "the query result")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -23,7 +23,6 @@ notes); the renderings are this script's output.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +31,7 @@ from pathlib import Path
 import music21
 import numpy as np
 from render_scores import Rendering, render_one
+from report import write_csv
 
 from retrieval.soundfont import default_soundfont
 from retrieval.theme import measure_numbers, parse_score, select_measures
@@ -116,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                    for stem in sources]
         for future in queries:
             rows.extend(future.result())
-    with open(args.out_dir / "ground_truth.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["query_id", "query", "recording", "start_s", "end_s"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out_dir / "ground_truth.csv", ["query_id", "query", "recording", "start_s", "end_s"], rows)
     print(f"{len(sources)} pieces ({', '.join(p.name for p in soundfonts)}), {len(rows)} queries → {args.out_dir}")
     return 0
 

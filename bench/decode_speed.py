@@ -17,7 +17,6 @@ else done — the most any GPU could index from these files on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from index_throughput import linked_copies
+from report import keep_json  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from indexer.walk import find_audio
 from models.audio import decode_audio, mix_down
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{platform.processor() or platform.machine()}, {row['cores']} cores: {row['processes']} processes "
               f"decoded {row['files']} files, {row['audio_hours']:.2f} h, in {row['seconds']:.1f} s = "
               f"{row['x_real_time']:.0f}× real time")
-        if args.json_out:
-            args.json_out.write_text(json.dumps(row, indent=2))
+        keep_json(args.json_out, row)
         return 0
     print(f"{platform.processor() or platform.machine()}; one process")
     print("| file | Hz | s | × real time |")

@@ -18,21 +18,22 @@ the vote: each query shingle's exact nearest stored shingles, found by brute for
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
-from query_latency import build, plan_copies  # the script beside this one (bench/ is on sys.path when run as a script)
+from query_latency import (  # the script beside this one (bench/ is on sys.path when run as a script)
+    add_collection_arguments,
+    grown_collection,
+)
+from report import keep_json  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
 from db.store import IndexStore, StoredFrames
 from models.retrieval_features import shingle_starts, unit_rows
 from retrieval.evaluation import mean_reciprocal_rank
-from retrieval.ground_truth import read_ground_truth
 from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
 
@@ -104,40 +105,21 @@ def measure_flat(store: IndexStore, rows: list[dict], neighbours: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
     parser.add_argument("--hours", type=float, default=100.0)
-    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
     parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE, help="inverted lists visited per shingle")
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
     parser.add_argument("--flat", action="store_true",
                         help="also the exact nearest shingles in the same vote (brute force: ~15 min at 1000 h)")
-    parser.add_argument("--distinct", type=Path, default=None,
-                        help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
-    parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
-    parser.add_argument("--json-out", type=Path, default=None)
+    add_collection_arguments(parser)
     args = parser.parse_args(argv)
     db.vectors.NPROBE = args.nprobe
-    sources, rows = [], []
-    for index, truth in args.source:
-        truth_rows = read_ground_truth(truth)
-        sources.append(IndexStore.open(index, readonly=True))
-        rows += truth_rows[:: max(1, len(truth_rows) // args.queries)][: args.queries]
-    folder = args.work_dir or Path(tempfile.mkdtemp())
-    distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
-    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}.db"
-    if not target.exists():
-        copies, distinct_copies = plan_copies(sources, args.hours, distinct, args.distinct_hours)
-        t0 = time.perf_counter()
-        build(sources, target, copies, None, distinct, distinct_copies).close()
-        print(f"built {target} in {time.perf_counter() - t0:.0f} s", flush=True)
-    store = IndexStore.open(target, readonly=True)
+    store, rows = grown_collection(args)
     stats = store.stats()
     print(f"{stats['hours']:.1f} h, {stats['shingles']:,} shingles, {stats['index_factory']}; {len(rows)} themes")
     frames = store.stored_frames()
     if frames is None:
-        raise SystemExit(f"{target}: no frames file (built by an older version): delete it and run again")
+        raise SystemExit(f"{store.path}: no frames file (built by an older version): delete it and run again")
     table = []
     print("| neighbours | similarities | right recording among candidates | MRR | ANN p50 ms |")
     print("|---:|---|---:|---:|---:|")
@@ -147,23 +129,20 @@ def main(argv: list[str] | None = None) -> int:
             table.append(r)
             print(f"| {k} | {'exact' if r['exact'] else 'FAISS codes'} | {r['candidate_recall']:.2f} | "
                   f"{r['mrr']:.3f} | {r['ann_ms_p50']:.0f} |", flush=True)
-            if args.json_out:
-                args.json_out.write_text(json.dumps(table, indent=2))
+            keep_json(args.json_out, table)
     if args.flat:
         for k in args.neighbours:
             r = measure_flat(store, rows, k)
             table.append(r)
             print(f"| {k} | exact nearest shingles (brute force) | {r['candidate_recall']:.2f} | {r['mrr']:.3f} | — |",
                   flush=True)
-            if args.json_out:
-                args.json_out.write_text(json.dumps(table, indent=2))
+            keep_json(args.json_out, table)
     if args.exhaustive:
         slow = [[Path(m.path).stem for m in query(store, r["query"], exhaustive=True, top=10).matches] for r in rows]
         mrr = mean_reciprocal_rank(slow, [r["recording"] for r in rows])
         print(f"exhaustive DTW on the same themes: MRR {mrr:.3f}")
         table.append({"exhaustive_mrr": mrr})
-        if args.json_out:
-            args.json_out.write_text(json.dumps(table, indent=2))
+        keep_json(args.json_out, table)
     store.close()
     return 0
 

@@ -19,18 +19,19 @@ bound is below a goal, no candidate stage can reach the goal with this re-rankin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from query_latency import build, plan_copies  # the script beside this one (bench/ is on sys.path when run as a script)
+from query_latency import (  # the script beside this one (bench/ is on sys.path when run as a script)
+    add_collection_arguments,
+    grown_collection,
+)
+from report import keep_json  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from db.store import IndexStore
-from retrieval.ground_truth import read_ground_truth
 from retrieval.query import QueryOptions, query
 
 
@@ -64,28 +65,11 @@ def theme_bound(store: IndexStore, row: dict, by_stem: dict[str, int], candidate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
     parser.add_argument("--hours", type=float, default=1000.0)
-    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
     parser.add_argument("--candidates", type=int, default=100, help="ANN candidates aligned exhaustively")
-    parser.add_argument("--distinct", type=Path, default=None,
-                        help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
-    parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
-    parser.add_argument("--json-out", type=Path, default=None)
+    add_collection_arguments(parser)
     args = parser.parse_args(argv)
-    sources, rows = [], []
-    for index, truth in args.source:
-        truth_rows = read_ground_truth(truth)
-        sources.append(IndexStore.open(index, readonly=True))
-        rows += truth_rows[:: max(1, len(truth_rows) // args.queries)][: args.queries]
-    folder = args.work_dir or Path(tempfile.mkdtemp())
-    distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
-    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}.db"
-    if not target.exists():
-        copies, distinct_copies = plan_copies(sources, args.hours, distinct, args.distinct_hours)
-        build(sources, target, copies, None, distinct, distinct_copies).close()
-    store = IndexStore.open(target, readonly=True)
+    store, rows = grown_collection(args)
     stats = store.stats()
     by_stem = {Path(r.path).stem: r.id for r in store.recordings("indexed")}
     t0 = time.perf_counter()
@@ -107,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
           f"them {summary['ann_candidate_recall']:.2f}, in the top 30 {summary['ann_top30']:.2f}")
     print(f"exhaustive DTW: MRR at most {summary['exhaustive_mrr_at_most']:.3f}, right recording in its top 30 "
           f"for at most {summary['exhaustive_top30_at_most']:.2f} of the themes")
-    if args.json_out:
-        args.json_out.write_text(json.dumps(summary, indent=2))
+    keep_json(args.json_out, summary)
     store.close()
     return 0
 

@@ -17,7 +17,6 @@ everything as JSON. Exits 1 if an equality bound is broken, 2 without CUDA.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import keep_json  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from models.audio import load_audio
 from models.extractor import ChromaExtractor
@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         """Record one stage's result and write the report so far (a run cut short keeps it)."""
         report[key] = value
         print(f"{key}: done", file=sys.stderr, flush=True)
-        if args.json_out:
-            args.json_out.write_text(json.dumps(report, indent=2))
+        keep_json(args.json_out, report)
 
     stage("fixture_max_delta", fixtures(args.shared))
     stage("decimator_max_delta", {f"{f}:1": Decimator(f, "cuda").check() for f in (2, 4)})

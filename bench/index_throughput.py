@@ -14,11 +14,12 @@ ADDRESS; ``--workers`` is then ignored by the indexer: Ray schedules one task pe
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
 from pathlib import Path
+
+from report import record  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from indexer.build import index_collection
 from indexer.walk import find_audio
@@ -65,12 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                    "seconds": report.seconds, "x_real_time": report.audio_seconds / report.seconds,
                    "sqlite_mb_per_h": db.stat().st_size / 1e6 / hours, "faiss_mb_per_h": faiss_mb / hours,
                    "machine": machine}
-            table.append(row)
-            print(f"| {workers} | {row['files']} | {hours:.2f} | {report.seconds:.1f} | {row['x_real_time']:.0f} | "
-                  f"{len(report.added) / report.seconds:.2f} | {row['sqlite_mb_per_h']:.1f} | "
-                  f"{row['faiss_mb_per_h']:.1f} |", flush=True)
-            if args.json_out:
-                args.json_out.write_text(json.dumps(table, indent=2))
+            record(table, row, f"| {workers} | {row['files']} | {hours:.2f} | {report.seconds:.1f} | "
+                               f"{row['x_real_time']:.0f} | {len(report.added) / report.seconds:.2f} | "
+                               f"{row['sqlite_mb_per_h']:.1f} | {row['faiss_mb_per_h']:.1f} |", args.json_out)
     return 0
 
 

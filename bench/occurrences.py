@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import json
 import re
 import sys
 from collections import defaultdict
@@ -34,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report import keep_json  # noqa: E402  # the script beside this one (bench/ is on sys.path when run as a script)
 
 from db.store import IndexStore  # noqa: E402
 from retrieval.ground_truth import read_ground_truth  # noqa: E402
@@ -296,8 +297,7 @@ def main() -> None:
                                          "p90": float(np.percentile(errors, 90))}
         print(f"note times: {len(errors)} onsets, error median {np.median(errors):.0f} ms, "
               f"90th percentile {np.percentile(errors, 90):.0f} ms")
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+    keep_json(args.json, summary)
 
 
 if __name__ == "__main__":

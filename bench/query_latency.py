@@ -26,7 +26,6 @@ opening the index, the models, music21, the search).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from report import record  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
 from db.store import FILE_ROW, IndexStore
@@ -95,6 +95,40 @@ def plan_copies(sources: list[IndexStore], hours: float, distinct: IndexStore | 
     n_distinct = max(1, round(distinct_hours / distinct.stats()["hours"]))
     rest = hours - n_distinct * distinct.stats()["hours"]
     return max(1, round(rest / base)), n_distinct
+
+
+def sampled_themes(rows: list[dict], queries: int) -> list[dict]:
+    """``queries`` rows of a ground truth, evenly spread over it (the same themes at every size)."""
+    return rows[:: max(1, len(rows) // queries)][:queries]
+
+
+def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a grown collection: its sources, size, distinct music, and where it is kept."""
+    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
+    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
+    parser.add_argument("--distinct", type=Path, default=None,
+                        help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
+    parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
+    parser.add_argument("--json-out", type=Path, default=None)
+
+
+def grown_collection(args: argparse.Namespace) -> tuple[IndexStore, list[dict]]:
+    """The collection of ``args.hours`` that :func:`add_collection_arguments` describes (built in
+    ``--work-dir`` unless it is there) and the sampled themes of every source."""
+    sources, rows = [], []
+    for index, truth in args.source:
+        sources.append(IndexStore.open(index, readonly=True))
+        rows += sampled_themes(read_ground_truth(truth), args.queries)
+    folder = args.work_dir or Path(tempfile.mkdtemp())
+    distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
+    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}.db"
+    if not target.exists():
+        copies, distinct_copies = plan_copies(sources, args.hours, distinct, args.distinct_hours)
+        t0 = time.perf_counter()
+        build(sources, target, copies, None, distinct, distinct_copies).close()
+        print(f"built {target} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return IndexStore.open(target, readonly=True), rows
 
 
 def measure(store: IndexStore, rows: list[dict], exhaustive: bool, options: QueryOptions) -> dict:
@@ -182,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     for index, truth in args.source:
         rows = read_ground_truth(truth)
         sources.append(IndexStore.open(index, readonly=True))
-        sampled.append(rows[:: max(1, len(rows) // args.queries)][: args.queries])
+        sampled.append(sampled_themes(rows, args.queries))
     print("| audio h | shingles | factory | bytes/h | ANN p50/p95 ms | re-rank p50/p95 | total p50/p95 | "
           "themes/s (16) | in candidates | MRR ANN | MRR exhaustive | query RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -200,16 +234,14 @@ def main(argv: list[str] | None = None) -> int:
                  "nprobe": args.nprobe}
             for suffix in ("", ".faiss", "-wal", "-shm"):
                 Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)
-            table.append(r)
             exh = f"{r['mrr_exhaustive']:.3f}" if r["mrr_exhaustive"] is not None else "—"
-            print(f"| {r['audio_hours']:.1f} | {r['shingles']:,} | {r['factory']} | "
-                  f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "
-                  f"{r['rerank_ms']['p50']:.0f} / {r['rerank_ms']['p95']:.0f} | "
-                  f"{r['total_ms']['p50']:.0f} / {r['total_ms']['p95']:.0f} | {r['themes_per_s_batched']:.1f} | "
-                  f"{r['candidate_recall']:.2f} | {r['mrr_ann']:.3f} | {exh} | "
-                  f"{r['query_rss_bytes'] / 2**30:.2f} GiB |", flush=True)
-            if args.json_out:
-                args.json_out.write_text(json.dumps(table, indent=2))
+            line = (f"| {r['audio_hours']:.1f} | {r['shingles']:,} | {r['factory']} | "
+                    f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "
+                    f"{r['rerank_ms']['p50']:.0f} / {r['rerank_ms']['p95']:.0f} | "
+                    f"{r['total_ms']['p50']:.0f} / {r['total_ms']['p95']:.0f} | {r['themes_per_s_batched']:.1f} | "
+                    f"{r['candidate_recall']:.2f} | {r['mrr_ann']:.3f} | {exh} | "
+                    f"{r['query_rss_bytes'] / 2**30:.2f} GiB |")
+            record(table, r, line, args.json_out)
     return 0
 
 

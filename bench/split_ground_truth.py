@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from report import write_csv  # the script beside this one (bench/ is on sys.path when run as a script)
+
 from training.pairs import HAUPTSTIMME_SPLITS, hauptstimme_work
 
 
@@ -30,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["query"] = str((args.ground_truth.parent / row["query"]).resolve())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, fields, rows)
     print(f"{len(rows)} queries of the {args.split} works ({', '.join(HAUPTSTIMME_SPLITS[args.split])}) → {args.out}")
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db.store import FEATURE_STEP, IndexStore
+from db.store import FEATURE_STEP, FILE_ROW, IndexStore
 from indexer.demo_collection import DEMO_THEME
 from models.retrieval_features import shingles
 from retrieval.query import query
@@ -20,15 +20,19 @@ from retrieval.theme import parse_corpus_work
 PQ = "IVF16,PQ16x4fs"  # lossy codes small enough to train on the demo collection
 
 
+def _copy_recordings(source: IndexStore, store: IndexStore) -> None:
+    """Every recording of ``source`` with its frames into ``store``."""
+    for rec, frames in source.iter_frames():
+        store.put_indexed({c: getattr(rec, c) for c in FILE_ROW} | {"model_id": rec.model_id}, frames)
+
+
 @pytest.fixture(scope="module")
 def lossy(indexed, tmp_path_factory) -> Path:
     """The demo collection's index with PQ codes instead of exact vectors."""
     db = tmp_path_factory.mktemp("lossy") / "index.db"
     source = IndexStore.open(indexed, readonly=True)
     store = IndexStore.create(db, replace(source.settings, index_factory=PQ))
-    for rec, features in source.iter_frames():
-        store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
-                                                        "channels", "model_id")}, features)
+    _copy_recordings(source, store)
     store.rebuild_vectors(PQ)
     store.close()
     source.close()
@@ -105,9 +109,7 @@ def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, t
         features = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
         store.put_indexed({"path": f"/noise/{i}.wav", "size": 0, "mtime": 0.0, "hash": "", "duration": 320.0,
                            "sample_rate": 22050, "channels": 1, "model_id": source.settings.model_id}, features)
-    for rec, features in source.iter_frames():
-        store.put_indexed({c: getattr(rec, c) for c in ("path", "size", "mtime", "hash", "duration", "sample_rate",
-                                                        "channels", "model_id")}, features)
+    _copy_recordings(source, store)
     store.rebuild_vectors(factory)
     store.close()
     source.close()
