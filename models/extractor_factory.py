@@ -127,9 +127,29 @@ class FusionExtractor(_FromFile):
 
 
 def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "cpu"):
-    """The chroma extractor for a model id, a fold mean (``v2_ctc_mean``) or ``cens``.
+    """The chroma extractor for any model id the command line accepts.
 
-    Raises :class:`models.registry.UnknownModelError` for anything else.
+    Parameters
+    ----------
+    model_id : str
+        One of the 25 pretrained ids (``cli.py models``), a trained model's id or folder, a fold
+        mean (``v2_ctc_mean``: the five folds' chroma averaged), ``cens`` (classical CENS chroma)
+        or a fusion (``ID+cens``: the model's chroma and CENS of its own HCQT, averaged frame by
+        frame).
+    device : str or torch.device
+        Where the network runs (``"cpu"``, ``"cuda"``); ignored by ``cens``.
+
+    Returns
+    -------
+    extractor
+        An object with ``from_file(path)`` and ``from_signal(samples)`` returning chroma features
+        whose ``chroma`` is ``(12, T)`` at 25 Hz, as
+        :class:`models.extractor.ChromaExtractor` does.
+
+    Raises
+    ------
+    models.registry.UnknownModelError
+        For an id that is none of these.
     """
     if model_id == "cens":
         return CensExtractor()
