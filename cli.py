@@ -101,10 +101,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _settings_from_args(args: argparse.Namespace):
-    """Feature settings named on the command line, or ``None`` to keep an index's own."""
+    """Index settings named on the command line, or ``None`` to keep an index's own."""
     from dataclasses import replace
 
-    from models.retrieval_features import PRESETS, FeatureSettings
+    from models.retrieval_features import PRESETS, IndexSettings
 
     preset = getattr(args, "preset", None)
     given = dict(PRESETS[preset].settings) if preset else {}
@@ -115,7 +115,7 @@ def _settings_from_args(args: argparse.Namespace):
     })
     if "model_id" in given:
         given.update(_model_settings(given["model_id"]))
-    return replace(FeatureSettings(), **given) if given or preset else None
+    return replace(IndexSettings(), **given) if given or preset else None
 
 
 def _model_settings(model: str) -> dict[str, str]:
@@ -138,7 +138,7 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     from models.registry import DEFAULT_MODEL
     from models.retrieval_features import PRESETS
 
-    g = parser.add_argument_group("feature settings (fixed when an index is created; later runs must match)")
+    g = parser.add_argument_group("index settings (fixed when an index is created; later runs must match)")
     g.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="named settings (the flags below override them): "
                         + "; ".join(f"{name}: {p.use}" for name, p in PRESETS.items()))

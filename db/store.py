@@ -2,7 +2,7 @@
 
 Tables, plain enough for any SQLite tool:
 
-- ``settings(key, value)``: the :class:`models.retrieval_features.FeatureSettings` (JSON) and the FAISS
+- ``settings(key, value)``: the :class:`models.retrieval_features.IndexSettings` (JSON) and the FAISS
   factory string in use.
 - ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
   channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
@@ -43,7 +43,7 @@ import sqlite_utils
 from db.frames import append_frames, map_frames
 from db.vectors import EXACT_FACTORY, FINGERPRINT_BLOCKS, VectorFileError, VectorIndex, auto_factory, file_fingerprint
 from models.errors import RetrievalError
-from models.retrieval_features import FeatureSettings, shingles
+from models.retrieval_features import IndexSettings, shingles
 
 __all__ = ["FEATURE_DTYPES", "FEATURE_STEP", "FILE_ROW", "IndexStore", "Recording", "StoreError", "StoredFrames",
            "decode_features", "encode_features"]
@@ -163,7 +163,7 @@ FILE_ROW = ("path", "size", "mtime", "hash", "duration", "sample_rate", "channel
 class IndexStore:
     """An index on disk: ``PATH`` (SQLite) and ``PATH.faiss``."""
 
-    def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: FeatureSettings,
+    def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: IndexSettings,
                  readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -179,7 +179,7 @@ class IndexStore:
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, settings: FeatureSettings, features_dtype: str = FEATURE_DTYPES[0],
+    def create(cls, path: str | Path, settings: IndexSettings, features_dtype: str = FEATURE_DTYPES[0],
                replace: bool = False) -> IndexStore:
         """A new, empty index at ``path``, storing features as ``features_dtype``
         (:data:`FEATURE_DTYPES`; float32 only to keep them exactly as computed).
@@ -256,11 +256,11 @@ class IndexStore:
         except Exception as error:  # sqlite3.DatabaseError and friends: a foreign or broken file
             raise StoreError(f"{path}: not an index database ({error})") from None
         if row is None:
-            raise StoreError(f"{path}: not an index database (no feature settings)")
+            raise StoreError(f"{path}: not an index database (no index settings)")
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(FRAME_OFFSETS_TABLE)  # indexes made before it: filled at the next checkpoint
-        return cls(path, db, FeatureSettings.from_json(row[0]), readonly)
+        return cls(path, db, IndexSettings.from_json(row[0]), readonly)
 
     @staticmethod
     def files(path: str | Path) -> dict[str, Path]:

@@ -34,7 +34,7 @@ from indexer.extract import (
 from indexer.walk import find_audio
 from models.errors import ParameterError, printable
 from models.extractor_factory import BASELINE_IDS
-from models.retrieval_features import FeatureSettings
+from models.retrieval_features import IndexSettings
 
 __all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]
 
@@ -106,7 +106,7 @@ def _missing(store: IndexStore, files: list[Path], root: Path) -> list[Recording
 
 
 def _results(
-    jobs: list[tuple[str, str | None]], settings: FeatureSettings, workers: int, device: str
+    jobs: list[tuple[str, str | None]], settings: IndexSettings, workers: int, device: str
 ) -> Iterator[Extracted]:
     """Extract every job, in this process or in ``workers`` processes (at most 2 jobs each queued).
 
@@ -161,7 +161,7 @@ def _gpu_batches(prepared: list[Prepared]) -> Iterator[list[Prepared]]:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How an ``index`` run works (what the index holds is its :class:`FeatureSettings`).
+    """How an ``index`` run works (what the index holds is its :class:`IndexSettings`).
 
     The CLI builds one from its flags; library callers pass one or keyword overrides.
     """
@@ -185,7 +185,7 @@ class IndexOptions:
 def index_collection(
     root: str | Path,
     db_path: str | Path,
-    settings: FeatureSettings | None = None,
+    settings: IndexSettings | None = None,
     options: IndexOptions | None = None,
     **overrides,
 ) -> IndexReport:
@@ -212,11 +212,11 @@ def index_collection(
         return _index_locked(root, db_path, settings, options)
 
 
-def _index_locked(root: Path, db_path: Path, settings: FeatureSettings | None, options: IndexOptions) -> IndexReport:
+def _index_locked(root: Path, db_path: Path, settings: IndexSettings | None, options: IndexOptions) -> IndexReport:
     """:func:`index_collection` under the index's write lock."""
     with IndexStore.writing(db_path):
         if options.rebuild:  # replaced in one step: readers see the old index or the new empty one
-            store = IndexStore.create(db_path, settings or FeatureSettings(), replace=True)
+            store = IndexStore.create(db_path, settings or IndexSettings(), replace=True)
         else:
             store = _open_for_writing(db_path, settings)
         report, started = IndexReport(), time.monotonic()
@@ -228,10 +228,10 @@ def _index_locked(root: Path, db_path: Path, settings: FeatureSettings | None, o
         return report
 
 
-def _open_for_writing(db_path: Path, settings: FeatureSettings | None) -> IndexStore:
+def _open_for_writing(db_path: Path, settings: IndexSettings | None) -> IndexStore:
     """The index at ``db_path`` (checked against ``settings``, a damaged vector file discarded), or a new one."""
     if not db_path.exists():
-        return IndexStore.create(db_path, settings or FeatureSettings())
+        return IndexStore.create(db_path, settings or IndexSettings())
     store = IndexStore.open(db_path)
     if settings is not None:
         settings.check_matches(store.settings)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from indexer.extract import Extracted, extract_in_worker
 from models.errors import ParameterError, RetrievalError
-from models.retrieval_features import FeatureSettings
+from models.retrieval_features import IndexSettings
 from models.stderr import captured_stderr
 
 __all__ = ["CONNECT_SECONDS", "GPU_SHARE", "LOCAL", "TASK_RETRIES", "ClusterError", "check_reachable",
@@ -112,12 +112,12 @@ def _refused_token(error: BaseException | None) -> bool:
     return False
 
 
-def _extract_task(settings: FeatureSettings, device: str, path: str, known_hash: str | None) -> Extracted:
+def _extract_task(settings: IndexSettings, device: str, path: str, known_hash: str | None) -> Extracted:
     """One file on a Ray worker (its model loaded once per worker process, see :func:`worker_context`)."""
     return extract_in_worker(settings, device, 1, path, known_hash)
 
 
-def ray_results(jobs: list[tuple[str, str | None]], settings: FeatureSettings, device: str) -> Iterator[Extracted]:
+def ray_results(jobs: list[tuple[str, str | None]], settings: IndexSettings, device: str) -> Iterator[Extracted]:
     """Extract every job ``(path, known hash or None)`` as Ray tasks, yielding results as they finish
     (inside :func:`ray_session`).
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio import check_readable, decode_audio
-from models.retrieval_features import FeatureSettings, retrieval_features
+from models.retrieval_features import IndexSettings, retrieval_features
 
 __all__ = ["Extracted", "Prepared", "SharedSamples", "WorkerContext", "content_hash", "extract_in_worker",
            "extract_one", "finish_prepared", "prepare_in_worker", "worker_context"]
@@ -46,7 +46,7 @@ class Extracted:
 class WorkerContext:
     """The extractor of one process, built on first use (models load once per worker)."""
 
-    def __init__(self, settings: FeatureSettings, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, settings: IndexSettings, device: str = "cpu", threads: int | None = None) -> None:
         self.settings = settings
         self.device = device
         self.threads = threads
@@ -65,12 +65,12 @@ class WorkerContext:
 
 
 @functools.cache
-def worker_context(settings: FeatureSettings, device: str, threads: int | None) -> WorkerContext:
+def worker_context(settings: IndexSettings, device: str, threads: int | None) -> WorkerContext:
     """The context of this process for these settings: built once, reused by every later job."""
     return WorkerContext(settings, device, threads)
 
 
-def extract_in_worker(settings: FeatureSettings, device: str, threads: int | None, path: str,
+def extract_in_worker(settings: IndexSettings, device: str, threads: int | None, path: str,
                       known_hash: str | None) -> Extracted:
     """:func:`extract_one` with this process's :func:`worker_context` (process pools, Ray tasks)."""
     return extract_one(worker_context(settings, device, threads), path, known_hash)

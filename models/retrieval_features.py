@@ -1,7 +1,7 @@
 """The feature contract: what an index and every query against it must share.
 
 Chroma at 25 Hz → retrieval features and shingles, identically for recordings and themes, and the
-:class:`FeatureSettings` an index records (model, rates, shingle length). Imported alike by the
+:class:`IndexSettings` an index records (model, rates, shingle length). Imported alike by the
 store (``db``), the indexer and the search (``retrieval``), so it lives below all three.
 
 Retrieval features are the chroma smoothed in time with a Hann window and downsampled (a
@@ -33,7 +33,7 @@ from models.registry import DEFAULT_MODEL
 __all__ = [
     "FEATURE_VERSION",
     "PRESETS",
-    "FeatureSettings",
+    "IndexSettings",
     "Preset",
     "SettingsMismatchError",
     "convolved",
@@ -49,11 +49,11 @@ FEATURE_VERSION = 1
 
 
 class SettingsMismatchError(RetrievalError, ValueError):
-    """An index was built with other feature settings than a query or an update asks for."""
+    """An index was built with other index settings than a query or an update asks for."""
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class IndexSettings:
     """Everything that must agree between an index and the queries searched against it.
 
     ``index_factory`` is a FAISS :func:`faiss.index_factory` string, or ``"auto"`` to choose
@@ -88,12 +88,12 @@ class FeatureSettings:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> FeatureSettings:
+    def from_json(cls, text: str) -> IndexSettings:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def check_matches(self, other: FeatureSettings, what: str = "the index") -> None:
+    def check_matches(self, other: IndexSettings, what: str = "the index") -> None:
         """Raise :class:`SettingsMismatchError` naming every setting where ``other`` differs."""
         diffs = [
             f"{f.name}={getattr(other, f.name)!r} (asked {getattr(self, f.name)!r})"
@@ -102,23 +102,23 @@ class FeatureSettings:
         ]
         if diffs:
             raise SettingsMismatchError(
-                f"{what} was built with other feature settings: {', '.join(diffs)}; "
+                f"{what} was built with other settings: {', '.join(diffs)}; "
                 "query with the index's settings or rebuild it (cli.py index --rebuild)"
             )
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Named feature settings for one kind of collection: ``use`` says when (one line), ``settings``
-    which :class:`FeatureSettings` fields differ from the defaults (as ``index_factory`` strings
+    """Named index settings for one kind of collection: ``use`` says when (one line), ``settings``
+    which :class:`IndexSettings` fields differ from the defaults (as ``index_factory`` strings
     do for FAISS: a description, not code)."""
 
     use: str
     settings: dict[str, object]
 
-    def apply(self, base: FeatureSettings | None = None) -> FeatureSettings:
+    def apply(self, base: IndexSettings | None = None) -> IndexSettings:
         """``base`` (default: the defaults) with this preset's settings."""
-        return replace(base or FeatureSettings(), **self.settings)
+        return replace(base or IndexSettings(), **self.settings)
 
 
 PRESETS: dict[str, Preset] = {

@@ -8,10 +8,10 @@ import sys
 import types
 from importlib import import_module
 
-__all__ = ["FeatureSettings", "Match", "QueryResult", "SettingsMismatchError", "Theme", "ThemeError",
+__all__ = ["IndexSettings", "Match", "QueryResult", "SettingsMismatchError", "Theme", "ThemeError",
            "evaluate", "load_theme", "query", "query_many"]
 
-_HOMES = {"FeatureSettings": "models.retrieval_features", "SettingsMismatchError": "models.retrieval_features",
+_HOMES = {"IndexSettings": "models.retrieval_features", "SettingsMismatchError": "models.retrieval_features",
           "QueryResult": "retrieval.query", "query": "retrieval.query", "query_many": "retrieval.query",
           "Match": "retrieval.search", "Theme": "retrieval.theme", "ThemeError": "retrieval.theme",
           "load_theme": "retrieval.theme", "evaluate": "retrieval.ground_truth"}

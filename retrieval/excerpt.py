@@ -17,7 +17,7 @@ import numpy as np
 
 from models.audio import AudioError, check_readable, decode_audio
 from models.frontend import FEATURE_RATE
-from models.retrieval_features import FeatureSettings, retrieval_features
+from models.retrieval_features import IndexSettings, retrieval_features
 from retrieval.options import TEMPO_SCALES
 from retrieval.variants import QueryVariant
 
@@ -48,7 +48,7 @@ class Excerpt:
         return self.chroma.shape[1] / FEATURE_RATE
 
 
-def load_excerpt(path: str | Path, extractor, settings: FeatureSettings) -> Excerpt:
+def load_excerpt(path: str | Path, extractor, settings: IndexSettings) -> Excerpt:
     """Decode an audio file and extract its chroma with ``extractor`` (the index's model).
 
     Raises :class:`models.audio.AudioError` (one line naming the file) for unreadable audio and
@@ -76,7 +76,7 @@ def stretched(chroma: np.ndarray, tempo_scale: float) -> np.ndarray:
     return chroma[:, lower] * (1 - weight) + chroma[:, upper] * weight
 
 
-def excerpt_variants(excerpt: Excerpt, settings: FeatureSettings, *, tempo_scales: Sequence[float] = TEMPO_SCALES,
+def excerpt_variants(excerpt: Excerpt, settings: IndexSettings, *, tempo_scales: Sequence[float] = TEMPO_SCALES,
                      transpose: bool = False) -> list[QueryVariant]:
     """Every (tempo scale, transposition) of ``excerpt`` as retrieval features, in the order of
     :func:`retrieval.variants.query_variants`."""

@@ -22,7 +22,7 @@ import music21
 import numpy as np
 
 from models.audio import is_audio_file
-from models.retrieval_features import FeatureSettings
+from models.retrieval_features import IndexSettings
 from retrieval.excerpt import SAME_FRAMES, SELF_SIMILARITY, Excerpt, excerpt_variants, load_excerpt
 from retrieval.following import with_notes
 from retrieval.occurrences import Occurrence, all_occurrences, default_choice, with_occurrences
@@ -68,7 +68,7 @@ class QueryResult:
 
 
 @functools.lru_cache(maxsize=2)
-def _extractor_for(settings: FeatureSettings, device: str):
+def _extractor_for(settings: IndexSettings, device: str):
     """The index's model, loaded once per process (a network takes seconds to load; queries repeat)."""
     from models.extractor_factory import make_extractor  # PyTorch: only for themes that need the model
 

@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from models.errors import ParameterError
-from models.retrieval_features import FeatureSettings, shingle_starts, shingles
+from models.retrieval_features import IndexSettings, shingle_starts, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.jit import njit_cached
 from retrieval.options import QueryOptions
@@ -97,7 +97,7 @@ differences stretch it), and a match may end up to twice as long as the variant 
 class SearchableIndex(Protocol):
     """What search needs of an index (:class:`db.store.IndexStore` provides it)."""
 
-    settings: FeatureSettings
+    settings: IndexSettings
 
     def vectors(self): ...
     def stored_frames(self): ...  # every recording's uint8 frames mapped (db.store.StoredFrames), or None

@@ -23,7 +23,7 @@ import numpy as np
 
 from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
-from models.retrieval_features import FeatureSettings, retrieval_features
+from models.retrieval_features import IndexSettings, retrieval_features
 from retrieval.options import RENDERINGS, TEMPO_SCALES
 from retrieval.theme import NoteEvent, Theme
 
@@ -93,7 +93,7 @@ def _chroma(notes: list[NoteEvent], rendering: str, extractor, program: int | No
 
 def query_variants(
     theme: Theme,
-    settings: FeatureSettings,
+    settings: IndexSettings,
     *,
     rendering: str = "auto",
     tempo_scales: Sequence[float] = TEMPO_SCALES,

@@ -17,7 +17,7 @@ from db.store import IndexStore
 from models.errors import ParameterError
 from models.extractor import ChromaExtractor
 from models.network import ChromaNet, chroma_from_probabilities
-from models.retrieval_features import FeatureSettings, retrieval_features
+from models.retrieval_features import IndexSettings, retrieval_features
 from retrieval.ground_truth import evaluate
 from retrieval.theme import load_theme
 from training.cache import HCQTCache, network_input
@@ -42,7 +42,7 @@ class RetrievalValidation:
 
     def features(self, net: ChromaNet) -> list[np.ndarray]:
         """Retrieval features ``(T', 12)`` of every validation recording with ``net``."""
-        settings = FeatureSettings()
+        settings = IndexSettings()
         extractor = ChromaExtractor(device=self.device, net=net)
         out = []
         for rec in self.recordings:
@@ -57,10 +57,10 @@ class RetrievalValidation:
 
 
 def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list[dict],
-                      settings: FeatureSettings | None = None, **options) -> tuple[dict, list[dict]]:
+                      settings: IndexSettings | None = None, **options) -> tuple[dict, list[dict]]:
     """Search ``rows`` (ground truth with parsed ``query`` themes) in a temporary index of
     ``features`` (retrieval features ``(T', 12)`` of each audio file, as stored by the indexer,
-    computed with ``settings``: default :class:`~models.retrieval_features.FeatureSettings`,
+    computed with ``settings``: default :class:`~models.retrieval_features.IndexSettings`,
     the index's; the queries are cut with the same), without writing anything else:
     ``(metrics, per-query rows)`` of
     :func:`retrieval.ground_truth.evaluate` (``options``: its :class:`~retrieval.query.QueryOptions`
@@ -69,7 +69,7 @@ def evaluate_features(audios: list[Path], features: list[np.ndarray], rows: list
     """
 
     with tempfile.TemporaryDirectory(prefix="chroma_validation_") as folder:
-        store = IndexStore.create(Path(folder) / "validation.db", settings or FeatureSettings())
+        store = IndexStore.create(Path(folder) / "validation.db", settings or IndexSettings())
         try:
             for audio, feats in zip(audios, features, strict=True):
                 stat = audio.stat()

@@ -14,7 +14,7 @@ from db.store import IndexStore
 from indexer.build import index_collection
 from indexer.extract import WorkerContext, extract_one, finish_prepared, prepare_in_worker
 from models.extractor import ChromaExtractor
-from models.retrieval_features import FeatureSettings
+from models.retrieval_features import IndexSettings
 
 from ..conftest import SHARED
 
@@ -26,7 +26,7 @@ def _shared_blocks() -> set[str]:
 def test_prepared_in_a_worker_and_finished_here_equals_extract_one(rendered_dir):
     files = sorted(str(p) for p in rendered_dir.glob("*.wav"))[:2]
     before = _shared_blocks()
-    context = WorkerContext(FeatureSettings())
+    context = WorkerContext(IndexSettings())
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         prepared = list(pool.map(prepare_in_worker, files, [None] * len(files)))
     missing = prepare_in_worker(str(rendered_dir / "absent.wav"), None)
@@ -45,7 +45,7 @@ def test_a_failing_batch_is_redone_file_by_file(rendered_dir, monkeypatch):
     """One bad file in a GPU batch fails itself only: the batch is redone one file at a time."""
     files = sorted(str(p) for p in rendered_dir.glob("*.wav"))[:2]
     prepared = [prepare_in_worker(f, None) for f in files]
-    context = WorkerContext(FeatureSettings())
+    context = WorkerContext(IndexSettings())
     extractor = context.extractor()
     bad = prepared[1].samples.length
 

@@ -19,7 +19,7 @@ from cli import main
 from db.store import IndexStore
 from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, PQ_CODE, VectorIndex, auto_factory
 from indexer.build import index_collection
-from models.retrieval_features import FeatureSettings, SettingsMismatchError, shingle_starts
+from models.retrieval_features import IndexSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
 
 from ..conftest import PIECES
@@ -171,7 +171,7 @@ def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert "model_id='v2_ctc_train123valid4' (asked 'v1_ctc_train123valid4')" in err and len(err.splitlines()) == 1
     with pytest.raises(SettingsMismatchError):
-        index_collection(rendered_dir, indexed, FeatureSettings(downsample=3), progress=False)
+        index_collection(rendered_dir, indexed, IndexSettings(downsample=3), progress=False)
     assert main(["query", str(theme), "--db", str(indexed), "--model", "v2_ctc_train123valid4", "--json"]) == 0
     with pytest.raises(SystemExit):  # index-only settings are not query options
         main(["query", str(theme), "--db", str(indexed), "--shingle-length", "16"])
@@ -208,7 +208,7 @@ def test_vector_removal_and_factories():
 @pytest.mark.parametrize("factory", ["IVF8,Flat", f"IVF8_HNSW32,{PQ_CODE}"])  # medium; large collections' codes
 def test_explicit_ivf_factory_is_trained_from_stored_features(rendered_dir, tmp_path, factory):
     db = tmp_path / "ivf.db"
-    index_collection(rendered_dir, db, FeatureSettings(index_factory=factory), progress=False)
+    index_collection(rendered_dir, db, IndexSettings(index_factory=factory), progress=False)
     store = check_consistent(db)
     assert store.factory == factory
     from retrieval.query import query

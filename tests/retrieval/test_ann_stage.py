@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.retrieval_features import FeatureSettings
+from models.retrieval_features import IndexSettings
 from retrieval.search import (
     MAX_NEIGHBOURS,
     NEIGHBOURS,
@@ -32,7 +32,7 @@ class _Vectors:
 
 
 class _Collection:
-    settings = FeatureSettings(shingle_length=4)
+    settings = IndexSettings(shingle_length=4)
 
     def __init__(self, hits):
         self._vectors = _Vectors(hits)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.retrieval_features import (
-    FeatureSettings,
+    IndexSettings,
     SettingsMismatchError,
     convolved,
     hann_window,
@@ -65,10 +65,10 @@ def test_shingles_cover_frames_and_pad_short_sequences():
 
 
 def test_settings_round_trip_and_mismatch_message():
-    s = FeatureSettings(shingle_length=10)
-    assert FeatureSettings.from_json(s.to_json()) == s and s.dim == 120 and s.rate == 12.5
+    s = IndexSettings(shingle_length=10)
+    assert IndexSettings.from_json(s.to_json()) == s and s.dim == 120 and s.rate == 12.5
     with pytest.raises(SettingsMismatchError, match=r"shingle_length=10 \(asked 16\)"):
-        FeatureSettings().check_matches(s)
-    FeatureSettings(index_factory="IVF4,Flat").check_matches(FeatureSettings())  # storage only
+        IndexSettings().check_matches(s)
+    IndexSettings(index_factory="IVF4,Flat").check_matches(IndexSettings())  # storage only
     with pytest.raises(ValueError):
-        FeatureSettings(downsample=0)
+        IndexSettings(downsample=0)

@@ -211,7 +211,7 @@ def test_per_note_velocity_makes_that_note_louder():
 
 def test_auto_rendering_takes_a_full_texture_through_audio_and_a_melody_symbolically():
     from models.errors import ParameterError
-    from models.retrieval_features import FeatureSettings
+    from models.retrieval_features import IndexSettings
     from retrieval.theme import Theme
     from retrieval.variants import mean_polyphony, query_variants, rendering_for
 
@@ -222,7 +222,7 @@ def test_auto_rendering_takes_a_full_texture_through_audio_and_a_melody_symbolic
     assert mean_polyphony([NoteEvent(0, 2, 60), NoteEvent(1, 1, 64)]) == pytest.approx(1.5)  # half the time two
     assert (rendering_for(melody), rendering_for(chords), rendering_for(chords, "symbolic")) == (
         "symbolic", "synthesised", "symbolic")
-    settings = FeatureSettings()
+    settings = IndexSettings()
     auto = query_variants(melody, settings, rendering="auto")
     symbolic = query_variants(melody, settings, rendering="symbolic")
     assert all(np.array_equal(a.features, s.features) for a, s in zip(auto, symbolic, strict=True))

@@ -60,19 +60,19 @@ def test_candidates_reach_the_query_options_and_are_checked(tmp_path, capsys):
 
 def test_presets_set_the_feature_settings_and_explicit_flags_override_them():
     import cli
-    from models.retrieval_features import PRESETS, FeatureSettings, SettingsMismatchError
+    from models.retrieval_features import PRESETS, IndexSettings, SettingsMismatchError
 
     def settings(*flags: str):
         return cli._settings_from_args(cli.build_parser().parse_args(["index", "audio", *flags]))
 
     assert settings() is None  # no flag: an existing index keeps its own settings
-    assert settings("--preset", "default") == FeatureSettings()
+    assert settings("--preset", "default") == IndexSettings()
     assert settings("--preset", "textures").model_id == "v2_ctc_train123valid4+cens"
     orchestral = settings("--preset", "orchestral", "--shingle-hop", "2")
     assert (orchestral.model_id, orchestral.downsample, orchestral.smoothing, orchestral.shingle_length,
             orchestral.shingle_hop) == ("v2_ctc_mean", 1, 1, 32, 2)
     assert PRESETS["orchestral"].apply().shingle_hop == 4
     with pytest.raises(SettingsMismatchError, match="model_id"):
-        settings("--preset", "textures").check_matches(FeatureSettings())
+        settings("--preset", "textures").check_matches(IndexSettings())
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["index", "audio", "--preset", "loud"])

@@ -400,14 +400,14 @@ def test_mix_share_is_validated():
 def test_evaluate_features_searches_at_the_rate_of_its_settings(tmp_path, downsample):
     """A theme planted 20 s into one of two noise recordings is found there, in seconds, at either
     retrieval rate: the temporary index and the queries take the given settings, not the default."""
-    from models.retrieval_features import FeatureSettings, retrieval_features
+    from models.retrieval_features import IndexSettings, retrieval_features
     from retrieval.theme import NoteEvent, Theme
     from retrieval.variants import symbolic_chroma
     from training.validation import evaluate_features
 
     rng = np.random.default_rng(0)
     theme = Theme(tuple(NoteEvent(0.4 * i, 0.4, 60 + int(p)) for i, p in enumerate(rng.integers(0, 12, 20))))
-    settings = FeatureSettings(downsample=downsample)
+    settings = IndexSettings(downsample=downsample)
     audios, features = [], []
     for name in ("a", "b"):
         chroma = rng.random((12, 1500)).astype(np.float32) ** 4  # 60 s at 25 Hz

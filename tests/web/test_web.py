@@ -331,9 +331,9 @@ def test_notation_from_several_threads_at_once(haydn_theme):
 
 
 def test_an_index_without_vectors_answers_one_line(tmp_path, haydn_theme):
-    from models.retrieval_features import FeatureSettings
+    from models.retrieval_features import IndexSettings
 
-    store = IndexStore.create(tmp_path / "empty.db", FeatureSettings())
+    store = IndexStore.create(tmp_path / "empty.db", IndexSettings())
     store.close()
     with TestClient(_app(tmp_path / "empty.db")) as client:
         response = _upload(client, haydn_theme)
