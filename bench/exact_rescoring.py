@@ -3,7 +3,7 @@
     python bench/exact_rescoring.py --source H.db H.csv --source B.db B.csv [--hours 100]
                                     [--queries 20] [--neighbours 256 1024] [--nprobe 64] [--work-dir DIR]
                                     [--distinct INDEX --distinct-hours 20] [--flat] [--exhaustive]
-                                    [--json-out OUT.json]
+                                    [--verified 30 100] [--json-out OUT.json]
 
 Builds the ``--hours`` collection of ``bench/query_latency.py`` (the sources' stored features in
 transformed copies) and answers the same themes with the ANN stage as it is and with every FAISS
@@ -13,6 +13,8 @@ the query shingle computed, before the vote. Prints, per neighbour count, how of
 recording is among the candidates, the MRR, and the ANN stage's time; exhaustive DTW on the same
 themes gives the reference (``--exhaustive``), and ``--flat`` the best any FAISS index could give
 the vote: each query shingle's exact nearest stored shingles, found by brute force.
+``--verified`` compares pools of recordings verified along the theme before the candidates go to
+DTW (``retrieval.search.VERIFIED``; a pool no larger than the candidates is no verification).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from query_latency import (  # the script beside this one (bench/ is on sys.path
     add_collection_arguments,
     grown_collection,
 )
-from report import keep_json  # the script beside this one (bench/ is on sys.path when run as a script)
+from report import keep_json, record  # the script beside this one (bench/ is on sys.path when run as a script)
 
 import db.vectors
+import retrieval.search
 from db.store import IndexStore, StoredFrames
 from models.retrieval_features import shingle_starts, unit_rows
 from retrieval.evaluation import mean_reciprocal_rank
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
     parser.add_argument("--flat", action="store_true",
                         help="also the exact nearest shingles in the same vote (brute force: ~15 min at 1000 h)")
+    parser.add_argument("--verified", type=int, nargs="+", default=[],
+                        help="instead: the exact vote with these verification pools (30 = none), side by side")
     add_collection_arguments(parser)
     args = parser.parse_args(argv)
     db.vectors.NPROBE = args.nprobe
@@ -120,7 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     frames = store.stored_frames()
     if frames is None:
         raise SystemExit(f"{store.path}: no frames file (built by an older version): delete it and run again")
-    table = []
+    table: list[dict] = []
+    if args.verified:
+        print("| neighbours | verified pool | right recording among candidates | MRR | ANN p50 ms |")
+        print("|---:|---:|---:|---:|---:|")
+        for k in args.neighbours:
+            for pool in args.verified:
+                retrieval.search.VERIFIED = pool
+                r = {**measure(store, rows, k, frames), "verified": pool}
+                record(table, r, f"| {k} | {pool} | {r['candidate_recall']:.2f} | {r['mrr']:.3f} | "
+                                 f"{r['ann_ms_p50']:.0f} |", args.json_out)
+        store.close()
+        return 0
     print("| neighbours | similarities | right recording among candidates | MRR | ANN p50 ms |")
     print("|---:|---|---:|---:|---:|")
     for k in args.neighbours:
