@@ -539,14 +539,13 @@ class IndexStore:
         have = dict(self.db.execute("SELECT recording_id, n_frames FROM frame_offsets").fetchall())
         indexed = [rid for (rid,) in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed'")]
         name = self._setting("frames_file") or f"{self.path.name}.frames-1"
-        current = self.path.with_name(name)
+        current = self._frames_path(name)
         live = sum(n for rid, n in have.items() if rid not in changed and rid in set(indexed))
         in_file = current.stat().st_size // 12 if current.is_file() else 0
         superseded = None
         if in_file and (live == 0 or in_file > 2 * live + 2**20):  # a new generation holding live frames only
-            generation = int(name.rsplit("-", 1)[1]) + 1
-            superseded, name = current, f"{self.path.name}.frames-{generation}"
-            current = self.path.with_name(name)
+            superseded, name = current, f"{self.path.name}.frames-{int(name.rsplit('-', 1)[1]) + 1}"
+            current = self._frames_path(name)
             current.unlink(missing_ok=True)
             have = {}
         todo = [rid for rid in indexed if rid in changed or rid not in have]
@@ -558,8 +557,14 @@ class IndexStore:
 
     def _frames_bytes(self) -> int:
         name = self._setting("frames_file")
-        file = self.path.with_name(name) if name else None
+        file = self._frames_path(name) if name else None
         return file.stat().st_size if file is not None and file.is_file() else 0
+
+    def _frames_path(self, name: str) -> Path:
+        """The frames file of generation ``name`` (the ``frames_file`` setting, ``"….frames-N"``) beside
+        this database, under the database's own name: an index copied or moved to another name with
+        its files reads its own frames, never those of the index it was copied from."""
+        return self.path.with_name(f"{self.path.name}.frames-{name.rsplit('-', 1)[1]}")
 
     def stored_frames(self) -> StoredFrames | None:
         """Every indexed recording's ``uint8`` frames, memory-mapped (``None`` for an index whose
@@ -580,7 +585,7 @@ class IndexStore:
             finally:
                 if own:
                     self.db.execute("COMMIT")
-            frames = map_frames(self.path.with_name(name)) if name else None
+            frames = map_frames(self._frames_path(name)) if name else None
         except (sqlite3.OperationalError, OSError):  # no such table (an older index), or no file
             return None
         if frames is None or not len(rows) or (rows[:, 1] + rows[:, 2]).max() > len(frames):

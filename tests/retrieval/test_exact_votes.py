@@ -39,6 +39,23 @@ def lossy(indexed, tmp_path_factory) -> Path:
     return db
 
 
+def test_an_index_copied_to_another_name_reads_its_own_frames_not_the_originals(lossy, tmp_path):
+    original, copy = tmp_path / "index.db", tmp_path / "copy.db"
+    for file in lossy.parent.glob("index.db*"):
+        shutil.copy(file, tmp_path / file.name)
+        shutil.copy(file, tmp_path / file.name.replace("index.db", "copy.db"))
+    frames_file = next(tmp_path.glob("index.db.frames-*"))
+    frames_file.write_bytes(bytes(frames_file.stat().st_size))  # the original's frames changed under it
+    reader = IndexStore.open(copy, readonly=True)
+    stored = reader.stored_frames()
+    for rec in reader.recordings("indexed"):
+        got = stored.frames[stored.offsets[rec.id]:stored.offsets[rec.id] + stored.lengths[rec.id]]
+        assert np.array_equal(got.astype(np.float32) * np.float32(FEATURE_STEP), reader.frames(rec.id))
+    assert reader.stats()["frames_bytes"] == frames_file.stat().st_size
+    reader.close()
+    assert IndexStore.open(original, readonly=True).stored_frames().frames.max() == 0
+
+
 def test_hits_are_rescored_to_the_stored_shingles_cosine(lossy):
     store = IndexStore.open(lossy, readonly=True)
     assert store.vectors().lossy and store.stored_frames() is not None
