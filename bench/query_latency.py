@@ -63,11 +63,14 @@ def pitch_mapping(k: int) -> np.ndarray:
 
 
 def build(sources: list[IndexStore], target: Path, copies: int, factory: str | None,
-          distinct: IndexStore | None = None, distinct_copies: int = 0) -> IndexStore:
+          distinct: IndexStore | None = None, distinct_copies: int = 0, shingle_length: int | None = None
+          ) -> IndexStore:
     """A new index at ``target`` holding ``copies`` transformed copies of every source recording and
     ``distinct_copies`` of every recording of ``distinct`` (music no theme comes from: its copies
-    are named apart, so they never count as a theme's recording)."""
-    store = IndexStore.create(target, sources[0].settings)
+    are named apart, so they never count as a theme's recording); its shingles are ``shingle_length``
+    frames long (default: the sources')."""
+    settings = sources[0].settings
+    store = IndexStore.create(target, replace(settings, shingle_length=shingle_length or settings.shingle_length))
     for k, source, tag in [(k, s, "c") for k in range(copies) for s in sources] + \
                           [(k, distinct, "d") for k in range(distinct_copies)]:
         for rec, features in source.iter_frames():
@@ -109,6 +112,8 @@ def add_collection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distinct", type=Path, default=None,
                         help="an index of music no theme comes from (bench/build_corpus.py), part of the collection")
     parser.add_argument("--distinct-hours", type=float, default=20.0, help="hours of the collection taken from it")
+    parser.add_argument("--shingle-length", type=int, default=None,
+                        help="frames per shingle of the collection's vectors (default: the sources')")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the built collection here and reuse it")
     parser.add_argument("--json-out", type=Path, default=None)
 
@@ -122,11 +127,12 @@ def grown_collection(args: argparse.Namespace) -> tuple[IndexStore, list[dict]]:
         rows += sampled_themes(read_ground_truth(truth), args.queries)
     folder = args.work_dir or Path(tempfile.mkdtemp())
     distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
-    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}.db"
+    length = f"_L{args.shingle_length}" if args.shingle_length else ""
+    target = folder / f"collection_{args.hours:g}h{'_distinct' if distinct else ''}{length}.db"
     if not target.exists():
         copies, distinct_copies = plan_copies(sources, args.hours, distinct, args.distinct_hours)
         t0 = time.perf_counter()
-        build(sources, target, copies, None, distinct, distinct_copies).close()
+        build(sources, target, copies, None, distinct, distinct_copies, args.shingle_length).close()
         print(f"built {target} in {time.perf_counter() - t0:.0f} s", flush=True)
     return IndexStore.open(target, readonly=True), rows
 
