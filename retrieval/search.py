@@ -146,14 +146,6 @@ Hypotheses = list[tuple[float, int, tuple[int, ...]]]
 """A recording's ``(ann score, variant index, anchor frames)`` per variant, best first."""
 
 
-def _first_per_group(*keys: np.ndarray) -> np.ndarray:
-    """Mask of the first row of each run of equal ``keys`` (rows already sorted by them)."""
-    first = np.ones(len(keys[0]), bool)
-    if len(first) > 1:
-        first[1:] = np.logical_or.reduce([key[1:] != key[:-1] for key in keys])
-    return first
-
-
 def _ann_candidates(
     collection: SearchableIndex, variants: Sequence[QueryVariant], k: int, n_candidates: int
 ) -> dict[int, Hypotheses]:
@@ -224,13 +216,19 @@ def _rescored(stored, queries: np.ndarray, sims: np.ndarray, rids: np.ndarray, f
               length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The hits ``(n_queries, k)`` of a lossy index with their exact cosine similarities, computed
     from the stored frames (``stored``: :class:`db.store.StoredFrames`; within the ``uint8`` error),
-    each query's re-sorted best first as FAISS sorts them. A compressed code's error is of the order
+    each query's re-sorted best first as FAISS sorts them; the rows are split over
+    :func:`alignment_pool`'s threads. A compressed code's error is of the order
     of the differences the vote must see: in a large collection the right passage's hits fall behind
     near-duplicates of others (docs/scaling.md, exact similarities in the vote)."""
     exact = np.empty(sims.shape, np.float32)
-    _exact_cosines(stored.frames, stored.offsets, stored.lengths, np.ascontiguousarray(queries, np.float32),
-                   np.ascontiguousarray(rids, np.int64), np.ascontiguousarray(frames, np.int64),
-                   np.ascontiguousarray(sims, np.float32), length, exact)
+    queries, sims = np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(sims, np.float32)
+    rids, frames = np.ascontiguousarray(rids, np.int64), np.ascontiguousarray(frames, np.int64)
+    bounds = np.linspace(0, len(queries), _cores() + 1).astype(int)
+    jobs = [alignment_pool().submit(_exact_cosines, stored.frames, stored.offsets, stored.lengths, queries[a:b],
+                                    rids[a:b], frames[a:b], sims[a:b], length, exact[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    for job in jobs:
+        job.result()
     order = np.argsort(-exact, axis=1, kind="stable")
     return (np.take_along_axis(exact, order, 1), np.take_along_axis(rids, order, 1),
             np.take_along_axis(frames, order, 1))
@@ -337,15 +335,31 @@ def _tally(shingle: np.ndarray, similarity: np.ndarray, anchor: np.ndarray, grou
 
 def _anchors(score: np.ndarray, pair: np.ndarray, anchor: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
                                                                                                   np.ndarray]:
-    """Per (variant, recording) ``pair`` (one integer per vote, ordered as the pairs): the index of
-    its best vote, and of its best vote whose anchor lies at least a theme length (``length`` of the
-    vote's variant, frames) away from that one's (a second occurrence: a repeated section, a
-    recapitulation), where there is one; indices into the vote arrays."""
-    order = np.lexsort((-score, pair))
-    first = _first_per_group(pair[order])
-    best_anchor = anchor[order][first][np.cumsum(first) - 1]
-    elsewhere = order[np.abs(anchor[order] - best_anchor) >= length[order]]
-    return order[first], elsewhere[_first_per_group(pair[elsewhere])]
+    """Per (variant, recording) ``pair`` (one integer ≥ 0 per vote): the index of its best vote, and
+    of its best vote whose anchor lies at least a theme length (``length`` of the vote's variant,
+    frames) away from that one's (a second occurrence: a repeated section, a recapitulation), where
+    there is one; indices into the vote arrays ``(n_votes,)``, in ascending order of pair (of equal
+    scores, the first vote)."""
+    best, second = _best_votes(score, pair, anchor, length, int(pair.max()) + 1 if len(pair) else 0)
+    return best[best >= 0], second[second >= 0]
+
+
+@njit_cached(nogil=True)
+def _best_votes(score: np.ndarray, pair: np.ndarray, anchor: np.ndarray, length: np.ndarray,
+                n_pairs: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover (compiled)
+    """:func:`_anchors` as two passes over the votes: per pair ``(n_pairs,)`` the index of its best
+    vote and of its best vote a theme length from it, ``-1`` where there is none."""
+    best = np.full(n_pairs, -1, np.int64)
+    for i in range(len(score)):
+        b = best[pair[i]]
+        if b < 0 or score[i] > score[b]:
+            best[pair[i]] = i
+    second = np.full(n_pairs, -1, np.int64)
+    for i in range(len(score)):
+        p = pair[i]
+        if abs(anchor[i] - anchor[best[p]]) >= length[i] and (second[p] < 0 or score[i] > score[second[p]]):
+            second[p] = i
+    return best, second
 
 
 def _verified(collection: SearchableIndex, found: dict[int, Hypotheses], variants: Sequence[QueryVariant],
@@ -438,12 +452,14 @@ def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, a
     _, first = np.unique(recording[ranked], return_index=True)
     chosen = recording[ranked[np.sort(first)[:n_candidates]]]
     second = second[np.isin(recording[second], chosen)]
-    other_anchor = {(int(variant[j]), int(recording[j])): int(anchor[j]) for j in second}
-    scored: dict[int, Hypotheses] = {int(rec): [] for rec in chosen}
-    for j in ranked[np.isin(recording[ranked], chosen)]:
-        key = (int(variant[j]), int(recording[j]))
-        anchors = (int(anchor[j]),) + ((other_anchor[key],) if key in other_anchor else ())
-        scored[key[1]].append((float(score[j]), key[0], anchors))
+    other_anchor = dict(zip(zip(variant[second].tolist(), recording[second].tolist(), strict=True),
+                            anchor[second].tolist(), strict=True))
+    scored: dict[int, Hypotheses] = {rec: [] for rec in chosen.tolist()}
+    mine = ranked[np.isin(recording[ranked], chosen)]
+    for s, v, r, a in zip(score[mine].tolist(), variant[mine].tolist(), recording[mine].tolist(),
+                          anchor[mine].tolist(), strict=True):
+        other = other_anchor.get((v, r))
+        scored[r].append((s, v, (a,) if other is None else (a, other)))
     return scored
 
 
@@ -466,10 +482,16 @@ def _rerank(
     return best
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 @functools.cache
 def alignment_pool() -> ThreadPoolExecutor:
-    """Threads re-ranking candidates in parallel (the DTW kernel releases the GIL), one per core."""
-    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix="rerank")
+    """Threads re-ranking candidates and re-scoring hits in parallel (the compiled kernels release
+    the GIL), one per core."""
+    return ThreadPoolExecutor(_cores(), thread_name_prefix="rerank")
 
 
 def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant]) -> tuple[float, int, int, int]:

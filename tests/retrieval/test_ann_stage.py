@@ -10,6 +10,7 @@ from retrieval.search import (
     NEIGHBOURS,
     NEIGHBOURS_SCALE,
     QUERY_HOP,
+    _anchors,
     _ann_candidates,
     _group_codes,
     _tally,
@@ -79,6 +80,24 @@ def test_tally_counts_each_shingles_best_hit_once_and_prefers_the_later_shingle_
     gain, best_anchor = _tally(shingle, similarity, anchor, group, floor, 2)
     np.testing.assert_allclose(gain, [(0.9 - 0.1) + (0.9 - 0.2), 0.5 - 0.3], rtol=1e-6)
     assert best_anchor.tolist() == [20, 30]
+
+
+def test_anchors_are_each_pairs_best_vote_and_its_best_a_theme_length_away():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        pair, anchor = rng.integers(0, 8, n), rng.integers(0, 300, n)
+        score, length = np.round(rng.random(n), 1), (pair % 3 + 1) * 40  # rounded: equal scores occur
+        best, second = _anchors(score, pair, anchor, length)
+        expected_best, expected_second = [], []
+        for p in sorted(set(pair.tolist())):
+            votes = [i for i in range(n) if pair[i] == p]
+            top = min(votes, key=lambda i: (-score[i], i))  # of equal scores, the first vote
+            expected_best.append(top)
+            away = [i for i in votes if abs(anchor[i] - anchor[top]) >= length[i]]
+            if away:
+                expected_second.append(min(away, key=lambda i: (-score[i], i)))
+        assert best.tolist() == expected_best and second.tolist() == expected_second
 
 
 def test_neighbours_grow_with_the_collection_up_to_a_cap():
