@@ -100,6 +100,14 @@ class StoredFrames:
     offsets: np.ndarray
     lengths: np.ndarray
 
+    def decoded(self, recording_id: int) -> np.ndarray | None:
+        """A recording's frames ``(n_frames, 12)`` float32, as :meth:`IndexStore.frames` gives them
+        (``None`` where the file holds none): a copy out of the mapped file, no SQLite read."""
+        if not 0 <= recording_id < len(self.lengths) or not self.lengths[recording_id]:
+            return None
+        start = self.offsets[recording_id]
+        return self.frames[start : start + self.lengths[recording_id]].astype(np.float32) * np.float32(FEATURE_STEP)
+
 
 class StoreError(RetrievalError, RuntimeError):
     """The index file is missing, unreadable or inconsistent with what was asked."""

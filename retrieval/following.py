@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from retrieval.dtw import subsequence_path
-from retrieval.search import Match, SearchableIndex
+from retrieval.search import Match, SearchableIndex, recording_frames
 from retrieval.theme import NoteEvent, Theme
 from retrieval.variants import QueryVariant
 
@@ -70,7 +70,7 @@ def with_notes(collection: SearchableIndex, theme: Theme, variants: Sequence[Que
     out = []
     for m in matches:
         variant = _variant_of(variants, m)
-        features = collection.frames(m.recording_id)
+        features = recording_frames(collection, m.recording_id)
         lo = max(0, int(round(m.start * rate)) - WINDOW_SLACK)
         hi = min(len(features), int(round(m.end * rate)) + WINDOW_SLACK)
         _, path = subsequence_path(variant.features, features[lo:hi])
