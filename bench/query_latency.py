@@ -2,15 +2,16 @@
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
                                   [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
-                                  [--neighbours K]
-                                  [--exhaustive-up-to 10]
+                                  [--neighbours K] [--distinct INDEX --distinct-hours 20]
+                                  [--exhaustive-up-to 10] [--skip-sources]
                                   [--work-dir DIR] [--json-out OUT.json]
 
 Each ``--source`` is an index with its ground truth (the hauptstimme and bach_violin benchmarks).
 Rows: each source alone, then one collection per ``--hours`` made of all sources' stored features
 repeated, copy ``k`` transposed by ``5·k`` semitones (chroma rotated; from the 12th copy on, pitch
 classes shuffled instead, see :func:`pitch_mapping`) and, every other copy, stretched in time by 10 %
-(musically other material: the queries' answers stay unique). Every
+(musically other material: the queries' answers stay unique), and with ``--distinct``
+about ``--distinct-hours`` of music no theme comes from (``bench/build_corpus.py``). Every
 collection is a new index in today's format (uint8 features) whose vectors are built exactly as
 ``index`` builds them (``auto`` factory, or ``--factory``). No audio is decoded.
 
@@ -204,42 +205,26 @@ def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, options: Quer
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", nargs=2, action="append", required=True, metavar=("INDEX", "GROUND_TRUTH"))
+    add_collection_arguments(parser)
     parser.add_argument("--hours", type=float, nargs="*", default=[100.0, 1000.0])
-    parser.add_argument("--queries", type=int, default=20, help="themes per source (evenly spread over its CSV)")
-    parser.add_argument("--factory", default=None, help="FAISS factory for every collection (default: auto)")
+    parser.add_argument("--factory", default=None,
+                        help="FAISS factory for every collection (default: auto; the collections are then not kept)")
     parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
     parser.add_argument("--candidates", type=int, default=CANDIDATES, help="recordings re-ranked per theme")
     parser.add_argument("--neighbours", type=int, default=None,
                         help="FAISS neighbours per query shingle (default: by collection size)")
     parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
     parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
-    parser.add_argument("--work-dir", type=Path, default=None)
-    parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
     db.vectors.NPROBE = args.nprobe
-    sources, sampled = [], []
-    for index, truth in args.source:
-        rows = read_ground_truth(truth)
-        sources.append(IndexStore.open(index, readonly=True))
-        sampled.append(sampled_themes(rows, args.queries))
     print("| audio h | shingles | factory | bytes/h | ANN p50/p95 ms | re-rank p50/p95 | total p50/p95 | "
           "themes/s (16) | in candidates | MRR ANN | MRR exhaustive | query RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    table = []
+    table: list[dict] = []
+    options = QueryOptions(candidates=args.candidates, neighbours=args.neighbours)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
-        plans = [] if args.skip_sources else [([s], r, 1) for s, r in zip(sources, sampled, strict=True)]
-        base_hours = sum(s.stats()["hours"] for s in sources)
-        plans += [(sources, [r for rows in sampled for r in rows], max(1, round(h / base_hours))) for h in args.hours]
-        for i, (parts, rows, copies) in enumerate(plans):
-            t0 = time.perf_counter()
-            build(parts, Path(tmp) / f"c{i}.db", copies, args.factory).close()
-            built = time.perf_counter() - t0
-            options = QueryOptions(candidates=args.candidates, neighbours=args.neighbours)
-            r = {**row_for(Path(tmp) / f"c{i}.db", rows, args.exhaustive_up_to, options), "build_s": built,
-                 "nprobe": args.nprobe}
-            for suffix in ("", ".faiss", "-wal", "-shm"):
-                Path(tmp, f"c{i}.db{suffix}").unlink(missing_ok=True)
+        for path, rows, built in _collections(args, Path(tmp)):
+            r = {**row_for(path, rows, args.exhaustive_up_to, options), "build_s": built, "nprobe": args.nprobe}
             exh = f"{r['mrr_exhaustive']:.3f}" if r["mrr_exhaustive"] is not None else "—"
             line = (f"| {r['audio_hours']:.1f} | {r['shingles']:,} | {r['factory']} | "
                     f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "
@@ -249,6 +234,40 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['query_rss_bytes'] / 2**30:.2f} GiB |")
             record(table, r, line, args.json_out)
     return 0
+
+
+def _collections(args: argparse.Namespace, tmp: Path):
+    """Per row, ``(index path, themes, seconds to build it)``: each source alone (unless
+    ``--skip-sources``), then the grown collection of each ``--hours`` — kept in and reused from
+    ``--work-dir`` with the auto factory (:func:`grown_collection`), else built in ``tmp`` and
+    removed after its row."""
+    sources = [IndexStore.open(index, readonly=True) for index, _ in args.source]
+    sampled = [sampled_themes(read_ground_truth(truth), args.queries) for _, truth in args.source]
+    if not args.skip_sources:
+        for i, (source, rows) in enumerate(zip(sources, sampled, strict=True)):
+            yield from _built_once(tmp / f"source{i}.db", [source], rows, 1, args.factory)
+    for hours in args.hours:
+        if args.factory is None:
+            t0 = time.perf_counter()
+            store, rows = grown_collection(argparse.Namespace(**{**vars(args), "hours": hours,
+                                                                 "work_dir": args.work_dir or tmp}))
+            store.close()
+            yield store.path, rows, time.perf_counter() - t0
+        else:
+            copies = max(1, round(hours / sum(s.stats()["hours"] for s in sources)))
+            yield from _built_once(tmp / f"c{hours:g}.db", sources, [r for rows in sampled for r in rows], copies,
+                                   args.factory)
+
+
+def _built_once(target: Path, sources: list[IndexStore], rows: list[dict], copies: int, factory: str | None):
+    """``(target, rows, build seconds)`` of a collection built for one row, removed after it."""
+    t0 = time.perf_counter()
+    build(sources, target, copies, factory).close()
+    yield target, rows, time.perf_counter() - t0
+    for suffix in ("", ".faiss", "-wal", "-shm", ".lock"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    for frames in target.parent.glob(f"{target.name}.frames-*"):
+        frames.unlink()
 
 
 if __name__ == "__main__":
