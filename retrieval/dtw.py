@@ -138,7 +138,27 @@ def _cost(query: np.ndarray, target: np.ndarray) -> np.ndarray | None:
         return None
     if m < n:  # librosa would swap the roles; silence (cost 1) after the end keeps them
         target = np.concatenate([target, np.zeros((n - m, target.shape[1]), target.dtype)])
-    return np.maximum(1.0 - query @ target.T, 1e-9).astype(np.float64)
+    return _cosine_distances(np.ascontiguousarray(query, np.float32), np.ascontiguousarray(target.T, np.float32))
+
+
+@njit_cached(nogil=True)
+def _cosine_distances(query: np.ndarray, target_t: np.ndarray) -> np.ndarray:  # pragma: no cover (compiled)
+    """``max(1 − query · target, 1e-9)`` ``(N, M)`` float64 for frames ``query (N, D)`` and
+    ``target_t (D, M)`` (the target's frames as columns), products summed over ``D`` in order in
+    float32, the frames' precision. One compiled pass instead of a BLAS product of a 12-long inner
+    dimension, a subtraction, a maximum and a conversion (3–4× faster for themes against windows)."""
+    n, d, m = query.shape[0], query.shape[1], target_t.shape[1]
+    dot = np.zeros(m, np.float32)
+    out = np.empty((n, m))
+    for i in range(n):
+        dot[:] = 0.0
+        for c in range(d):
+            q = query[i, c]
+            for j in range(m):
+                dot[j] += q * target_t[c, j]
+        for j in range(m):
+            out[i, j] = max(np.float32(1.0) - dot[j], np.float32(1e-9))
+    return out
 
 
 def subsequence_align(query: np.ndarray, target: np.ndarray) -> Alignment:

@@ -29,7 +29,7 @@ def test_subsequence_dtw_finds_a_stretched_excerpt(stretch):
 def test_subsequence_dtw_equals_librosa_including_ties():
     import librosa
 
-    from retrieval.dtw import _STEPS, _WEIGHTS
+    from retrieval.dtw import _STEPS, _WEIGHTS, _cost
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -40,7 +40,8 @@ def test_subsequence_dtw_equals_librosa_including_ties():
             query, target = np.round(query, 1) + 0.01, np.round(target, 1) + 0.01
         query /= np.linalg.norm(query, axis=1, keepdims=True)
         target /= np.linalg.norm(target, axis=1, keepdims=True)
-        cost = np.maximum(1.0 - query @ target.T, 1e-9).astype(np.float64)
+        cost = _cost(query, target)  # cosine distances, computed as search computes them
+        np.testing.assert_allclose(cost, np.maximum(1.0 - query @ target.T, 1e-9), atol=1e-6)
         acc, path = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=_STEPS, weights_mul=_WEIGHTS)
         ours = subsequence_align(query, target)
         assert (ours.similarity, ours.start, ours.end) == (1 - acc[-1, path[0, 1]] / n, path[-1, 1], path[0, 1])
