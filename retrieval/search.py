@@ -166,7 +166,8 @@ def _vote(hits: _Hits | None, variants: Sequence[QueryVariant], n_candidates: in
     """:func:`_ann_candidates` from one theme's hits."""
     if hits is None:
         return {}
-    votes = [_votes(hits, len(variants), shift) for shift in (0, ANCHOR_BIN // 2)]
+    order = _anchor_order(hits.owner[hits.shingle], hits.recording, len(hits.recordings), hits.anchor)
+    votes = [_votes(hits, len(variants), shift, order) for shift in (0, ANCHOR_BIN // 2)]
     score, variant, recording, anchor = (np.concatenate(column) for column in zip(*votes, strict=True))
     lengths = np.array([len(v.features) for v in variants])
     best, second = _anchors(score, variant * len(hits.recordings) + recording, anchor, lengths[variant])
@@ -273,40 +274,57 @@ def _hits(sims: np.ndarray, rids: np.ndarray, frames: np.ndarray, owner: np.ndar
     keep = rid >= 0
     if not keep.any():
         return None
-    q_idx = q_idx[keep]
-    recordings, code = np.unique(rid[keep], return_inverse=True)
-    return _Hits(q_idx, sim[keep], code.ravel(), frame[keep].astype(np.int64) - offset[q_idx], owner, floors,
-                 recordings)
+    q_idx, rid = q_idx[keep], rid[keep]
+    present = np.zeros(int(rid.max()) + 1, bool)  # recording ids are small: a dense map instead of a sort
+    present[rid] = True
+    recordings = np.flatnonzero(present)
+    code = (np.cumsum(present) - 1)[rid]
+    return _Hits(q_idx, sim[keep], code, frame[keep].astype(np.int64) - offset[q_idx], owner, floors, recordings)
 
 
-def _group_codes(variant: np.ndarray, recording: np.ndarray, n_recordings: int, bin_: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _anchor_order(variant: np.ndarray, recording: np.ndarray, n_recordings: int, anchor: np.ndarray) -> np.ndarray:
+    """The hits ``(n_hits,)`` in order of (variant, recording, anchor): one sort of one integer key
+    (the voting's main cost), shared by both binnings of :func:`_vote` since a bin grows with its
+    anchor. ``recording`` are dense codes below ``n_recordings``."""
+    offset, span = anchor - anchor.min(), int(anchor.max() - anchor.min()) + 1
+    if (int(variant.max()) + 1) * n_recordings * span >= 2**62:  # anchors far apart: sort the columns instead
+        return np.lexsort((anchor, recording, variant))
+    return np.argsort((variant.astype(np.int64) * n_recordings + recording) * span + offset)
+
+
+@njit_cached(nogil=True)
+def _group_codes(variant: np.ndarray, recording: np.ndarray, bin_: np.ndarray, order: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover (compiled)
     """Dense codes ``(n_hits,)`` of the (variant, recording, bin) of every hit, numbered in
-    lexicographic order, and per code its variant and recording ``(n_groups,)``: one sort of one
-    integer key (the voting's main cost) instead of sorting three columns. ``recording`` are dense
-    codes below ``n_recordings``."""
-    bin_code, n_bins = bin_ - bin_.min(), int(bin_.max() - bin_.min()) + 1
-    if (int(variant.max()) + 1) * n_recordings * n_bins >= 2**62:  # sparse bins far apart: number them densely
-        bins, bin_code = np.unique(bin_, return_inverse=True)
-        bin_code, n_bins = bin_code.ravel(), len(bins)
-    packed = (variant.astype(np.int64) * n_recordings + recording) * n_bins + bin_code
-    keys, group = np.unique(packed, return_inverse=True)
-    return group.ravel(), keys // (n_recordings * n_bins), keys // n_bins % n_recordings
+    lexicographic order, and per code its variant and recording ``(n_groups,)``, in one pass over
+    the hits in ``order`` (:func:`_anchor_order`: by variant, recording and a key the bins follow)."""
+    group = np.empty(len(order), np.int64)
+    g_variant, g_recording = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
+    g, previous = -1, -1
+    for i in order:
+        if (previous < 0 or variant[i] != variant[previous] or recording[i] != recording[previous]
+                or bin_[i] != bin_[previous]):
+            g += 1
+            g_variant[g], g_recording[g] = variant[i], recording[i]
+        group[i] = g
+        previous = i
+    return group, g_variant[: g + 1], g_recording[: g + 1]
 
 
-def _votes(hits: _Hits, n_variants: int, shift: int) -> tuple[np.ndarray, ...]:
+def _votes(hits: _Hits, n_variants: int, shift: int, order: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(score, variant, recording, anchor)`` per (variant, recording, anchor bin), in that order
     (``recording``: the code of :attr:`_Hits.recording`).
 
     Bins are :data:`ANCHOR_BIN` frames, moved by ``shift`` (two binnings half a bin apart keep
     agreeing hits from being split by a bin edge). A bin's score is the mean, over the variant's
     shingles, of the shingle's best hit in that bin (its k-th similarity where it has none); its
-    anchor is its best hit's (of equal ones, the later query shingle's).
+    anchor is its best hit's (of equal ones, the later query shingle's). ``order``: the hits by
+    variant, recording and anchor (:func:`_anchor_order`).
     """
     per_variant_floor = np.bincount(hits.owner, weights=hits.floor, minlength=n_variants)
     n_shingles = np.bincount(hits.owner, minlength=n_variants)
-    group, variant, recording = _group_codes(hits.owner[hits.shingle], hits.recording, len(hits.recordings),
-                                             (hits.anchor + shift) // ANCHOR_BIN)
+    group, variant, recording = _group_codes(hits.owner[hits.shingle], hits.recording,
+                                             (hits.anchor + shift) // ANCHOR_BIN, order)
     gain, anchor = _tally(hits.shingle, hits.similarity, hits.anchor, group, hits.floor, len(variant))
     score = (gain + per_variant_floor[variant]) / n_shingles[variant]
     return score, variant, recording, anchor

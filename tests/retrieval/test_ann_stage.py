@@ -10,6 +10,7 @@ from retrieval.search import (
     NEIGHBOURS,
     NEIGHBOURS_SCALE,
     QUERY_HOP,
+    _anchor_order,
     _anchors,
     _ann_candidates,
     _group_codes,
@@ -63,7 +64,8 @@ def test_consistent_hits_beat_scattered_better_ones_and_repeats_are_kept():
 def test_group_codes_number_groups_in_order_also_for_bins_far_apart():
     variant, recording = np.array([1, 0, 1, 0, 1]), np.array([0, 2, 0, 1, 0])
     for bins in (np.array([5, 7, 5, -3, 6]), np.array([5, 2**61, 5, -3, 6])):  # the second overflows packing
-        group, g_variant, g_recording = _group_codes(variant, recording, 3, bins)
+        group, g_variant, g_recording = _group_codes(variant, recording, bins,
+                                                     _anchor_order(variant, recording, 3, bins))
         hits = list(zip(variant.tolist(), recording.tolist(), bins.tolist(), strict=True))
         keys = sorted(set(hits))
         assert group.tolist() == [keys.index(key) for key in hits]
