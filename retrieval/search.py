@@ -468,18 +468,36 @@ def _candidates(score: np.ndarray, variant: np.ndarray, recording: np.ndarray, a
     """The ``n_candidates`` recordings of best score (ties: in the order of the vote arrays), each
     with its variants' hypotheses, best first."""
     ranked = best[np.argsort(-score[best], kind="stable")]
-    _, first = np.unique(recording[ranked], return_index=True)
-    chosen = recording[ranked[np.sort(first)[:n_candidates]]]
-    second = second[np.isin(recording[second], chosen)]
+    chosen = _first_recordings(recording[ranked], n_candidates)
+    is_chosen = np.zeros(int(recording.max()) + 1, bool)  # recording ids are small: a dense map
+    is_chosen[chosen] = True
+    second = second[is_chosen[recording[second]]]
     other_anchor = dict(zip(zip(variant[second].tolist(), recording[second].tolist(), strict=True),
                             anchor[second].tolist(), strict=True))
     scored: dict[int, Hypotheses] = {rec: [] for rec in chosen.tolist()}
-    mine = ranked[np.isin(recording[ranked], chosen)]
+    mine = ranked[is_chosen[recording[ranked]]]
     for s, v, r, a in zip(score[mine].tolist(), variant[mine].tolist(), recording[mine].tolist(),
                           anchor[mine].tolist(), strict=True):
         other = other_anchor.get((v, r))
         scored[r].append((s, v, (a,) if other is None else (a, other)))
     return scored
+
+
+@njit_cached(nogil=True)
+def _first_recordings(recording: np.ndarray, n: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """The first ``n`` distinct values of ``recording`` ``(n_votes,)`` (ids ≥ 0), in order of first
+    appearance."""
+    seen = np.zeros(recording.max() + 1, np.bool_)
+    out = np.empty(min(n, len(recording)), recording.dtype)
+    found = 0
+    for r in recording:
+        if found == len(out):
+            break
+        if not seen[r]:
+            seen[r] = True
+            out[found] = r
+            found += 1
+    return out[:found]
 
 
 def recording_frames(collection: SearchableIndex, recording_id: int) -> np.ndarray:

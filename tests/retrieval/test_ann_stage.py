@@ -13,6 +13,7 @@ from retrieval.search import (
     _anchor_order,
     _anchors,
     _ann_candidates,
+    _first_recordings,
     _group_codes,
     _tally,
     neighbours_for,
@@ -100,6 +101,12 @@ def test_anchors_are_each_pairs_best_vote_and_its_best_a_theme_length_away():
             if away:
                 expected_second.append(min(away, key=lambda i: (-score[i], i)))
         assert best.tolist() == expected_best and second.tolist() == expected_second
+
+
+def test_candidates_are_the_first_distinct_recordings_in_vote_order():
+    votes = np.array([5, 3, 5, 9, 3, 1, 9])
+    assert _first_recordings(votes, 3).tolist() == [5, 3, 9]
+    assert _first_recordings(votes, 10).tolist() == [5, 3, 9, 1]
 
 
 def test_neighbours_grow_with_the_collection_up_to_a_cap():
