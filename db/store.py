@@ -206,7 +206,7 @@ class IndexStore:
         fresh.unlink(missing_ok=True)
         db = sqlite_utils.Database(fresh)
         db.execute("PRAGMA journal_mode=WAL")
-        with db.conn:
+        with db.atomic():
             db["settings"].create({"key": str, "value": str}, pk="key")
             db["recordings"].create(_RECORDING_COLUMNS, pk="id", not_null={"path", "status"})
             db["recordings"].create_index(["path"], unique=True)
@@ -355,7 +355,7 @@ class IndexStore:
         """
         row = {"error": None, **row, "status": "indexed", "n_frames": len(features), "in_index": 0}
         data = encode_features(features, self.features_dtype)
-        with self.db.conn:
+        with self.db.atomic():
             rid = self._upsert(row)
             self.db["features"].upsert({"recording_id": rid, "data": data}, pk="recording_id")
         return rid
@@ -363,7 +363,7 @@ class IndexStore:
     def put_failed(self, row: dict, error: str) -> int:
         """Record a file that could not be indexed (its old features and vectors are dropped)."""
         row = {**row, "status": "failed", "error": error, "n_frames": 0, "in_index": 0}
-        with self.db.conn:
+        with self.db.atomic():
             rid = self._upsert(row)
             self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
             self.db["pending_removals"].upsert({"recording_id": rid}, pk="recording_id")
@@ -371,12 +371,12 @@ class IndexStore:
 
     def touch(self, recording_id: int, mtime: float) -> None:
         """A file whose content is unchanged got a new mtime."""
-        with self.db.conn:
+        with self.db.atomic():
             self.db["recordings"].update(recording_id, {"mtime": mtime})
 
     def delete(self, recording_ids: list[int]) -> None:
         """Delete recordings; their vectors leave the FAISS file at the next :meth:`save_vectors`."""
-        with self.db.conn:
+        with self.db.atomic():
             for rid in recording_ids:
                 self.db.execute("DELETE FROM recordings WHERE id = ?", [rid])
                 self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
@@ -492,7 +492,7 @@ class IndexStore:
         """
         vectors = self.vectors()
         if self._rebuild_all:
-            with self.db.conn:
+            with self.db.atomic():
                 self.db.execute("UPDATE recordings SET in_index = 0")
             self._rebuild_all = False
         pending = [r[0] for r in self.db.execute("SELECT recording_id FROM pending_removals")]
@@ -511,7 +511,7 @@ class IndexStore:
         vectors.save(self.faiss_path, mode=self.path.stat().st_mode & 0o777)  # readable by the database's readers
         fingerprint = file_fingerprint(self.faiss_path)
         frames_name, frame_rows, dropped, superseded = self._write_frames(set(pending) | set(todo))
-        with self.db.conn:
+        with self.db.atomic():
             self.db["settings"].upsert({"key": "faiss_factory", "value": vectors.factory}, pk="key")
             self.db["settings"].upsert({"key": "faiss_fingerprint", "value": fingerprint}, pk="key")
             for rid in pending:
@@ -624,7 +624,7 @@ class IndexStore:
         """Replace the vector index by a new one of FAISS ``factory`` built from the stored features
         (trained on a sample of them where the factory needs it), and save it."""
         self._vectors = self._new_vectors(factory)
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("UPDATE recordings SET in_index = 0")
         self.checkpoint()
 
@@ -638,7 +638,7 @@ class IndexStore:
         """
         if self.features_dtype == "uint8":
             return False
-        with self.db.conn:
+        with self.db.atomic():
             for (rid,) in self.db.execute("SELECT recording_id FROM features").fetchall():
                 data = encode_features(self.frames(rid), "uint8")
                 self.db.execute("UPDATE features SET data = ? WHERE recording_id = ?", [data, rid])

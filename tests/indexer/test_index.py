@@ -161,6 +161,19 @@ def test_sigkill_mid_run_leaves_a_consistent_database_that_resumes(rendered_dir,
     assert len(store.recordings("indexed")) == 10
 
 
+def test_a_recording_and_its_features_are_written_together_or_not_at_all(tmp_path):
+    store = IndexStore.create(tmp_path / "i.db", IndexSettings())
+    row = {"path": "a.wav", "size": 1, "mtime": 0.0, "hash": "h", "duration": 1.0, "sample_rate": 22050,
+           "channels": 1, "model_id": "m"}
+    store.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON features BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="disk"):
+        store.put_indexed(row, np.zeros((40, 12), np.float32))
+    assert store.recordings() == []  # the recording row went back with its features
+    store.db.execute("DROP TRIGGER refuse")
+    rid = store.put_indexed(row, np.zeros((40, 12), np.float32))
+    assert [r.id for r in store.recordings("indexed")] == [rid] and store.frames(rid).shape == (40, 12)
+
+
 def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
     theme = tmp_path / "theme.musicxml"
     _corpus("mozart/k155/movement1").measures(5, 8).write("musicxml", fp=theme)
