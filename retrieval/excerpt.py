@@ -3,8 +3,8 @@
 The excerpt passes through the index's own chroma extractor and the recordings' path to retrieval
 features (:func:`models.retrieval_features.retrieval_features`), so its frames are what the
 collection stores. Its tempo is a performer's, not the collection's: like a theme it is tried at
-the :data:`retrieval.options.TEMPO_SCALES` (its 25 Hz chroma resampled in time, :func:`stretched`)
-and, on request, in all 12 transpositions. The rest of the search is the theme's.
+the :data:`retrieval.options.TEMPO_SCALES` (its 25 Hz chroma resampled in time,
+:func:`retrieval.variants.stretched`) and, on request, in all 12 transpositions. The rest of the search is the theme's.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from models.audio import AudioError, check_readable, decode_audio
 from models.frontend import FEATURE_RATE
 from models.retrieval_features import IndexSettings, retrieval_features
 from retrieval.options import TEMPO_SCALES
-from retrieval.variants import QueryVariant
+from retrieval.variants import QueryVariant, stretched
 
-__all__ = ["SAME_FRAMES", "SELF_SIMILARITY", "Excerpt", "excerpt_variants", "load_excerpt", "stretched"]
+__all__ = ["SAME_FRAMES", "SELF_SIMILARITY", "Excerpt", "excerpt_variants", "load_excerpt"]
 
 SELF_SIMILARITY = 0.95
 """``exclude_self``: a match scoring this much may be the excerpt's own audio (bach_violin,
@@ -63,17 +63,6 @@ def load_excerpt(path: str | Path, extractor, settings: IndexSettings) -> Excerp
         raise AudioError(f"{path}: the excerpt lasts {chroma.shape[1] / FEATURE_RATE:.2f} s; "
                          f"a query needs at least {shortest:.2f} s of audio")
     return Excerpt(chroma, str(path))
-
-
-def stretched(chroma: np.ndarray, tempo_scale: float) -> np.ndarray:
-    """``chroma`` ``(12, T)`` played ``tempo_scale`` times faster: ``(12, round(T / tempo_scale))``
-    frames, each interpolated linearly between the two nearest of the original."""
-    n = max(1, int(round(chroma.shape[1] / tempo_scale)))
-    at = np.minimum(np.arange(n) * tempo_scale, chroma.shape[1] - 1)
-    lower = np.floor(at).astype(int)
-    upper = np.minimum(lower + 1, chroma.shape[1] - 1)
-    weight = (at - lower).astype(chroma.dtype)
-    return chroma[:, lower] * (1 - weight) + chroma[:, upper] * weight
 
 
 def excerpt_variants(excerpt: Excerpt, settings: IndexSettings, *, tempo_scales: Sequence[float] = TEMPO_SCALES,

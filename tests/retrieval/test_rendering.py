@@ -230,3 +230,54 @@ def test_auto_rendering_takes_a_full_texture_through_audio_and_a_melody_symbolic
         query_variants(chords, settings, rendering="auto")  # resolved to synthesised
     with pytest.raises(ParameterError, match="rendering must be one of"):
         rendering_for(melody, "sung")
+
+
+def test_every_second_tempo_scale_is_rendered_and_the_others_stretched_from_the_nearest():
+    from retrieval.options import TEMPO_SCALES
+    from retrieval.variants import rendering_sources
+
+    step = 2 ** (1 / 3)
+    sources = rendering_sources(TEMPO_SCALES)
+    assert sorted(set(sources.values())) == pytest.approx([step ** -2, 1.0, step**2])
+    assert [sources[s] for s in TEMPO_SCALES] == pytest.approx(
+        [step**-2, step**-2, 1.0, 1.0, 1.0, step**2, step**2])  # k = ±1: the nominal rendering, nearer 1
+    assert rendering_sources([1.0]) == {1.0: 1.0}
+    assert rendering_sources([0.8, 1.0, 1.25]) == {0.8: 1.0, 1.0: 1.0, 1.25: 1.0}
+    assert rendering_sources([1.25, 2.0]) == {1.25: 1.25, 2.0: 1.25}  # counted from the scale nearest 1
+
+
+def test_a_synthesised_theme_passes_through_the_model_once_per_rendered_scale():
+    from models.retrieval_features import IndexSettings, retrieval_features
+    from retrieval.options import TEMPO_SCALES
+    from retrieval.theme import Theme
+    from retrieval.variants import query_variants, rendering_sources, stretched
+
+    class Extractor:  # the chroma of a rendering: its spectrum folded to 12 classes, 25 frames a second
+        def __init__(self):
+            self.durations = []
+
+        def from_signal(self, audio):
+            self.durations.append(len(audio) / 22050)
+            frames = np.abs(audio[: len(audio) // 882 * 882].reshape(-1, 882)) + 1e-3
+            return type("Chroma", (), {"chroma": np.tile(frames.mean(1), (12, 1)).astype(np.float32)})
+
+    chords = Theme(tuple(NoteEvent(0.5 * i, 0.5, p + i) for i in range(8) for p in (48, 55, 64)), "chords")
+    settings, extractor = IndexSettings(), Extractor()
+    variants = query_variants(chords, settings, extractor=extractor)
+    assert len(extractor.durations) == 3 and len(variants) == len(TEMPO_SCALES)
+    rendered = set(rendering_sources(TEMPO_SCALES).values())
+    assert sorted(extractor.durations) == pytest.approx(sorted(4 / s + 0.3 for s in rendered), abs=0.05)
+    direct = {s: query_variants(chords, settings, extractor=Extractor(), tempo_scales=[s])[0] for s in TEMPO_SCALES}
+    for v in variants:
+        source = rendering_sources(TEMPO_SCALES)[v.tempo_scale]
+        expected = stretched(Extractor().from_signal(_rendered(chords, source)).chroma, v.tempo_scale / source)
+        np.testing.assert_allclose(v.features, retrieval_features(expected, settings.downsample, settings.smoothing))
+        if source == v.tempo_scale:
+            np.testing.assert_array_equal(v.features, direct[v.tempo_scale].features)
+
+
+def _rendered(theme, scale: float) -> np.ndarray:
+    from retrieval.soundfont import render_notes
+    from retrieval.variants import _scaled
+
+    return render_notes(_scaled(theme.notes, scale), 22050, tail=0.3)
