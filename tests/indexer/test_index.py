@@ -174,6 +174,26 @@ def test_a_recording_and_its_features_are_written_together_or_not_at_all(tmp_pat
     assert [r.id for r in store.recordings("indexed")] == [rid] and store.frames(rid).shape == (40, 12)
 
 
+def test_a_failed_save_marks_nothing_as_saved(tmp_path):
+    store = IndexStore.create(tmp_path / "i.db", IndexSettings())
+    row = {"path": "a.wav", "size": 1, "mtime": 0.0, "hash": "h", "duration": 1.0, "sample_rate": 22050,
+           "channels": 1, "model_id": "m"}
+    store.put_indexed(row, np.random.default_rng(0).random((40, 12), np.float32))
+    store.sync_vectors()
+    for when in ("INSERT", "UPDATE"):  # the save's last write fails
+        store.db.execute(f"CREATE TRIGGER refuse_{when} BEFORE {when} ON settings WHEN NEW.key = 'frames_file' "
+                         "BEGIN SELECT RAISE(ABORT, 'disk'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="disk"):
+        store.save_vectors()
+    assert store.db.execute("SELECT in_index FROM recordings").fetchall() == [(0,)]
+    assert store.db.execute("SELECT value FROM settings WHERE key = 'faiss_fingerprint'").fetchone() is None
+    for when in ("INSERT", "UPDATE"):
+        store.db.execute(f"DROP TRIGGER refuse_{when}")
+    store.checkpoint()
+    assert store.db.execute("SELECT in_index FROM recordings").fetchall() == [(1,)]
+    assert store.vector_file_problem() is None
+
+
 def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
     theme = tmp_path / "theme.musicxml"
     _corpus("mozart/k155/movement1").measures(5, 8).write("musicxml", fp=theme)
