@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import uvicorn
 
 from db.store import IndexStore
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     store = IndexStore.open(db, readonly=True)
     data = theme.read_bytes()
     api, library = [], []
-    with httpx.Client(timeout=60) as http:
+    with httpx2.Client(timeout=60) as http:
         for i in range(args.runs + 1):
             t0 = time.perf_counter()
             response = http.post(url, files={"theme": (theme.name, data)}, data={"top": "10"})

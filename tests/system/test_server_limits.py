@@ -15,7 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,9 +73,9 @@ def server(indexed):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + "/api/status", timeout=2).status_code == 200:
+            if httpx2.get(base + "/api/status", timeout=2).status_code == 200:
                 break
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             time.sleep(0.3)
     else:
         process.kill()
@@ -110,8 +110,8 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
 
     def hostile(name: str, **request) -> None:
         try:
-            answers[name] = httpx.post(base + "/api/query", timeout=120, **request).status_code
-        except httpx.HTTPError as error:  # the server may close a connection it refused mid-body
+            answers[name] = httpx2.post(base + "/api/query", timeout=120, **request).status_code
+        except httpx2.HTTPError as error:  # the server may close a connection it refused mid-body
             answers[name] = type(error).__name__
 
     def chunked():
@@ -133,7 +133,7 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
     slowest = 0.0
     while any(thread.is_alive() for thread in threads):
         t0 = time.monotonic()
-        assert httpx.get(base + "/api/status", timeout=10).status_code == 200
+        assert httpx2.get(base + "/api/status", timeout=10).status_code == 200
         slowest = max(slowest, time.monotonic() - t0)
         peak.append(_tree_rss(process.pid))
         time.sleep(0.3)
@@ -143,7 +143,7 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
     assert slowest < 2.0, f"/api/status took {slowest:.1f} s while hostile requests ran"
     bound = 700 * 2**20 + WORKERS * (650 + WORKER_MB) * 2**20  # the server, and each worker at rest plus its cap
     assert max(peak) < bound, f"server and workers peaked at {max(peak) / 2**30:.2f} GiB, bound {bound / 2**30:.2f}"
-    ok = httpx.post(base + "/api/query", json={"text": "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n", "format": "abc"},
+    ok = httpx2.post(base + "/api/query", json={"text": "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n", "format": "abc"},
                     timeout=60)
     assert ok.status_code == 200 and ok.json()["matches"], "replaced workers answer the next query"
 
@@ -151,7 +151,7 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
 def test_sigterm_stops_the_server_and_its_workers_within_seconds(server):
     process, base = server
     workers = _children(process.pid)
-    running = threading.Thread(target=lambda: httpx.post(base + "/api/query", timeout=60,
+    running = threading.Thread(target=lambda: httpx2.post(base + "/api/query", timeout=60,
                                                           files={"theme": ("huge.abc", _huge_abc())}), daemon=True)
     running.start()
     time.sleep(2)  # the hostile parse is under way in a worker
