@@ -95,8 +95,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         for model_id in SHIPPED_IDS:
             print(f"{model_id}  (trained by this project: models/weights/trained/{model_id}/model.json)")
         for baseline in BASELINE_IDS:
-            print(f"{baseline}  (baseline: {'classical CENS chroma' if baseline == 'cens' else 'mean of the family'})")
-        print("a trained model's folder (cli.py train --out DIR) is accepted wherever an id is")
+            kind = ("classical CENS chroma" if baseline == "cens" else "deep chroma and CENS of one front end, averaged"
+                    if baseline.endswith("+cens") else "mean of the family's five folds")
+            print(f"{baseline}  (baseline: {kind})")
+        print("a trained model's folder (cli.py train --out DIR) is accepted wherever an id is;")
+        print("pretrained ids joined by '+' (e.g. v2_ctc_train123valid4+v2_ctc_train512valid3) average their networks")
     return 0
 
 
@@ -120,10 +123,10 @@ def _settings_from_args(args: argparse.Namespace):
 
 def _model_settings(model: str) -> dict[str, str]:
     """``model_id`` and ``model_digest`` of a model id, baseline or trained model (checked before any write)."""
-    from models.extractor_factory import BASELINE_IDS
+    from models.extractor_factory import is_computed
     from models.registry import model_digest, resolve_model
 
-    if model in BASELINE_IDS:
+    if is_computed(model):
         return {"model_id": model, "model_digest": ""}
     return {"model_id": resolve_model(model), "model_digest": model_digest(model)}
 
@@ -143,7 +146,8 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
                    help="named settings (the flags below override them): "
                         + "; ".join(f"{name}: {p.use}" for name, p in PRESETS.items()))
     g.add_argument("--model", dest="model_id", default=None,
-                   help=f"deep chroma model: id (default {DEFAULT_MODEL}) or a trained model's folder")
+                   help=f"deep chroma model: id (default {DEFAULT_MODEL}; pretrained ids joined by '+' are "
+                        "averaged) or a trained model's folder")
     g.add_argument("--downsample", type=int, default=None, help="25 Hz chroma frames per retrieval frame (2)")
     g.add_argument("--smoothing", type=int, default=None, help="Hann smoothing window in 25 Hz frames (5)")
     g.add_argument("--shingle-length", type=int, default=None, help="retrieval frames per shingle (16)")

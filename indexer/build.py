@@ -33,7 +33,7 @@ from indexer.extract import (
 )
 from indexer.walk import find_audio
 from models.errors import ParameterError, printable
-from models.extractor_factory import BASELINE_IDS
+from models.extractor_factory import is_computed
 from models.retrieval_features import IndexSettings
 
 __all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]
@@ -121,7 +121,7 @@ def _results(
             yield extract_one(context, path, known)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    split = device == "cuda" and settings.model_id not in BASELINE_IDS
+    split = device == "cuda" and not is_computed(settings.model_id)
     gpu = WorkerContext(settings, device) if split else None
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:

@@ -3,7 +3,8 @@
 
 - ``cens``: classical CENS chroma (librosa), the baseline deep chroma is measured against;
 - ``v2_ctc_mean`` (any ``<family>_mean``): the probabilities of a model family's five folds
-  averaged before the chroma is taken;
+  averaged before the chroma is taken; ``A+B[+…]`` (two or more pretrained ids): those models'
+  probabilities averaged the same way;
 - ``<model>+cens`` (e.g. ``v2_ctc_train123valid4+cens``): deep chroma and CENS of the same front end
   averaged frame by frame (:class:`FusionExtractor`): the deep model's melody and CENS's harmony.
 """
@@ -32,8 +33,8 @@ from models.frontend import (
 )
 from models.registry import DEFAULT_MODEL, MODEL_IDS
 
-__all__ = ["BASELINE_IDS", "CensExtractor", "FoldMeanExtractor", "FusionExtractor", "cens_from_log_hcqt",
-           "family_members", "make_extractor"]
+__all__ = ["BASELINE_IDS", "CensExtractor", "FusionExtractor", "MeanExtractor", "cens_from_log_hcqt",
+           "family_members", "is_computed", "make_extractor", "mean_members"]
 
 BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean",
                 f"{DEFAULT_MODEL}+cens")
@@ -74,12 +75,34 @@ def family_members(family: str) -> list[str]:
     return folds
 
 
-class FoldMeanExtractor(_FromFile):
-    """Mean of the probabilities of the five folds of one model family (e.g. ``v2_ctc``)."""
+def mean_members(model_id: str) -> list[str] | None:
+    """The pretrained ids whose probabilities ``model_id`` averages: a family's five folds for
+    ``<family>_mean``, the ids named in ``A+B[+…]`` (two or more distinct pretrained ids); ``None``
+    for any other id."""
+    if model_id.endswith("_mean") and model_id.count("_") == 2:
+        return family_members(model_id.removesuffix("_mean"))
+    parts = model_id.split("+")
+    if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in MODEL_IDS for p in parts):
+        return parts
+    return None
 
-    def __init__(self, family: str, device: str | torch.device = "cpu") -> None:
-        self.model_id = f"{family}_mean"
-        self.members = [ChromaExtractor(m, device=device) for m in family_members(family)]
+
+def is_computed(model_id: str) -> bool:
+    """Whether ``model_id`` is computed by this module (a baseline or a mean of pretrained models)
+    rather than one network's weights file."""
+    return model_id in BASELINE_IDS or mean_members(model_id) is not None
+
+
+class MeanExtractor(_FromFile):
+    """Mean of the probabilities of several pretrained networks on one front end
+    (:func:`mean_members`: ``v2_ctc_mean``, ``A+B``)."""
+
+    def __init__(self, model_id: str, device: str | torch.device = "cpu") -> None:
+        members = mean_members(model_id)
+        if members is None:
+            raise ParameterError(f"{model_id!r} is no mean of pretrained models")
+        self.model_id = model_id
+        self.members = [ChromaExtractor(m, device=device) for m in members]
 
     def from_signal(self, y: np.ndarray) -> ChromaFeatures:
         x = self.members[0].front_end(y)
@@ -133,7 +156,8 @@ def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "
     ----------
     model_id : str
         One of the 25 pretrained ids (``cli.py models``), a trained model's id or folder, a fold
-        mean (``v2_ctc_mean``: the five folds' chroma averaged), ``cens`` (classical CENS chroma)
+        mean (``v2_ctc_mean``: the five folds' probabilities averaged; ``A+B``: two or more
+        pretrained ids' probabilities averaged), ``cens`` (classical CENS chroma)
         or a fusion (``ID+cens``: the model's chroma and CENS of its own HCQT, averaged frame by
         frame).
     device : str or torch.device
@@ -155,6 +179,6 @@ def make_extractor(model_id: str = DEFAULT_MODEL, device: str | torch.device = "
         return CensExtractor()
     if model_id.endswith(FUSION_SUFFIX):
         return FusionExtractor(model_id.removesuffix(FUSION_SUFFIX), device=device)
-    if model_id.endswith("_mean") and model_id.count("_") == 2:
-        return FoldMeanExtractor(model_id.removesuffix("_mean"), device=device)
+    if mean_members(model_id) is not None:
+        return MeanExtractor(model_id, device=device)
     return ChromaExtractor(model_id, device=device)

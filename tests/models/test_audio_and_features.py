@@ -125,7 +125,7 @@ def test_fold_mean_averages_exactly_its_family_members():
     """``v1_ctc_mean`` averages the five three-fold v1 models (not the four-fold ones), frame by frame."""
     from models.errors import ParameterError
     from models.extractor import ChromaExtractor
-    from models.extractor_factory import FoldMeanExtractor, family_members
+    from models.extractor_factory import MeanExtractor, family_members
 
     members = family_members("v1_ctc")
     assert members == ["v1_ctc_train123valid4", "v1_ctc_train234valid5", "v1_ctc_train345valid1",
@@ -134,10 +134,30 @@ def test_fold_mean_averages_exactly_its_family_members():
     with pytest.raises(ParameterError, match="no model family 'v3_ctc'"):
         family_members("v3_ctc")
     y = harmonic_tones([57, 61, 64], note_seconds=0.4, sr=22050)
-    mean = FoldMeanExtractor("v1_ctc").from_signal(y).probabilities
+    mean = MeanExtractor("v1_ctc_mean").from_signal(y).probabilities
     singles = [ChromaExtractor(m).from_signal(y).probabilities for m in members]
     np.testing.assert_allclose(mean, np.mean(singles, axis=0), atol=1e-6)
     assert np.abs(singles[0] - singles[1]).max() > 1e-3  # the members differ, so the mean is a real average
+
+
+def test_a_mean_of_named_models_averages_exactly_those_models():
+    """``A+B`` averages the probabilities of the pretrained models it names; other ids are no mean."""
+    from models.extractor import ChromaExtractor
+    from models.extractor_factory import MeanExtractor, family_members, make_extractor, mean_members
+
+    pair = "v2_ctc_train123valid4+v2_ctc_train512valid3"
+    assert mean_members(pair) == ["v2_ctc_train123valid4", "v2_ctc_train512valid3"]
+    assert mean_members("v2_ctc_mean") == family_members("v2_ctc")
+    for other in ("v2_ctc_train123valid4", "v2_ctc_train123valid4+cens", "v2_ctc_train123valid4+v2_ctc_train123valid4",
+                  "v2_ctc_train123valid4+nope"):
+        assert mean_members(other) is None
+    y = harmonic_tones([60, 64, 67], note_seconds=0.4, sr=22050)
+    extractor = make_extractor(pair)
+    assert isinstance(extractor, MeanExtractor) and extractor.model_id == pair
+    mean = extractor.from_signal(y).probabilities
+    singles = [ChromaExtractor(m).from_signal(y).probabilities for m in mean_members(pair)]
+    np.testing.assert_allclose(mean, (singles[0] + singles[1]) / 2, atol=1e-6)
+    assert np.abs(mean - singles[0]).max() > 1e-3
 
 
 def test_cens_from_the_deep_front_end_equals_librosa_cens_and_fusion_averages_the_two():
