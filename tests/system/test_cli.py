@@ -70,7 +70,7 @@ def test_presets_set_the_feature_settings_and_explicit_flags_override_them():
     assert settings("--preset", "textures").model_id == "v2_ctc_train123valid4+cens"
     orchestral = settings("--preset", "orchestral", "--shingle-hop", "2")
     assert (orchestral.model_id, orchestral.downsample, orchestral.smoothing, orchestral.shingle_length,
-            orchestral.shingle_hop) == ("v2_ctc_mean", 1, 1, 32, 2)
+            orchestral.shingle_hop) == ("v2_ctc_train123valid4+v2_ctc_train512valid3", 1, 1, 32, 2)
     assert PRESETS["orchestral"].apply().shingle_hop == 4
     with pytest.raises(SettingsMismatchError, match="model_id"):
         settings("--preset", "textures").check_matches(IndexSettings())
