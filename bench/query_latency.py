@@ -268,15 +268,18 @@ def _collections(args: argparse.Namespace, tmp: Path):
             store.close()
             yield store.path, rows, time.perf_counter() - t0
         else:
-            copies = max(1, round(hours / sum(s.stats()["hours"] for s in sources)))
+            distinct = IndexStore.open(args.distinct, readonly=True) if args.distinct else None
+            copies, distinct_copies = plan_copies(sources, hours, distinct, args.distinct_hours)
             yield from _built_once(tmp / f"c{hours:g}.db", sources, [r for rows in sampled for r in rows], copies,
-                                   args.factory)
+                                   args.factory, distinct, distinct_copies, args.shingle_length)
 
 
-def _built_once(target: Path, sources: list[IndexStore], rows: list[dict], copies: int, factory: str | None):
-    """``(target, rows, build seconds)`` of a collection built for one row, removed after it."""
+def _built_once(target: Path, sources: list[IndexStore], rows: list[dict], copies: int, factory: str | None,
+                distinct: IndexStore | None = None, distinct_copies: int = 0, shingle_length: int | None = None):
+    """``(target, rows, build seconds)`` of a collection built for one row (with ``distinct_copies`` of
+    ``distinct``, as :func:`grown_collection`), removed after it."""
     t0 = time.perf_counter()
-    build(sources, target, copies, factory).close()
+    build(sources, target, copies, factory, distinct, distinct_copies, shingle_length).close()
     yield target, rows, time.perf_counter() - t0
     for suffix in ("", ".faiss", "-wal", "-shm", ".lock"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)

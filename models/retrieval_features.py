@@ -126,8 +126,8 @@ PRESETS: dict[str, Preset] = {
     "textures": Preset("themes written out in full texture (piano scores of both staves, chorales) searched "
                        "with --rendering symbolic or in large collections: deep chroma plus CENS",
                        {"model_id": f"{DEFAULT_MODEL}+cens"}),
-    "orchestral": Preset("melody themes in orchestral collections, where ~1.5× the indexing time is acceptable: "
-                         "two networks averaged at 25 Hz",
+    "orchestral": Preset("melody themes in orchestral collections of up to a few hundred recordings, where ~1.5× "
+                         "the indexing time is acceptable: two networks averaged at 25 Hz",
                          {"model_id": "v2_ctc_train123valid4+v2_ctc_train512valid3", "downsample": 1, "smoothing": 1,
                           "shingle_length": 32, "shingle_hop": 4}),
 }
