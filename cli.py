@@ -282,7 +282,7 @@ def _open_for_query(args: argparse.Namespace):
     store = IndexStore.open(args.db or _default_db(), readonly=True)
     asked = _settings_from_args(args)
     if asked is not None:
-        asked.check_matches(store.settings)
+        asked.check_matches(store.declared)
     return store
 
 

@@ -86,8 +86,9 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
             row = {**{c: getattr(rec, c) for c in FILE_ROW}, "path": path, "duration": duration,
                    "model_id": rec.model_id}
             store.put_indexed(row, features)
-    n_frames = store.db.execute("SELECT sum(n_frames) FROM recordings").fetchone()[0]
-    store.rebuild_vectors(factory or auto_factory(n_frames // store.settings.shingle_hop, store.settings.dim))
+    if not store.coarsen() or factory:  # an index made coarse_at_scale turns coarse when large, as `index` makes it
+        n_frames = store.db.execute("SELECT sum(n_frames) FROM recordings").fetchone()[0]
+        store.rebuild_vectors(factory or auto_factory(n_frames // store.settings.shingle_hop, store.settings.dim))
     store.close()
     return IndexStore.open(target, readonly=True)
 

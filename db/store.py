@@ -3,7 +3,8 @@
 Tables, plain enough for any SQLite tool:
 
 - ``settings(key, value)``: the :class:`models.retrieval_features.IndexSettings` (JSON) and the FAISS
-  factory string in use.
+  factory string in use; ``coarsened`` (``1``) once an index made with ``coarse_at_scale`` turned its
+  features coarse (:meth:`IndexStore.coarsen`).
 - ``recordings``: one row per audio file: path, size, mtime, content hash, duration, sample rate,
   channels, model id, ``status`` (``indexed`` or ``failed``), ``error``, ``n_frames``,
   ``in_index`` (1 once its vectors are in the saved FAISS file).
@@ -41,9 +42,17 @@ import numpy as np
 import sqlite_utils
 
 from db.frames import append_frames, map_frames
-from db.vectors import EXACT_FACTORY, FINGERPRINT_BLOCKS, VectorFileError, VectorIndex, auto_factory, file_fingerprint
+from db.vectors import (
+    EXACT_FACTORY,
+    FINGERPRINT_BLOCKS,
+    IVF_FLAT_LIMIT,
+    VectorFileError,
+    VectorIndex,
+    auto_factory,
+    file_fingerprint,
+)
 from models.errors import RetrievalError
-from models.retrieval_features import IndexSettings, shingles
+from models.retrieval_features import IndexSettings, coarsened, shingles
 
 __all__ = ["FEATURE_DTYPES", "FEATURE_STEP", "FILE_ROW", "IndexStore", "Recording", "StoreError", "StoredFrames",
            "decode_features", "encode_features"]
@@ -173,10 +182,13 @@ class IndexStore:
 
     def __init__(self, path: str | Path, db: sqlite_utils.Database, settings: IndexSettings,
                  readonly: bool = False) -> None:
+        """``settings`` as the index was made (:attr:`declared`); :attr:`settings` are those its
+        stored features have now: the same, or :meth:`IndexSettings.at_scale` once :meth:`coarsen` ran."""
         self.path = Path(path)
         self.readonly = readonly
         self.db = db
-        self.settings = settings
+        self.declared = settings
+        self.settings = settings.at_scale() if self._setting("coarsened") else settings
         self._vectors: VectorIndex | None = None
         self._unsaved: tuple[list[int], list[int]] = ([], [])
         self._rebuild_all = False
@@ -612,8 +624,11 @@ class IndexStore:
         """With ``index_factory = "auto"``, switch to the factory the collection size calls for.
 
         Rebuilds the vector index from the stored features (no audio is decoded again) when the
-        collection crossed a threshold of :func:`db.vectors.auto_factory`; returns whether it did.
+        collection crossed a threshold of :func:`db.vectors.auto_factory`, or when :meth:`coarsen`
+        turned its features coarse; returns whether it did.
         """
+        if self.coarsen():
+            return True
         planned = self._planned_factory()
         if planned == self.vectors().factory or (self.vectors().factory == EXACT_FACTORY and self.untrainable(planned)):
             return False
@@ -627,6 +642,35 @@ class IndexStore:
         with self.db.atomic():
             self.db.execute("UPDATE recordings SET in_index = 0")
         self.checkpoint()
+
+    def coarsen(self) -> bool:
+        """Turn an index made with ``coarse_at_scale`` to :data:`~models.retrieval_features.COARSE_RATES`
+        features once it holds more than :data:`db.vectors.IVF_FLAT_LIMIT` shingles; returns whether it did.
+
+        Small collections gain from 25 Hz frames; large ones would pay twice the bytes and time per
+        hit for nothing (docs/experiments.md). Each recording's stored frames ``(T, 12)`` become
+        :func:`~models.retrieval_features.coarsened` ones ``(ceil(T / 2), 12)`` (no audio decoded),
+        in one transaction with the ``coarsened`` setting; the FAISS file goes first, so readers
+        meanwhile hear that the index is being rebuilt and a crash leaves either index whole, its
+        vectors rebuilt by the next checkpoint. Later recordings are extracted at the coarse rates.
+        """
+        if (not self.declared.coarse_at_scale or self._setting("coarsened")
+                or self._shingle_count() <= IVF_FLAT_LIMIT):
+            return False
+        self._vectors = None
+        self.faiss_path.unlink(missing_ok=True)
+        with self.db.atomic():
+            for (rid,) in self.db.execute("SELECT recording_id FROM features").fetchall():
+                features = coarsened(self.frames(rid))
+                self.db.execute("UPDATE features SET data = ? WHERE recording_id = ?",
+                                [encode_features(features, self.features_dtype), rid])
+                self.db.execute("UPDATE recordings SET n_frames = ? WHERE id = ?", [len(features), rid])
+            self.db.execute("DELETE FROM frame_offsets")
+            self.db["settings"].upsert({"key": "coarsened", "value": "1"}, pk="key")
+            self.db.execute("UPDATE recordings SET in_index = 0")
+        self.settings, self._frames = self.declared.at_scale(), None
+        self.rebuild_vectors(self._planned_factory())
+        return True
 
     def compact(self) -> bool:
         """Convert float32 features to ``uint8`` and rebuild the vectors from them; returns whether it did.
@@ -674,6 +718,7 @@ class IndexStore:
                                       if self.faiss_path.is_file() else 0)) / (q[1] / 3600)) if q[1] else None,
             "features_dtype": self.features_dtype,
             "settings": asdict(self.settings),
+            "coarsened": self.settings != self.declared,
             "failed": failed,
             "warnings": warnings,
         }

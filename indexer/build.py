@@ -234,7 +234,7 @@ def _open_for_writing(db_path: Path, settings: IndexSettings | None) -> IndexSto
         return IndexStore.create(db_path, settings or IndexSettings())
     store = IndexStore.open(db_path)
     if settings is not None:
-        settings.check_matches(store.settings)
+        settings.check_matches(store.declared)
     damage = store.discard_damaged_vectors()
     if damage:
         tqdm.write(f"warning: {damage.split(';')[0]}: rebuilding it from the stored features", file=sys.stderr)

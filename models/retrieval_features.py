@@ -33,9 +33,11 @@ from models.registry import DEFAULT_MODEL
 __all__ = [
     "FEATURE_VERSION",
     "PRESETS",
+    "COARSE_RATES",
     "IndexSettings",
     "Preset",
     "SettingsMismatchError",
+    "coarsened",
     "convolved",
     "hann_window",
     "retrieval_features",
@@ -46,6 +48,13 @@ __all__ = [
 
 FEATURE_VERSION = 1
 """Bumped whenever the computation of retrieval features changes: older indexes are refused."""
+
+
+COARSE_RATES: dict[str, int] = {"downsample": 2, "smoothing": 5, "shingle_length": 16, "shingle_hop": 2}
+"""The features an index with ``coarse_at_scale`` turns to in large collections: 12.5 Hz, smoothed
+over five 25 Hz frames, 1.28 s shingles every 0.16 s (the default's; docs/experiments.md, "Two
+networks averaged at 25 Hz": 25 Hz frames gain in small collections, and cost twice the bytes and
+1.6× the query time at 100 h, where they gain nothing)."""
 
 
 class SettingsMismatchError(RetrievalError, ValueError):
@@ -67,12 +76,22 @@ class IndexSettings:
     shingle_length: int = 16  # frames of the retrieval rate: 1.28 s
     shingle_hop: int = 2  # frames between stored shingles of a recording
     index_factory: str = "auto"
+    coarse_at_scale: bool = False  # 25 Hz frames turn to COARSE_RATES once the collection is large
     version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
         for name in ("downsample", "smoothing", "shingle_length", "shingle_hop"):
             if getattr(self, name) < 1:
                 raise ParameterError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.coarse_at_scale and (self.downsample, self.smoothing) != (1, 1):
+            raise ParameterError("coarse_at_scale needs 25 Hz features without smoothing (downsample 1, smoothing 1), "
+                                 f"got downsample {self.downsample}, smoothing {self.smoothing}")
+
+    def at_scale(self) -> IndexSettings:
+        """The settings of this index's features once the collection is large: with
+        ``coarse_at_scale``, plain :data:`COARSE_RATES` features of the same model (see
+        :func:`coarsened`), else these settings unchanged."""
+        return replace(self, **COARSE_RATES, coarse_at_scale=False) if self.coarse_at_scale else self
 
     @property
     def rate(self) -> float:
@@ -129,7 +148,7 @@ PRESETS: dict[str, Preset] = {
     "orchestral": Preset("melody themes in orchestral collections of up to a few hundred recordings, where ~1.5× "
                          "the indexing time is acceptable: two networks averaged at 25 Hz",
                          {"model_id": "v2_ctc_train123valid4+v2_ctc_train512valid3", "downsample": 1, "smoothing": 1,
-                          "shingle_length": 32, "shingle_hop": 4}),
+                          "shingle_length": 32, "shingle_hop": 4, "coarse_at_scale": True}),
 }
 """The presets of ``cli.py index --preset`` (docs/benchmarks.md, "Defaults chosen from these tables")."""
 
@@ -146,6 +165,19 @@ def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int =
         window = hann_window(smoothing + 2)[1:-1].astype(np.float32)
         chroma = convolved(chroma, window / window.sum())
     return unit_rows(np.ascontiguousarray(chroma[:, ::downsample].T))
+
+
+def coarsened(frames: np.ndarray) -> np.ndarray:
+    """25 Hz retrieval features ``(T, 12)`` (downsample 1, smoothing 1: the network's chroma, rows of
+    unit norm) as :data:`COARSE_RATES` features ``(ceil(T / 2), 12)``.
+
+    Equal to extracting the recording at those rates (the chroma is the same unit rows), so an index
+    turns coarse from its stored features without decoding any audio again.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 2 or frames.shape[1] != 12:
+        raise ParameterError(f"frames must have shape (T, 12), got {frames.shape}")
+    return retrieval_features(frames.T, COARSE_RATES["downsample"], COARSE_RATES["smoothing"])
 
 
 def hann_window(n: int) -> np.ndarray:
