@@ -3,7 +3,8 @@
     python bench/paired_difference.py A.json B.json [--resamples 10000]
 
 A.json, B.json: ``cli.py evaluate GROUND_TRUTH.csv --json`` of two systems on the same queries
-(paired by ``query_id``). Prints both MRRs, the difference B − A and its 95 % interval from
+(paired by ``query_id``), or ``bench/query_latency.py --json-out`` files (their last collection).
+Prints both MRRs, the difference B − A and its 95 % interval from
 :func:`retrieval.evaluation.paired_bootstrap` over reciprocal ranks (a query outside the returned
 ranking counts 0, as in the MRR).
 """
@@ -19,9 +20,11 @@ from retrieval.evaluation import paired_bootstrap
 
 
 def reciprocal_ranks(path: Path) -> dict[str, float]:
-    """``query_id`` → reciprocal rank, from an ``evaluate --json`` file."""
-    queries = json.loads(path.read_text())["queries"]
-    return {q["query_id"]: 1.0 / q["rank"] if q["rank"] else 0.0 for q in queries}
+    """``query_id`` → reciprocal rank, from an ``evaluate --json`` or a ``query_latency.py --json-out`` file."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # query_latency.py: one row per collection
+        return [row for row in data if "reciprocal_ranks" in row][-1]["reciprocal_ranks"]
+    return {q["query_id"]: 1.0 / q["rank"] if q["rank"] else 0.0 for q in data["queries"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from report import record  # the script beside this one (bench/ is on sys.path w
 import db.vectors
 from db.store import FILE_ROW, IndexStore
 from db.vectors import auto_factory
-from retrieval.evaluation import mean_reciprocal_rank
+from retrieval.evaluation import mean_reciprocal_rank, reciprocal_rank
 from retrieval.ground_truth import read_ground_truth
 from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
@@ -167,6 +167,8 @@ def measure(store: IndexStore, rows: list[dict], exhaustive: bool, options: Quer
         "ann_ms": _stats(ann), "rerank_ms": _stats(rerank), "total_ms": _stats(total), "parse_ms": _stats(parse),
         "themes_per_s_batched": batched, "mrr_ann": mean_reciprocal_rank(rankings, relevant), "mrr_exhaustive": None,
         "candidate_recall": float(np.mean([rel in ranking for rel, ranking in zip(relevant, rankings, strict=True)])),
+        "reciprocal_ranks": {row["query_id"]: reciprocal_rank(ranking, row["recording"])  # paired_difference.py
+                             for row, ranking in zip(rows, rankings, strict=True)},
     }
     if exhaustive:
         slow = [[Path(m.path).stem for m in query(store, r["query"], listed, exhaustive=True).matches] for r in rows]
