@@ -33,7 +33,7 @@ from indexer.extract import (
 )
 from indexer.walk import find_audio
 from models.errors import ParameterError, printable
-from models.extractor_factory import is_computed
+from models.extractor_factory import is_computed, mean_members
 from models.retrieval_features import IndexSettings
 
 __all__ = ["IndexOptions", "IndexReport", "default_workers", "index_collection"]
@@ -121,7 +121,8 @@ def _results(
             yield extract_one(context, path, known)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    split = device == "cuda" and not is_computed(settings.model_id)
+    networks = mean_members(settings.model_id) is not None or not is_computed(settings.model_id)
+    split = device == "cuda" and networks  # one network or a mean of several: batched on the GPU
     gpu = WorkerContext(settings, device) if split else None
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
@@ -108,6 +109,14 @@ class MeanExtractor(_FromFile):
         x = self.members[0].front_end(y)
         probs = torch.stack([m.network(x) for m in self.members]).mean(dim=0)
         return chroma_features(probs, probs.shape[0])
+
+    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor]) -> list[ChromaFeatures]:
+        """Chroma of several signals, each network's windows batched across them (as
+        :meth:`models.extractor.ChromaExtractor.from_signals`); each equals :meth:`from_signal`'s."""
+        xs = [self.members[0].front_end(y) for y in ys]
+        per_member = [m.network_many(xs) for m in self.members]
+        probs = [torch.stack(ps).mean(dim=0) for ps in zip(*per_member, strict=True)]
+        return [chroma_features(p, p.shape[0]) for p in probs]
 
 
 def cens_from_log_hcqt(log_hcqt: torch.Tensor) -> np.ndarray:

@@ -13,7 +13,6 @@ import torch
 from db.store import IndexStore
 from indexer.build import index_collection
 from indexer.extract import WorkerContext, extract_one, finish_prepared, prepare_in_worker
-from models.extractor import ChromaExtractor
 from models.retrieval_features import IndexSettings
 
 from ..conftest import SHARED
@@ -52,7 +51,7 @@ def test_a_failing_batch_is_redone_file_by_file(rendered_dir, monkeypatch):
     def refuse_the_bad_one(y):
         if len(y) == bad:
             raise ValueError("damaged stream")
-        return ChromaExtractor.from_signals(extractor, [y])[0]
+        return type(extractor).from_signals(extractor, [y])[0]
 
     monkeypatch.setattr(extractor, "from_signals", lambda ys: [refuse_the_bad_one(y) for y in ys])
     monkeypatch.setattr(extractor, "from_signal", refuse_the_bad_one)
