@@ -85,13 +85,14 @@ def cmd_chroma(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from models.extractor_factory import BASELINE_IDS
     from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
+    from models.retrieval_features import DEFAULT_INDEX_MODEL
 
     if args.json:
-        print(json.dumps({"default": DEFAULT_MODEL, "models": list(MODEL_IDS), "trained": list(SHIPPED_IDS),
-                          "baselines": list(BASELINE_IDS)}))
+        print(json.dumps({"default": DEFAULT_MODEL, "index_default": DEFAULT_INDEX_MODEL, "models": list(MODEL_IDS),
+                          "trained": list(SHIPPED_IDS), "baselines": list(BASELINE_IDS)}))
     else:
         for model_id in MODEL_IDS:
-            print(model_id + ("  (default)" if model_id == DEFAULT_MODEL else ""))
+            print(model_id + ("  (default of chroma and train)" if model_id == DEFAULT_MODEL else ""))
         for model_id in SHIPPED_IDS:
             print(f"{model_id}  (trained by this project: models/weights/trained/{model_id}/model.json)")
         for baseline in BASELINE_IDS:
@@ -99,7 +100,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                     if baseline.endswith("+cens") else "mean of the family's five folds")
             print(f"{baseline}  (baseline: {kind})")
         print("a trained model's folder (cli.py train --out DIR) is accepted wherever an id is;")
-        print("pretrained ids joined by '+' (e.g. v2_ctc_train123valid4+v2_ctc_train512valid3) average their networks")
+        print(f"pretrained ids joined by '+' average their networks; an index's default: {DEFAULT_INDEX_MODEL}")
     return 0
 
 
@@ -138,20 +139,20 @@ def _add_model_check(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
-    from models.registry import DEFAULT_MODEL
-    from models.retrieval_features import PRESETS
+    from models.retrieval_features import DEFAULT_INDEX_MODEL, PRESETS
 
     g = parser.add_argument_group("index settings (fixed when an index is created; later runs must match)")
     g.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="named settings (the flags below override them): "
                         + "; ".join(f"{name}: {p.use}" for name, p in PRESETS.items()))
     g.add_argument("--model", dest="model_id", default=None,
-                   help=f"deep chroma model: id (default {DEFAULT_MODEL}; pretrained ids joined by '+' are "
+                   help=f"deep chroma model: id (default {DEFAULT_INDEX_MODEL}: pretrained ids joined by '+' are "
                         "averaged) or a trained model's folder")
-    g.add_argument("--downsample", type=int, default=None, help="25 Hz chroma frames per retrieval frame (2)")
-    g.add_argument("--smoothing", type=int, default=None, help="Hann smoothing window in 25 Hz frames (5)")
-    g.add_argument("--shingle-length", type=int, default=None, help="retrieval frames per shingle (16)")
-    g.add_argument("--shingle-hop", type=int, default=None, help="frames between stored shingles (2)")
+    g.add_argument("--downsample", type=int, default=None,
+                   help="25 Hz chroma frames per retrieval frame (1; the default turns to 2 in large collections)")
+    g.add_argument("--smoothing", type=int, default=None, help="Hann window in 25 Hz frames (1; 5 at 12.5 Hz)")
+    g.add_argument("--shingle-length", type=int, default=None, help="retrieval frames per shingle (32; 16 at 12.5 Hz)")
+    g.add_argument("--shingle-hop", type=int, default=None, help="frames between stored shingles (4; 2 at 12.5 Hz)")
     g.add_argument("--index-factory", default=None, help="FAISS index_factory string, or auto (default)")
 
 

@@ -14,12 +14,11 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from db.store import IndexStore
 from indexer.build import index_collection
-from models.retrieval_features import IndexSettings
+from models.retrieval_features import COARSE_RATES, IndexSettings
 from retrieval.ground_truth import evaluate, read_ground_truth
 
 DEFAULT_VARIANTS = ["cens", "v1_ctc_train123valid4", "v2_ctc_train123valid4", "v2_linear_train123valid4",
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         db = args.work_dir / f"{variant}.db"
         t0 = time.perf_counter()
-        index_collection(args.audio_dir, db, replace(IndexSettings(), model_id=variant), progress=False)
+        index_collection(args.audio_dir, db, IndexSettings(model_id=variant, **COARSE_RATES), progress=False)
         index_seconds = time.perf_counter() - t0
         store = IndexStore.open(db)
         for mode in args.modes:

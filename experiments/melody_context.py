@@ -49,7 +49,7 @@ from models.extractor import ChromaExtractor
 from models.files import atomic_write_npy, atomic_write_text
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.network import LEAKY_SLOPE, N_BINS, ChromaNet, chroma_from_probabilities
-from models.retrieval_features import IndexSettings, retrieval_features
+from models.retrieval_features import COARSE_RATES, IndexSettings, retrieval_features
 from retrieval.ground_truth import read_ground_truth
 from retrieval.theme import load_theme
 from training.loop import batch_loss
@@ -125,7 +125,7 @@ def salience(audios: list[Path], folder: Path) -> dict[str, np.ndarray]:
 
 def features_of(chroma: np.ndarray) -> np.ndarray:
     """Chroma ``(12, T)`` at 25 Hz → the index's retrieval features ``(T', 12)``."""
-    settings = IndexSettings()
+    settings = IndexSettings(**COARSE_RATES)  # 12.5 Hz, as the documented runs
     return retrieval_features(chroma, settings.downsample, settings.smoothing)
 
 

@@ -43,7 +43,7 @@ from models.extractor_factory import family_members
 from models.files import atomic_write_npy, atomic_write_text
 from models.network import chroma_from_probabilities
 from models.registry import DEFAULT_MODEL, MODEL_IDS, SHIPPED_IDS
-from models.retrieval_features import IndexSettings, retrieval_features
+from models.retrieval_features import COARSE_RATES, IndexSettings, retrieval_features
 from retrieval.evaluation import paired_bootstrap
 from training.cache import HCQTCache, network_input
 from training.validation import evaluate_features
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = HCQTCache(args.cache or args.work / "hcqt")
     needed = set(models) | set(folds) | {m for members in ensembles.values() for m in members}
     probs = {m: probabilities(m, audios, cache, args.work / "probs" / m) for m in sorted(needed)}
-    default = IndexSettings()
+    default = IndexSettings(**COARSE_RATES)  # 12.5 Hz, as the documented runs
     choices = [(m, [m], default) for m in models]
     choices += [("v2_ctc_mean", folds, default), (f"mean of {len(models)}", models, default)]
     for rate in args.rates:

@@ -34,6 +34,7 @@ __all__ = [
     "FEATURE_VERSION",
     "PRESETS",
     "COARSE_RATES",
+    "DEFAULT_INDEX_MODEL",
     "IndexSettings",
     "Preset",
     "SettingsMismatchError",
@@ -50,11 +51,15 @@ FEATURE_VERSION = 1
 """Bumped whenever the computation of retrieval features changes: older indexes are refused."""
 
 
+DEFAULT_INDEX_MODEL = f"{DEFAULT_MODEL}+v2_ctc_train512valid3"
+"""The model of a default index: two pretrained networks, their probabilities averaged (chosen on
+orchestral renderings no network saw; docs/benchmarks.md, "Defaults chosen from these tables")."""
+
 COARSE_RATES: dict[str, int] = {"downsample": 2, "smoothing": 5, "shingle_length": 16, "shingle_hop": 2}
 """The features an index with ``coarse_at_scale`` turns to in large collections: 12.5 Hz, smoothed
-over five 25 Hz frames, 1.28 s shingles every 0.16 s (the default's; docs/experiments.md, "Two
-networks averaged at 25 Hz": 25 Hz frames gain in small collections, and cost twice the bytes and
-1.6× the query time at 100 h, where they gain nothing)."""
+over five 25 Hz frames, 1.28 s shingles every 0.16 s. 25 Hz frames gain in small collections; at
+100 h they cost twice the bytes and 1.6× the query time and gain nothing (docs/experiments.md,
+"Two networks averaged at 25 Hz")."""
 
 
 class SettingsMismatchError(RetrievalError, ValueError):
@@ -69,23 +74,22 @@ class IndexSettings:
     one by collection size (see :func:`db.vectors.auto_factory`).
     """
 
-    model_id: str = DEFAULT_MODEL  # a pretrained id, a baseline (cens, *_mean) or a trained model's weights path
+    model_id: str = DEFAULT_INDEX_MODEL  # pretrained id(s) joined by '+', a baseline (cens, …) or a trained model
     model_digest: str = ""  # SHA-256 prefix of a trained model's weights ("" for ids): another model is refused
-    downsample: int = 2  # 25 Hz → 12.5 Hz
-    smoothing: int = 5  # Hann window length in 25 Hz frames
-    shingle_length: int = 16  # frames of the retrieval rate: 1.28 s
-    shingle_hop: int = 2  # frames between stored shingles of a recording
+    downsample: int = 1  # 25 Hz chroma frames per retrieval frame (2: 12.5 Hz)
+    smoothing: int = 1  # Hann window length in 25 Hz frames (1: none)
+    shingle_length: int = 32  # frames of the retrieval rate: 1.28 s
+    shingle_hop: int = 4  # frames between stored shingles of a recording
     index_factory: str = "auto"
-    coarse_at_scale: bool = False  # 25 Hz frames turn to COARSE_RATES once the collection is large
+    coarse_at_scale: bool = True  # 25 Hz frames turn to COARSE_RATES once the collection is large; False at other rates
     version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
         for name in ("downsample", "smoothing", "shingle_length", "shingle_hop"):
             if getattr(self, name) < 1:
                 raise ParameterError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.coarse_at_scale and (self.downsample, self.smoothing) != (1, 1):
-            raise ParameterError("coarse_at_scale needs 25 Hz features without smoothing (downsample 1, smoothing 1), "
-                                 f"got downsample {self.downsample}, smoothing {self.smoothing}")
+        if self.coarse_at_scale and (self.downsample, self.smoothing) != (1, 1):  # only 25 Hz frames turn coarse
+            object.__setattr__(self, "coarse_at_scale", False)
 
     def at_scale(self) -> IndexSettings:
         """The settings of this index's features once the collection is large: with
@@ -141,14 +145,13 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "default": Preset("melody themes in any collection (solo, chamber, orchestral): the measured all-rounder", {}),
+    "default": Preset("any collection (solo, chamber, orchestral, piano): two networks averaged, 25 Hz frames, "
+                      "12.5 Hz once the collection is large", {}),
+    "fast": Preset("where indexing time matters more than finding (about 0.7× the default's): one network at "
+                   "12.5 Hz", {"model_id": DEFAULT_MODEL, **COARSE_RATES}),
     "textures": Preset("themes written out in full texture (piano scores of both staves, chorales) searched "
-                       "with --rendering symbolic or in large collections: deep chroma plus CENS",
-                       {"model_id": f"{DEFAULT_MODEL}+cens"}),
-    "orchestral": Preset("melody themes in orchestral collections of up to a few hundred recordings, where ~1.5× "
-                         "the indexing time is acceptable: two networks averaged at 25 Hz",
-                         {"model_id": "v2_ctc_train123valid4+v2_ctc_train512valid3", "downsample": 1, "smoothing": 1,
-                          "shingle_length": 32, "shingle_hop": 4, "coarse_at_scale": True}),
+                       "with --rendering symbolic: one network plus CENS at 12.5 Hz",
+                       {"model_id": f"{DEFAULT_MODEL}+cens", **COARSE_RATES}),
 }
 """The presets of ``cli.py index --preset`` (docs/benchmarks.md, "Defaults chosen from these tables")."""
 

@@ -13,6 +13,7 @@ from cli import main
 from db.store import FEATURE_STEP, IndexStore
 from indexer.build import index_collection
 from models.errors import ParameterError
+from models.registry import DEFAULT_MODEL
 from models.retrieval_features import (
     COARSE_RATES,
     PRESETS,
@@ -24,8 +25,8 @@ from models.retrieval_features import (
 from retrieval.query import query
 from retrieval.theme import parse_corpus_work
 
-FINE = IndexSettings(downsample=1, smoothing=1, shingle_length=32, shingle_hop=4, coarse_at_scale=True)
-"""The orchestral preset's rates with the default network (one network: cheaper to extract)."""
+FINE = IndexSettings(model_id=DEFAULT_MODEL)
+"""The default rates with one network (cheaper to extract than the default's two)."""
 
 
 def test_coarsened_frames_equal_features_extracted_at_the_coarse_rates():
@@ -43,15 +44,14 @@ def test_coarsened_frames_equal_features_extracted_at_the_coarse_rates():
         coarsened(chroma)
 
 
-def test_coarse_at_scale_needs_25_hz_frames_and_names_the_coarse_settings():
-    with pytest.raises(ParameterError, match="downsample 1, smoothing 1"):
-        IndexSettings(coarse_at_scale=True)  # already 12.5 Hz
-    orchestral = PRESETS["orchestral"].apply()
-    assert orchestral.coarse_at_scale and orchestral.rate == 25.0
-    large = orchestral.at_scale()
+def test_the_default_turns_coarse_at_scale_and_other_rates_stay():
+    default = PRESETS["default"].apply()
+    assert default.coarse_at_scale and default.rate == 25.0 and default.dim == 384
+    large = default.at_scale()
     assert (large.downsample, large.smoothing, large.shingle_length, large.shingle_hop) == (2, 5, 16, 2)
-    assert large.model_id == orchestral.model_id and not large.coarse_at_scale and large.dim == 192
-    assert IndexSettings().at_scale() == IndexSettings()
+    assert large.model_id == default.model_id and not large.coarse_at_scale and large.dim == 192
+    for coarse in (PRESETS["fast"].apply(), IndexSettings(downsample=2, smoothing=5), IndexSettings(smoothing=3)):
+        assert not coarse.coarse_at_scale and coarse.at_scale() == coarse  # only 25 Hz frames turn coarse
 
 
 def _theme_answer(store: IndexStore) -> str:
@@ -94,5 +94,5 @@ def test_a_large_collection_turns_coarse_from_its_stored_frames(rendered_dir, tm
     assert copy.shape == original.shape and np.abs(copy - original).max() <= 2 * FEATURE_STEP
     assert main(["status", "--db", str(path), "--json"]) == 0 and '"coarsened": true' in capsys.readouterr().out
     store.close()
-    with pytest.raises(SettingsMismatchError, match="coarse_at_scale=True"):  # asked as made, not as turned
-        index_collection(folder, path, IndexSettings(), progress=False)
+    with pytest.raises(SettingsMismatchError, match=r"coarse_at_scale=True \(asked False\)"):  # as made, not as turned
+        index_collection(folder, path, FINE.at_scale(), progress=False)

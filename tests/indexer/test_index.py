@@ -40,8 +40,8 @@ def check_consistent(db: Path) -> IndexStore:
     store = IndexStore.open(db)
     assert all(r.in_index == 1 for r in store.recordings("indexed"))
     assert len(store.vectors()) == expected_vectors(store)
-    ids = {int(rid) for rid in store.vectors().search(store.frames(store.recordings("indexed")[0].id)[:16]
-                                                      .reshape(1, -1) / 4.0, 1000)[1][0] if rid >= 0}
+    first = store.frames(store.recordings("indexed")[0].id)[: store.settings.shingle_length]
+    ids = {int(rid) for rid in store.vectors().search(first.reshape(1, -1) / 4.0, 1000)[1][0] if rid >= 0}
     assert ids <= {r.id for r in store.recordings("indexed")}
     return store
 
@@ -199,13 +199,15 @@ def test_other_settings_are_refused(indexed, tmp_path, rendered_dir, capsys):
     _corpus("mozart/k155/movement1").measures(5, 8).write("musicxml", fp=theme)
     assert main(["index", str(rendered_dir), "--db", str(indexed), "--shingle-length", "10", "-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "shingle_length=16 (asked 10)" in err and len(err.splitlines()) == 1
+    assert "shingle_length=32 (asked 10)" in err and len(err.splitlines()) == 1
     assert main(["query", str(theme), "--db", str(indexed), "--model", "v1_ctc_train123valid4"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "model_id='v2_ctc_train123valid4' (asked 'v1_ctc_train123valid4')" in err and len(err.splitlines()) == 1
+    assert ("model_id='v2_ctc_train123valid4+v2_ctc_train512valid3' (asked 'v1_ctc_train123valid4')" in err
+            and len(err.splitlines()) == 1)
     with pytest.raises(SettingsMismatchError):
         index_collection(rendered_dir, indexed, IndexSettings(downsample=3), progress=False)
-    assert main(["query", str(theme), "--db", str(indexed), "--model", "v2_ctc_train123valid4", "--json"]) == 0
+    assert main(["query", str(theme), "--db", str(indexed), "--model", "v2_ctc_train123valid4+v2_ctc_train512valid3",
+                 "--json"]) == 0
     with pytest.raises(SystemExit):  # index-only settings are not query options
         main(["query", str(theme), "--db", str(indexed), "--shingle-length", "16"])
 

@@ -59,10 +59,11 @@ def test_an_index_copied_to_another_name_reads_its_own_frames_not_the_originals(
 def test_hits_are_rescored_to_the_stored_shingles_cosine(lossy):
     store = IndexStore.open(lossy, readonly=True)
     assert store.vectors().lossy and store.stored_frames() is not None
-    queries = shingles(store.frames(3), 16, 2)[1][5:25]
+    length = store.settings.shingle_length
+    queries = shingles(store.frames(3), length, 2)[1][5:25]
     sims, rids, frames = store.vectors().search(queries, 40)
-    exact, rids, frames = _rescored(store.stored_frames(), queries, sims, rids, frames, 16)
-    direct = np.array([[shingles(store.frames(int(r)), 16, 1)[1][f] @ q for r, f in zip(row_r, row_f, strict=True)]
+    exact, rids, frames = _rescored(store.stored_frames(), queries, sims, rids, frames, length)
+    direct = np.array([[shingles(store.frames(int(r)), length, 1)[1][f] @ q for r, f in zip(row_r, row_f, strict=True)]
                        for q, row_r, row_f in zip(queries, rids, frames, strict=True)])
     assert np.abs(exact - direct).max() < 4 * FEATURE_STEP  # the uint8 rounding, nothing more
     assert np.all(np.diff(exact, axis=1) <= 0)  # each query's hits best first, as FAISS gives them
@@ -120,9 +121,10 @@ def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, t
     factory = "IVF256,PQ16x4fs"
     store = IndexStore.create(tmp_path / "large.db", replace(source.settings, index_factory=factory))
     rng = np.random.default_rng(0)
+    chord, n_frames = 16 // source.settings.downsample, round(320 * source.settings.rate)
     for i in range(100):
-        steps = rng.random((4000 // 8, 12)) ** 4  # a chord every 8 frames, held
-        noise = np.repeat(steps, 8, axis=0) + 0.05 * rng.random((4000, 12))
+        steps = rng.random((n_frames // chord, 12)) ** 4  # a chord every 0.64 s, held
+        noise = np.repeat(steps, chord, axis=0) + 0.05 * rng.random((n_frames, 12))
         features = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype(np.float32)
         store.put_indexed({"path": f"/noise/{i}.wav", "size": 0, "mtime": 0.0, "hash": "", "duration": 320.0,
                            "sample_rate": 22050, "channels": 1, "model_id": source.settings.model_id}, features)

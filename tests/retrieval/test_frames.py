@@ -66,8 +66,9 @@ def test_shingles_cover_frames_and_pad_short_sequences():
 
 def test_settings_round_trip_and_mismatch_message():
     s = IndexSettings(shingle_length=10)
-    assert IndexSettings.from_json(s.to_json()) == s and s.dim == 120 and s.rate == 12.5
-    with pytest.raises(SettingsMismatchError, match=r"shingle_length=10 \(asked 16\)"):
+    assert IndexSettings.from_json(s.to_json()) == s and s.dim == 120 and s.rate == 25.0
+    assert IndexSettings(downsample=2, smoothing=5).rate == 12.5
+    with pytest.raises(SettingsMismatchError, match=r"shingle_length=10 \(asked 32\)"):
         IndexSettings().check_matches(s)
     IndexSettings(index_factory="IVF4,Flat").check_matches(IndexSettings())  # storage only
     with pytest.raises(ValueError):

@@ -67,11 +67,14 @@ def test_presets_set_the_feature_settings_and_explicit_flags_override_them():
 
     assert settings() is None  # no flag: an existing index keeps its own settings
     assert settings("--preset", "default") == IndexSettings()
+    default = IndexSettings()
+    assert (default.model_id, default.downsample, default.smoothing, default.shingle_length, default.shingle_hop,
+            default.coarse_at_scale) == ("v2_ctc_train123valid4+v2_ctc_train512valid3", 1, 1, 32, 4, True)
     assert settings("--preset", "textures").model_id == "v2_ctc_train123valid4+cens"
-    orchestral = settings("--preset", "orchestral", "--shingle-hop", "2")
-    assert (orchestral.model_id, orchestral.downsample, orchestral.smoothing, orchestral.shingle_length,
-            orchestral.shingle_hop) == ("v2_ctc_train123valid4+v2_ctc_train512valid3", 1, 1, 32, 2)
-    assert PRESETS["orchestral"].apply().shingle_hop == 4
+    fast = settings("--preset", "fast", "--shingle-hop", "4")
+    assert (fast.model_id, fast.downsample, fast.smoothing, fast.shingle_length, fast.shingle_hop,
+            fast.coarse_at_scale) == ("v2_ctc_train123valid4", 2, 5, 16, 4, False)
+    assert PRESETS["fast"].apply().shingle_hop == 2 and PRESETS["textures"].apply().rate == 12.5
     with pytest.raises(SettingsMismatchError, match="model_id"):
         settings("--preset", "textures").check_matches(IndexSettings())
     with pytest.raises(SystemExit):
