@@ -39,9 +39,10 @@ __all__ = ["Match", "SearchTimings", "alignment_pool", "neighbours_for", "record
            "search_many"]
 
 ANCHOR_BIN = 6
-"""Frames (0.48 s at the default 12.5 Hz) within which the theme starts implied by a variant's
-shingle hits must agree to add up in the ANN score (:func:`_ann_candidates`). Chosen on the
-benchmarks (docs/benchmarks.md): 4–10 give the same MRR, 16 a little less."""
+"""Frames (0.48 s at 12.5 Hz, the rate of large collections; 0.24 s at 25 Hz) within which the theme
+starts implied by a variant's shingle hits must agree to add up in the ANN score
+(:func:`_ann_candidates`). Chosen on the benchmarks at 12.5 Hz (docs/benchmarks.md): 4–10 give the
+same MRR, 16 a little less."""
 
 
 QUERY_HOP = 2
