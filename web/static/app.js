@@ -220,7 +220,8 @@ async function showIntro() {
   // what is searched, and an example theme where the server offers one (the demo collection)
   try {
     const s = await (await fetch("/api/status")).json();
-    const model = s.settings ? s.settings.model_id : "";
+    // a mean of networks is named "a+b": spaced, so the line can wrap between them on a phone
+    const model = s.settings ? s.settings.model_id.split("+").join(" + ") : "";
     $("collection-line").textContent =
       `${s.recordings} recordings, ` + (s.hours < 1 ? `${Math.round(s.hours * 60)} minutes` : `${s.hours.toFixed(1)} hours`) +
       " of audio" + (model ? ` (model ${model})` : "") + ".";
