@@ -370,9 +370,10 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     from retrieval.options import CANDIDATES, RENDERINGS
 
     parser.add_argument("--top", type=int, default=10, help="how many recordings to list (default 10)")
-    parser.add_argument("--candidates", type=int, default=CANDIDATES,
-                        help=f"recordings the ANN stage passes to DTW re-ranking (default {CANDIDATES}); "
-                             "more is slower and finds more orchestral themes (docs/benchmarks.md)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help=f"recordings the ANN stage passes to DTW re-ranking (default {CANDIDATES}, doubled "
+                             "with each doubling of the collection beyond ~130 h, at most 4×); more is slower and "
+                             "finds more orchestral themes (docs/benchmarks.md)")
     parser.add_argument("--part", default=None, help="part of the score to search for: name or 0-based index")
     parser.add_argument("--measures", default=None, help="measure range A-B of the score (default: all)")
     parser.add_argument("--expand-repeats", action="store_true", help="play repeats as written out")

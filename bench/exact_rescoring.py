@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=100.0)
     parser.add_argument("--neighbours", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE, help="inverted lists visited per shingle")
+    parser.add_argument("--nprobe", type=int, default=None,
+                        help="inverted lists visited per shingle (default: db.vectors.nprobe_for the lists)")
     parser.add_argument("--exhaustive", action="store_true", help="also exhaustive DTW on the same themes (slow)")
     parser.add_argument("--flat", action="store_true",
                         help="also the exact nearest shingles in the same vote (brute force: ~15 min at 1000 h)")
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: the exact vote with these verification pools (30 = none), side by side")
     add_collection_arguments(parser)
     args = parser.parse_args(argv)
-    db.vectors.NPROBE = args.nprobe
+    if args.nprobe is not None:
+        db.vectors.nprobe_for = lambda n_lists: args.nprobe
     store, rows = grown_collection(args)
     stats = store.stats()
     print(f"{stats['hours']:.1f} h, {stats['shingles']:,} shingles, {stats['index_factory']}; {len(rows)} themes")

@@ -1,7 +1,7 @@
 """Query latency, throughput, size and quality by collection size (docs/scaling.md, "Search at scale").
 
     python bench/query_latency.py --source H.db H.csv --source B.db B.csv [--hours 100 1000]
-                                  [--queries 20] [--factory STRING] [--nprobe 64] [--candidates 30]
+                                  [--queries 20] [--factory STRING] [--nprobe 64] [--candidates N]
                                   [--neighbours K] [--distinct INDEX --distinct-hours 20]
                                   [--exhaustive-up-to 10] [--skip-sources]
                                   [--work-dir DIR] [--json-out OUT.json]
@@ -36,6 +36,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 from report import record  # the script beside this one (bench/ is on sys.path when run as a script)
 
@@ -44,9 +45,8 @@ from db.store import FILE_ROW, IndexStore
 from db.vectors import auto_factory
 from retrieval.evaluation import mean_reciprocal_rank, reciprocal_rank
 from retrieval.ground_truth import read_ground_truth
-from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
-from retrieval.search import neighbours_for
+from retrieval.search import candidates_for, neighbours_for
 from retrieval.theme import load_theme
 from retrieval.variants import rendering_for
 
@@ -210,14 +210,21 @@ def row_for(path: Path, rows: list[dict], exhaustive_up_to: float, options: Quer
     store = IndexStore.open(path, readonly=True)
     try:
         stats = store.stats()
+        options = replace(options, candidates=options.candidates or candidates_for(stats["shingles"]))
         out = {"audio_hours": stats["hours"], "recordings": stats["recordings"], "shingles": stats["shingles"],
                "factory": stats["index_factory"], "bytes_per_audio_hour": stats["bytes_per_audio_hour"],
                "queries": len(rows), "candidates": options.candidates,
-               "neighbours": options.neighbours or neighbours_for(stats["shingles"]),
+               "neighbours": options.neighbours or neighbours_for(stats["shingles"]), "nprobe": _nprobe(store),
                **measure(store, rows, stats["hours"] <= exhaustive_up_to, options)}
     finally:
         store.close()
     return {**out, "query_rss_bytes": query_rss(path, [r["query"] for r in rows])}
+
+
+def _nprobe(store: IndexStore) -> int | None:
+    """Inverted lists a search of ``store`` visits per shingle (``None``: not an inverted file)."""
+    ivf = faiss.try_extract_index_ivf(store.vectors().index)
+    return None if ivf is None else db.vectors.nprobe_for(ivf.nlist)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,14 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, nargs="*", default=[100.0, 1000.0])
     parser.add_argument("--factory", default=None,
                         help="FAISS factory for every collection (default: auto; the collections are then not kept)")
-    parser.add_argument("--nprobe", type=int, default=db.vectors.NPROBE)
-    parser.add_argument("--candidates", type=int, default=CANDIDATES, help="recordings re-ranked per theme")
+    parser.add_argument("--nprobe", type=int, default=None,
+                        help="inverted lists visited per shingle (default: db.vectors.nprobe_for the lists)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="recordings re-ranked per theme (default: by collection size)")
     parser.add_argument("--neighbours", type=int, default=None,
                         help="FAISS neighbours per query shingle (default: by collection size)")
     parser.add_argument("--exhaustive-up-to", type=float, default=10.0, help="audio hours (exhaustive DTW is slow)")
     parser.add_argument("--skip-sources", action="store_true", help="only the --hours collections")
     args = parser.parse_args(argv)
-    db.vectors.NPROBE = args.nprobe
+    if args.nprobe is not None:
+        db.vectors.nprobe_for = lambda n_lists: args.nprobe
     print("| audio h | shingles | factory | bytes/h | ANN p50/p95 ms | re-rank p50/p95 | total p50/p95 | "
           "themes/s (16) | in candidates | MRR ANN | MRR exhaustive | query RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     options = QueryOptions(candidates=args.candidates, neighbours=args.neighbours)
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         for path, rows, built in _collections(args, Path(tmp)):
-            r = {**row_for(path, rows, args.exhaustive_up_to, options), "build_s": built, "nprobe": args.nprobe}
+            r = {**row_for(path, rows, args.exhaustive_up_to, options), "build_s": built}
             exh = f"{r['mrr_exhaustive']:.3f}" if r["mrr_exhaustive"] is not None else "—"
             line = (f"| {r['audio_hours']:.1f} | {r['shingles']:,} | {r['factory']} | "
                     f"{r['bytes_per_audio_hour'] / 1e6:.2f} MB | {r['ann_ms']['p50']:.0f} / {r['ann_ms']['p95']:.0f} | "

@@ -20,7 +20,7 @@ from models.files import atomic_write
 
 __all__ = [
     "EXACT_FACTORY", "FINGERPRINT_BLOCKS", "FLAT_LIMIT", "FRAME_BITS", "IVF_FLAT_LIMIT", "NPROBE", "PQ_CODE",
-    "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint",
+    "VectorFileError", "VectorIndex", "auto_factory", "file_fingerprint", "nprobe_for",
 ]
 
 EXACT_FACTORY = "IDMap2,Flat"
@@ -49,8 +49,17 @@ MAX_LISTS = 8192
 training set too large to cluster in minutes on two cores (FAISS wants 39 points per list)."""
 
 NPROBE = 64
-"""Inverted lists visited per query shingle (64 kept the exact scan's MRR on the hauptstimme
-benchmark, 16 lost 0.06; docs/benchmarks.md)."""
+"""Inverted lists visited per query shingle in an index of up to 4096 lists (64 kept the exact
+scan's MRR on the hauptstimme benchmark, 16 lost 0.06; docs/benchmarks.md); more in larger ones
+(:func:`nprobe_for`)."""
+
+
+def nprobe_for(n_lists: int) -> int:
+    """Inverted lists visited per query shingle in an IVF index of ``n_lists``: :data:`NPROBE`, or a
+    64th of the lists where that is more — 128 of the 8192 lists of collections beyond ≈ 370 h,
+    where 64 found the right recording among the candidates for 0.70 of 40 themes at 1046 h and
+    128 for 0.72 (MRR 0.628 → 0.657) for ~4 ms; 256 gained nothing more (docs/scaling.md)."""
+    return max(NPROBE, n_lists // 64)
 
 
 def auto_factory(n_vectors: int, dim: int) -> str:
@@ -208,11 +217,11 @@ class VectorIndex:
                                                                                       np.ndarray]:
         """The ``k`` nearest shingles of each query: ``(similarities, recording_ids, start_frames)``.
 
-        ``nprobe``: inverted lists visited by an IVF index (default :data:`NPROBE`).
+        ``nprobe``: inverted lists visited by an IVF index (default :func:`nprobe_for` its lists).
         """
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
-            ivf.nprobe = NPROBE if nprobe is None else nprobe
+            ivf.nprobe = nprobe_for(ivf.nlist) if nprobe is None else nprobe
         k = min(k, max(len(self), 1))
         sims, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         valid = ids >= 0

@@ -14,7 +14,8 @@ __all__ = ["CANDIDATES", "CONFIDENCE_MARGIN", "CONFIDENCE_THRESHOLD", "OCCURRENC
            "QueryOptions"]
 
 CANDIDATES = 30
-"""Recordings passed from the ANN stage to DTW re-ranking. On hauptstimme the right recording was
+"""Recordings passed from the ANN stage to DTW re-ranking in collections of up to ~260 h (more in
+larger ones: :func:`retrieval.search.candidates_for`). On hauptstimme the right recording was
 among them in 33 of 42 queries; 50 moved MRR by at most ±0.016 and was not adopted
 (docs/benchmarks.md)."""
 
@@ -53,8 +54,9 @@ class QueryOptions:
     GM ``program``), ``tempo_scales``,
     ``transpose`` (all 12). Search (:func:`retrieval.search.search`): ``top`` recordings listed,
     ``neighbours`` fetched per query shingle (default: by the collection's size,
-    :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (more
-    of either: better recall in large collections, slower), ``exhaustive`` DTW instead, and the confidence
+    :func:`retrieval.search.neighbours_for`) and ``candidates`` re-ranked after the ANN stage (default:
+    by the size too, :func:`retrieval.search.candidates_for`; more of either: better recall in large
+    collections, slower), ``exhaustive`` DTW instead, and the confidence
     rule ``threshold`` / ``margin_threshold`` (see :data:`CONFIDENCE_THRESHOLD`). Every place the
     theme sounds (:mod:`retrieval.occurrences`): ``occurrences``, each scoring at least ``min_score``
     (default: the rule of :mod:`retrieval.occurrences`). A recording as the query (:mod:`retrieval.excerpt`):
@@ -70,7 +72,7 @@ class QueryOptions:
     program: int | None = None
     tempo_scales: tuple[float, ...] = TEMPO_SCALES
     exhaustive: bool = False
-    candidates: int = CANDIDATES
+    candidates: int | None = None
     neighbours: int | None = None
     threshold: float = CONFIDENCE_THRESHOLD
     margin_threshold: float = CONFIDENCE_MARGIN
@@ -80,7 +82,7 @@ class QueryOptions:
     exclude_self: bool = False
 
     def __post_init__(self) -> None:
-        if min(self.top, self.candidates) < 1 or (self.neighbours is not None and self.neighbours < 1):
+        if self.top < 1 or any(n is not None and n < 1 for n in (self.candidates, self.neighbours)):
             raise ParameterError(f"top, candidates and neighbours must be at least 1, got {self.top}, "
                                  f"{self.candidates} and {self.neighbours}")
         if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:

@@ -111,7 +111,7 @@ def query(
     theme : Theme, str, Path or music21.stream.Stream
         A score file (MusicXML/MXL, MIDI, kern, ABC, MEI), a parsed stream, or a :class:`Theme`.
     options : QueryOptions, optional
-        How to search (default :class:`QueryOptions`: top 10, 30 candidates, rendering ``auto``).
+        How to search (default :class:`QueryOptions`: top 10, candidates by the collection's size, rendering ``auto``).
     extractor : models.ChromaExtractor, optional
         The index's model, for themes rendered through audio; made from the index's settings
         when needed and not given.

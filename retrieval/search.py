@@ -32,11 +32,11 @@ from models.errors import ParameterError
 from models.retrieval_features import IndexSettings, shingle_starts, shingles
 from retrieval.dtw import subsequence_align
 from retrieval.jit import njit_cached
-from retrieval.options import QueryOptions
+from retrieval.options import CANDIDATES, QueryOptions
 from retrieval.variants import QueryVariant
 
-__all__ = ["Match", "SearchTimings", "alignment_pool", "neighbours_for", "recording_frames", "search",
-           "search_many"]
+__all__ = ["Match", "SearchTimings", "alignment_pool", "candidates_for", "neighbours_for", "recording_frames",
+           "search", "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at 12.5 Hz, the rate of large collections; 0.24 s at 25 Hz) within which the theme
@@ -69,11 +69,30 @@ MAX_NEIGHBOURS = 4 * NEIGHBOURS
 reached 0.344 at 210 ms)."""
 
 
+MAX_CANDIDATES = 4 * CANDIDATES
+"""At most this many recordings re-ranked by default (120, from 12 M shingles, ≈ 530 h): at
+1046 h the right recording is among 100 re-ranked for 0.70 of 40 themes against 0.65 among 30
+(MRR 0.633 against 0.604; docs/scaling.md, "More candidates at scale"), for ~30 ms of DTW."""
+
+
+def _doublings(n_shingles: int) -> int:
+    """How many times a collection of ``n_shingles`` doubles :data:`NEIGHBOURS_SCALE` (0 below it)."""
+    return max(0, math.floor(math.log2(max(n_shingles, 1) / NEIGHBOURS_SCALE)))
+
+
 def neighbours_for(n_shingles: int) -> int:
     """The default ``k`` for a collection of ``n_shingles``: :data:`NEIGHBOURS`, doubled for each
     doubling beyond :data:`NEIGHBOURS_SCALE`, at most :data:`MAX_NEIGHBOURS`."""
-    doublings = max(0, math.floor(math.log2(max(n_shingles, 1) / NEIGHBOURS_SCALE)))
-    return min(MAX_NEIGHBOURS, NEIGHBOURS << doublings)
+    return min(MAX_NEIGHBOURS, NEIGHBOURS << _doublings(n_shingles))
+
+
+def candidates_for(n_shingles: int) -> int:
+    """The default number of recordings re-ranked by DTW in a collection of ``n_shingles``:
+    :data:`retrieval.options.CANDIDATES`, doubled for each doubling beyond
+    :data:`NEIGHBOURS_SCALE`, at most :data:`MAX_CANDIDATES`. A theme's own recording falls further
+    down the vote as look-alikes multiply; aligning more of the vote's list costs little beside
+    the neighbours fetched."""
+    return min(MAX_CANDIDATES, CANDIDATES << _doublings(n_shingles))
 
 
 VERIFIED = 100
@@ -577,13 +596,14 @@ def search_many(
 
     ANN stage (:func:`_ann_candidates`, ``options.neighbours`` per shingle, by default
     :func:`neighbours_for` the collection's size; all themes' shingles in one FAISS search) → each
-    theme's ``options.candidates`` best recordings → DTW re-ranking of their :data:`RERANK_VARIANTS`
-    best tempo variants around the ANN anchors (:data:`RERANK_WINDOW`), all themes' candidates on
-    the thread pool at once; ``options.exhaustive`` aligns every variant with every whole recording
-    instead. Matches are marked confident by the rule of ``options.threshold`` and
-    ``options.margin_threshold`` (:data:`retrieval.options.CONFIDENCE_THRESHOLD`,
-    :data:`retrieval.options.CONFIDENCE_MARGIN`); ``options.top`` are returned per theme
-    (``options`` default: :class:`retrieval.options.QueryOptions`). ``timings`` (one per theme)
+    theme's ``options.candidates`` best recordings (by default :func:`candidates_for` the size) →
+    DTW re-ranking of their :data:`RERANK_VARIANTS` best tempo variants around the ANN anchors
+    (:data:`RERANK_WINDOW`), all themes' candidates on the thread pool at once;
+    ``options.exhaustive`` aligns every variant with every whole recording instead. Matches are
+    marked confident by the rule of ``options.threshold`` and ``options.margin_threshold``
+    (:data:`retrieval.options.CONFIDENCE_THRESHOLD`, :data:`retrieval.options.CONFIDENCE_MARGIN`);
+    ``options.top`` are returned per theme (``options`` default:
+    :class:`retrieval.options.QueryOptions`). ``timings`` (one per theme)
     receive each stage's time; with several themes, a shared stage's time is divided equally.
     ``skip`` (one per theme, or ``None``): ``skip(recording id, (score, variant index, start frame,
     end frame))`` true leaves a recording out of the ranking (an audio query's own source).
@@ -601,8 +621,9 @@ def search_many(
         if len(collection.vectors()) == 0:
             raise ParameterError("the index holds no searchable shingles yet (empty, or interrupted before its "
                              "first checkpoint): run `cli.py index` on the collection again")
-        k = neighbours_for(len(collection.vectors())) if o.neighbours is None else o.neighbours
-        keep = max(o.candidates, o.top)
+        size = len(collection.vectors())
+        k = neighbours_for(size) if o.neighbours is None else o.neighbours
+        keep = max(candidates_for(size) if o.candidates is None else o.candidates, o.top)
         found = [_verified(collection, _vote(hits, variants, max(VERIFIED, keep)), variants, keep)
                  for hits, variants in zip(_shingle_hits(collection, themes, k), themes, strict=True)]
         ann = time.perf_counter() - t0

@@ -53,7 +53,7 @@ from fastapi.staticfiles import StaticFiles
 
 from models.audio import AUDIO_EXTENSIONS
 from models.errors import RetrievalError
-from retrieval.options import CANDIDATES, RENDERINGS
+from retrieval.options import RENDERINGS
 from retrieval.query import QueryOptions
 from retrieval.search import SearchableIndex
 from retrieval.theme import MAX_THEME_NOTES, ThemeError, parse_measures
@@ -175,7 +175,7 @@ def _check_size_cheaply(data: bytes, extension: str, name: str, inflate_limit: i
                                  "choose a passage (measures) and/or one part")
 
 
-def _whole_number(raw: dict, key: str, default: int, low: int, high: int) -> int:
+def _whole_number(raw: dict, key: str, default: int | None, low: int, high: int) -> int | None:
     """The request field ``key`` as a whole number clamped to [low, high]; 400 for anything else
     (text that is not a number, lists, booleans, infinities)."""
     value = raw.get(key)
@@ -217,7 +217,7 @@ def _options(raw: dict) -> tuple[QueryOptions, bool]:
     options = QueryOptions(
         top=_whole_number(raw, "top", 10, 1, 100), part=None if part in (None, "") else str(part)[:200],
         measures=_measure_range(raw), transpose=flag("transpose"), rendering=rendering, exhaustive=flag("exhaustive"),
-        candidates=_whole_number(raw, "candidates", CANDIDATES, 1, MAX_CANDIDATES),
+        candidates=_whole_number(raw, "candidates", None, 1, MAX_CANDIDATES),
         occurrences=flag("occurrences"), min_score=_similarity(raw, "min_score"), exclude_self=flag("exclude_self"),
     )
     return options, flag("notation")

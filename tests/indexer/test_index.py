@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from cli import main
 from db.store import IndexStore
-from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, PQ_CODE, VectorIndex, auto_factory
+from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, NPROBE, PQ_CODE, VectorIndex, auto_factory, nprobe_for
 from indexer.build import index_collection
 from models.retrieval_features import IndexSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
@@ -238,6 +239,22 @@ def test_vector_removal_and_factories():
     assert auto_factory(FLAT_LIMIT, 192) == "IDMap2,Flat"
     assert auto_factory(FLAT_LIMIT + 1, 192).startswith("IVF") and auto_factory(FLAT_LIMIT + 1, 192).endswith(",Flat")
     assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(f"_HNSW32,{PQ_CODE}")
+
+
+def test_an_inverted_file_of_many_lists_is_probed_deeper(monkeypatch):
+    """Collections beyond ≈ 370 h have 8192 lists: a search visits a 64th of them, not the 64 of smaller ones."""
+    assert nprobe_for(2048) == nprobe_for(4096) == NPROBE and nprobe_for(8192) == 2 * NPROBE
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((4096, 24)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    index = VectorIndex.create("IVF256,Flat", 24, data)
+    index.add(1, np.arange(len(data)), data)
+    ivf = faiss.extract_index_ivf(index.index)
+    monkeypatch.setattr("db.vectors.NPROBE", 2)  # so that 256 lists count as many
+    index.search(data[:3], 5)
+    assert ivf.nprobe == 256 // 64
+    index.search(data[:3], 5, nprobe=7)
+    assert ivf.nprobe == 7
 
 
 @pytest.mark.parametrize("factory", ["IVF8,Flat", f"IVF8_HNSW32,{PQ_CODE}"])  # medium; large collections' codes

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from models.retrieval_features import IndexSettings
+from retrieval.options import CANDIDATES
 from retrieval.search import (
+    MAX_CANDIDATES,
     MAX_NEIGHBOURS,
     NEIGHBOURS,
     NEIGHBOURS_SCALE,
@@ -16,6 +18,7 @@ from retrieval.search import (
     _first_recordings,
     _group_codes,
     _tally,
+    candidates_for,
     neighbours_for,
 )
 from retrieval.variants import QueryVariant
@@ -115,3 +118,10 @@ def test_neighbours_grow_with_the_collection_up_to_a_cap():
     assert neighbours_for(2 * NEIGHBOURS_SCALE) == 2 * NEIGHBOURS
     assert neighbours_for(4 * NEIGHBOURS_SCALE) == MAX_NEIGHBOURS == 4 * NEIGHBOURS
     assert neighbours_for(10**12) == MAX_NEIGHBOURS
+
+
+def test_candidates_grow_with_the_collection_as_the_neighbours_do():
+    assert candidates_for(0) == candidates_for(NEIGHBOURS_SCALE - 1) == CANDIDATES
+    assert candidates_for(2 * NEIGHBOURS_SCALE) == 2 * CANDIDATES
+    assert candidates_for(4 * NEIGHBOURS_SCALE) == MAX_CANDIDATES == 4 * CANDIDATES
+    assert candidates_for(10**12) == MAX_CANDIDATES

@@ -190,3 +190,22 @@ def test_verification_keeps_the_right_recording_among_fewer_candidates(lossy):
     names = {store.recording(r).name for r in kept}
     assert len(found) == 5 and len(kept) == 2 and "haydn_op74" in names
     store.close()
+
+
+def test_the_default_candidates_follow_the_collections_size(lossy, monkeypatch):
+    """Without ``candidates`` a search re-ranks ``candidates_for`` the index's size; asked, as many as asked."""
+    import retrieval.search as search
+
+    sizes, aligned = [], []
+    monkeypatch.setattr(search, "candidates_for", lambda n: sizes.append(n) or 2)
+    rerank = search._rerank
+    monkeypatch.setattr(search, "_rerank", lambda *a: aligned.append(1) or rerank(*a))
+    store = IndexStore.open(lossy, readonly=True)
+    work, measures, part = DEMO_THEME
+    theme = parse_corpus_work(work).measures(*measures).parts[part]
+    query(store, theme, top=1)
+    assert sizes == [len(store.vectors())] and len(aligned) == 2
+    aligned.clear()
+    query(store, theme, top=1, candidates=4)
+    assert len(aligned) == 4
+    store.close()

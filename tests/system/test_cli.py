@@ -52,7 +52,7 @@ def test_candidates_reach_the_query_options_and_are_checked(tmp_path, capsys):
 
     args = cli.build_parser().parse_args(["query", "theme.xml", "--candidates", "71"])
     assert cli._query_options(args).candidates == 71
-    assert cli._query_options(cli.build_parser().parse_args(["query", "theme.xml"])).candidates == 30
+    assert cli._query_options(cli.build_parser().parse_args(["query", "theme.xml"])).candidates is None  # by size
     assert main(["query", str(tmp_path / "theme.xml"), "--candidates", "0", "--db", str(tmp_path / "x.db")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "candidates" in err
