@@ -57,7 +57,7 @@ from retrieval.options import RENDERINGS
 from retrieval.query import QueryOptions
 from retrieval.search import SearchableIndex
 from retrieval.theme import MAX_THEME_NOTES, ThemeError, parse_measures
-from web.tasks import RequestError, notation_task, plot_task, query_task
+from web.tasks import RequestError, notation_task, plot_task, query_task, saved_upload
 from web.workers import WorkerLimits, WorkerOverrun, WorkerPool
 
 __all__ = ["AUDIO_FORMATS", "INFLATE_FACTOR", "MAX_MIDI_QUARTERS", "THEME_FORMATS", "create_app"]
@@ -434,7 +434,8 @@ def _query_routes(app: FastAPI, server: _Server, max_upload_bytes: int) -> None:
     async def api_query(request: Request) -> dict:
         data, name, extension, raw = await _theme_input(request, max_upload_bytes)
         options, with_notation = _options(raw)
-        answer, result = await server.in_worker(query_task, data, name, extension, options, with_notation)
+        with saved_upload(data, name, extension) as path:
+            answer, result = await server.in_worker(query_task, path, name, options, with_notation)
         answer["query_id"] = server.keep(result)
         return await server.public(answer)
 
@@ -442,7 +443,8 @@ def _query_routes(app: FastAPI, server: _Server, max_upload_bytes: int) -> None:
     async def api_notation(request: Request) -> dict:
         data, name, extension, raw = await _theme_input(request, max_upload_bytes)
         options, _ = _options(raw)
-        return await server.in_worker(notation_task, data, name, extension, options.part, options.measures)
+        with saved_upload(data, name, extension) as path:
+            return await server.in_worker(notation_task, path, name, options.part, options.measures)
 
     @app.get("/api/recordings/{recording_id}/plot")
     async def api_plot(recording_id: int, query_id: str) -> Response:

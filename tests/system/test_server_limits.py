@@ -4,6 +4,7 @@ answered, SIGTERM obeyed."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import resource
 import signal
@@ -58,8 +59,10 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def server(indexed):
+def server(indexed, tmp_path):
+    """The server, its temporary files in ``tmp_path / "tmp"`` (``TMPDIR``)."""
     port = _free_port()
+    (tmp_path / "tmp").mkdir()
 
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (SERVER_AS_BYTES, SERVER_AS_BYTES))
@@ -68,6 +71,7 @@ def server(indexed):
         [sys.executable, str(ROOT / "cli.py"), "serve", "--db", str(indexed), "--port", str(port),
          "--workers", str(WORKERS), "--worker-memory-mb", str(WORKER_MB), "--request-seconds", str(REQUEST_SECONDS)],
         cwd=ROOT, preexec_fn=limit_memory, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -146,6 +150,8 @@ def test_hostile_requests_cost_only_their_workers(server, tmp_path):
     ok = httpx2.post(base + "/api/query", json={"text": "X:1\nM:4/4\nL:1/4\nK:C\nC E G c|G E C2|]\n", "format": "abc"},
                     timeout=60)
     assert ok.status_code == 200 and ok.json()["matches"], "replaced workers answer the next query"
+    left = list((tmp_path / "tmp").glob("theme_upload_*"))
+    assert not left, f"uploads of killed requests stay on disk: {left}"  # else hostile requests fill the disk
 
 
 def test_sigterm_stops_the_server_and_its_workers_within_seconds(server):
