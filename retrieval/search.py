@@ -1,7 +1,7 @@
 """Score-to-audio search: ANN over shingles, per-recording aggregation, DTW re-ranking.
 
 1. Every query variant (tempo scale × transposition, :mod:`retrieval.variants`) is cut into
-   shingles (every :data:`QUERY_HOP` frames) and searched in the FAISS index.
+   shingles (every :func:`query_hop` frames) and searched in the FAISS index.
 2. A recording's ANN score for a variant is the mean, over the variant's shingles, of the best
    similarity among that shingle's hits in the recording that agree on where the theme starts
    (the shingle's k-th similarity when it has none there); its score is the best over variants.
@@ -35,8 +35,8 @@ from retrieval.jit import njit_cached
 from retrieval.options import CANDIDATES, QueryOptions
 from retrieval.variants import QueryVariant
 
-__all__ = ["Match", "SearchTimings", "alignment_pool", "candidates_for", "neighbours_for", "recording_frames",
-           "search", "search_many"]
+__all__ = ["Match", "SearchTimings", "alignment_pool", "candidates_for", "neighbours_for", "query_hop",
+           "recording_frames", "search", "search_many"]
 
 ANCHOR_BIN = 6
 """Frames (0.48 s at 12.5 Hz, the rate of large collections; 0.24 s at 25 Hz) within which the theme
@@ -45,11 +45,17 @@ starts implied by a variant's shingle hits must agree to add up in the ANN score
 same MRR, 16 a little less."""
 
 
-QUERY_HOP = 2
-"""Frames between a theme's query shingles (as between a recording's stored ones). Hop 1 searched
-twice as many shingles for no gain: on all queries, hop 1 → 2 moved MRR 0.902 → 0.904 on
-bach_violin and 0.538 → 0.533 on hauptstimme while the FAISS stage took half the time (hop 3:
-0.528, hop 4: 0.524 on hauptstimme; docs/scaling.md, E6)."""
+def query_hop(settings: IndexSettings) -> int:
+    """Frames between a theme's query shingles: those between the index's stored ones (0.16 s in
+    the default's 25 Hz and 12.5 Hz tiers alike), so that some query shingle starts within half a
+    hop of every stored one's alignment.
+
+    At 12.5 Hz, hop 1 searched twice as many shingles as 2 for no gain (all queries: MRR 0.902 →
+    0.904 on bach_violin, 0.538 → 0.533 on hauptstimme; hop 3: 0.528, hop 4: 0.524 there; E6,
+    docs/scaling.md). At 25 Hz, hop 4 instead of 2 (2026-12-08): hauptstimme 0.642 → 0.646,
+    bach_violin 0.920 → 0.915 (−0.005 [−0.017, +0.003]), the FAISS stage about 1.6× faster.
+    """
+    return settings.shingle_hop
 
 NEIGHBOURS = 256
 """FAISS neighbours fetched per query shingle (``k``) in collections of up to
@@ -210,13 +216,13 @@ class _Hits:
 
 
 def _shingle_hits(collection: SearchableIndex, themes: Sequence[Sequence[QueryVariant]], k: int) -> list[_Hits | None]:
-    """Search every variant's shingles (:data:`QUERY_HOP`) of every theme in one batch; per theme its hits
+    """Search every variant's shingles (:func:`query_hop`) of every theme in one batch; per theme its hits
     (``None`` when nothing was hit)."""
     settings = collection.settings
     queries, owner, offset, theme_of = [], [], [], []
     for ti, variants in enumerate(themes):
         for vi, variant in enumerate(variants):
-            starts, vecs = shingles(variant.features, settings.shingle_length, QUERY_HOP)
+            starts, vecs = shingles(variant.features, settings.shingle_length, query_hop(settings))
             queries.append(vecs)
             owner.append(np.full(len(starts), vi))
             offset.append(starts)
@@ -414,7 +420,7 @@ def _verified(collection: SearchableIndex, found: dict[int, Hypotheses], variant
         return dict(list(found.items())[:keep])
     length = collection.settings.shingle_length
     frames = [np.asarray(variant.features, np.float32) for variant in variants]
-    starts = [shingle_starts(len(f), length, QUERY_HOP) for f in frames]
+    starts = [shingle_starts(len(f), length, query_hop(collection.settings)) for f in frames]
     norms = [np.sqrt([np.sum(f[i : i + length] ** 2) for i in st]) for f, st in zip(frames, starts, strict=True)]
     frame_first = np.cumsum([0] + [len(f) for f in frames])
     shingle_first = np.cumsum([0] + [len(st) for st in starts])
@@ -446,7 +452,7 @@ def _diagonal_scores(stored: np.ndarray, offsets: np.ndarray, lengths: np.ndarra
     (over ``length`` frames, zeros past the end). ``stored`` ``(F, 12)`` uint8 as in
     :func:`_exact_cosines`; frames outside the recording count as zeros, a shingle starting before
     the recording is not compared. Frame products are computed once per offset and summed per
-    shingle by prefix sums: shingles overlap by ``length − QUERY_HOP`` frames.
+    shingle by prefix sums: shingles overlap by ``length − query_hop`` frames.
     """
     for h in range(len(rids)):
         r, v, a = rids[h], variant[h], anchors[h]

@@ -11,7 +11,6 @@ from retrieval.search import (
     MAX_NEIGHBOURS,
     NEIGHBOURS,
     NEIGHBOURS_SCALE,
-    QUERY_HOP,
     _anchor_order,
     _anchors,
     _ann_candidates,
@@ -20,12 +19,13 @@ from retrieval.search import (
     _tally,
     candidates_for,
     neighbours_for,
+    query_hop,
 )
 from retrieval.variants import QueryVariant
 
 
 class _Vectors:
-    """FAISS stand-in: per query shingle ``i`` (starting at frame ``QUERY_HOP·i`` of the theme), the hits
+    """FAISS stand-in: per query shingle ``i`` (starting at frame ``HOP·i`` of the theme), the hits
     ``(similarity, recording, frame(i))``."""
 
     def __init__(self, hits):
@@ -38,7 +38,7 @@ class _Vectors:
 
 
 class _Collection:
-    settings = IndexSettings(shingle_length=4)
+    settings = IndexSettings(shingle_length=4, shingle_hop=2)
 
     def __init__(self, hits):
         self._vectors = _Vectors(hits)
@@ -47,14 +47,17 @@ class _Collection:
         return self._vectors
 
 
+HOP = query_hop(_Collection.settings)
+
+
 def test_consistent_hits_beat_scattered_better_ones_and_repeats_are_kept():
     rng = np.random.default_rng(0)
     scattered = rng.integers(0, 5000, size=100)
     collection = _Collection(
         [
             lambda i: (0.90, 2, int(scattered[i])),  # recording 2: closer hits, but anywhere
-            lambda i: (0.80, 1, 100 + QUERY_HOP * i),  # recording 1: every shingle agrees: theme at frame 100
-            lambda i: (0.75, 1, 300 + QUERY_HOP * i),  # ... and again at frame 300 (a repeat)
+            lambda i: (0.80, 1, 100 + HOP * i),  # recording 1: every shingle agrees: theme at frame 100
+            lambda i: (0.75, 1, 300 + HOP * i),  # ... and again at frame 300 (a repeat)
         ]
     )
     variant = QueryVariant(1.0, 0, np.eye(12, dtype=np.float32)[np.arange(20) % 12])  # 17 frames of shingle starts

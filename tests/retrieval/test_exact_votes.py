@@ -209,3 +209,25 @@ def test_the_default_candidates_follow_the_collections_size(lossy, monkeypatch):
     query(store, theme, top=1, candidates=4)
     assert len(aligned) == 4
     store.close()
+
+
+def test_query_shingles_are_cut_at_the_index_s_own_hop(lossy, monkeypatch):
+    """A theme's shingles start every ``shingle_hop`` frames of the index (0.16 s at 25 Hz and 12.5 Hz)."""
+    from models.retrieval_features import shingle_starts
+    from retrieval.search import search
+    from retrieval.theme import theme_from_stream
+    from retrieval.variants import query_variants
+
+    store = IndexStore.open(lossy, readonly=True)
+    work, measures, part = DEMO_THEME
+    variants = query_variants(theme_from_stream(parse_corpus_work(work).measures(*measures).parts[part]),
+                              store.settings, rendering="symbolic")
+    searched = []
+    vectors = store.vectors()
+    original = vectors.search
+    monkeypatch.setattr(vectors, "search", lambda queries, k: searched.append(len(queries)) or original(queries, k))
+    assert search(store, variants)[0].path.endswith("haydn_op74.wav")
+    s = store.settings
+    assert s.shingle_hop == 4 and searched == [sum(len(shingle_starts(len(v.features), s.shingle_length, 4))
+                                                   for v in variants)]
+    store.close()
