@@ -39,13 +39,14 @@ from models.retrieval_features import shingle_starts, unit_rows
 from retrieval.evaluation import mean_reciprocal_rank, paired_bootstrap, reciprocal_rank
 from retrieval.options import CANDIDATES
 from retrieval.query import QueryOptions, query, query_many
+from retrieval.search import candidates_for
 
 
 def measure(store: IndexStore, rows: list[dict], neighbours: int, frames: StoredFrames | None) -> dict:
     """Candidate recall, MRR and ANN time of ``rows``' themes, the vote on exact similarities (from
     ``frames``) or, with ``None``, on FAISS's."""
     store.stored_frames = lambda: frames
-    options = QueryOptions(neighbours=neighbours, top=CANDIDATES)
+    options = QueryOptions(neighbours=neighbours, top=candidates_for(len(store.vectors())))  # every one aligned
     query(store, rows[0]["query"], options)  # warm-up
     rankings, ann = [], []
     for row in rows:
@@ -99,7 +100,8 @@ def measure_flat(store: IndexStore, rows: list[dict], neighbours: int) -> dict:
     settings, frames = store.settings, store.stored_frames()
     store.vectors = lambda: FlatNeighbours(frames, settings.shingle_length, settings.shingle_hop)
     t0 = time.perf_counter()
-    results = query_many(store, [r["query"] for r in rows], QueryOptions(neighbours=neighbours, top=CANDIDATES))
+    top = candidates_for(len(store.vectors()))  # every candidate aligned is listed
+    results = query_many(store, [r["query"] for r in rows], QueryOptions(neighbours=neighbours, top=top))
     rankings = [[Path(m.path).stem for m in result.matches] for result in results]
     relevant = [r["recording"] for r in rows]
     return {"neighbours": neighbours, "exact": True, "flat": True, "seconds": time.perf_counter() - t0,
