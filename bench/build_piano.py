@@ -10,7 +10,8 @@ Each piece (:data:`PIECES`) is rendered on GM program 0 (acoustic grand piano) w
 dynamics and articulation, a sustain pedal changed every half note, a performer's onset and
 loudness deviations, ±15 % tempo drift, one of three SoundFonts and a hall
 (``bench/render_scores.py``; FluidR3_GM and MuseScore_General come from Debian packages, installed
-by ``bench/build_hauptstimme.sh``'s realistic condition or by hand). Queries: ``--queries-per-piece``
+here with apt-get when missing: without them the renderings would share the queries' SoundFont and
+the benchmark would be another, easier one). Queries: ``--queries-per-piece``
 excerpts of four measures of every part, at places drawn from the piece's name, written as
 MusicXML for piano (what a transcription of the performance would say; the quartets' string
 instruments are replaced) without tempo marks (a theme's performance tempo is unknown); ``ground_truth.csv``
@@ -23,6 +24,8 @@ notes); the renderings are this script's output.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -92,15 +95,34 @@ def write_queries(source: Path, stem: str, audio_dir: Path, query_dir: Path, cou
     return rows
 
 
+DEBIAN_SOUNDFONTS = {"FluidR3_GM.sf2": "fluid-soundfont-gm",
+                     "MuseScore_General_Full.sf2": "musescore-general-soundfont-lossless"}
+"""The two SoundFonts besides pretty_midi's TimGM6mb, and the Debian packages that hold them."""
+
+
+def soundfonts() -> tuple[Path, ...]:
+    """The benchmark's three SoundFonts; the Debian ones installed with apt-get when missing, and a
+    one-line exit naming the packages when that fails."""
+    wanted = [SF2 / name for name in DEBIAN_SOUNDFONTS]
+    if not all(path.is_file() for path in wanted):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_SOUNDFONTS.values()], env=env, check=False)
+    missing = [path.name for path in wanted if not path.is_file()]
+    if missing:
+        sys.exit(f"build_piano.py: {', '.join(missing)} not in {SF2}: install Debian's "
+                 f"{' '.join(DEBIAN_SOUNDFONTS.values())}")
+    return (default_soundfont(), *wanted)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--queries-per-piece", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    soundfonts = tuple(p for p in (default_soundfont(), SF2 / "FluidR3_GM.sf2", SF2 / "MuseScore_General_Full.sf2")
-                       if p.is_file())
-    how = Rendering(program=0, tempo_variation=0.15, expression=True, soundfonts=soundfonts, room=True,
+    fonts = soundfonts()
+    how = Rendering(program=0, tempo_variation=0.15, expression=True, soundfonts=fonts, room=True,
                     pedal=2.0, humanize=True)
     audio_dir, query_dir = args.out_dir / "audio", args.out_dir / "queries"
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         for future in queries:
             rows.extend(future.result())
     write_csv(args.out_dir / "ground_truth.csv", ["query_id", "query", "recording", "start_s", "end_s"], rows)
-    print(f"{len(sources)} pieces ({', '.join(p.name for p in soundfonts)}), {len(rows)} queries → {args.out_dir}")
+    print(f"{len(sources)} pieces ({', '.join(p.name for p in fonts)}), {len(rows)} queries → {args.out_dir}")
     return 0
 
 
