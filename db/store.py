@@ -554,22 +554,28 @@ class IndexStore:
     def _write_frames(self, changed: set[int]) -> tuple[str, list[tuple[int, int, int]], list[int], Path | None]:
         """Append the frames of every indexed recording that has none (or ``changed`` ones) to the
         frames file, before the transaction that records them: ``(file name, rows to insert,
-        recordings whose rows go, a superseded file to delete after it)``. When more than half
-        of the file belongs to recordings no longer there, all frames go to a new file instead."""
-        have = dict(self.db.execute("SELECT recording_id, n_frames FROM frame_offsets").fetchall())
+        recordings whose rows go, a superseded file to delete after it)``. All frames go to a new
+        file instead when more than half of the file belongs to recordings no longer there, or
+        when the file no longer holds what the rows say (lost or cut short: an index copied
+        without it), whose offsets new frames must not be appended over."""
+        recorded = self.db.execute("SELECT recording_id, offset, n_frames FROM frame_offsets").fetchall()
+        have = {rid: n for rid, _, n in recorded}
         indexed = [rid for (rid,) in self.db.execute("SELECT id FROM recordings WHERE status = 'indexed'")]
         name = self._setting("frames_file") or f"{self.path.name}.frames-1"
         current = self._frames_path(name)
         live = sum(n for rid, n in have.items() if rid not in changed and rid in set(indexed))
         in_file = current.stat().st_size // 12 if current.is_file() else 0
+        lost = in_file < max((offset + n for _, offset, n in recorded), default=0)
         superseded = None
-        if in_file and (live == 0 or in_file > 2 * live + 2**20):  # a new generation holding live frames only
-            superseded, name = current, f"{self.path.name}.frames-{int(name.rsplit('-', 1)[1]) + 1}"
+        if lost or (in_file and (live == 0 or in_file > 2 * live + 2**20)):  # a new generation, live frames only
+            superseded = current if current.is_file() else None
+            name = f"{self.path.name}.frames-{int(name.rsplit('-', 1)[1]) + 1}"
             current = self._frames_path(name)
             current.unlink(missing_ok=True)
-            have = {}
+            dropped, have = list(have), {}
+        else:
+            dropped = [rid for rid in have if rid in changed or rid not in set(indexed)]
         todo = [rid for rid in indexed if rid in changed or rid not in have]
-        dropped = [rid for rid in have if rid in changed or rid not in set(indexed)]
         arrays = [self._uint8_frames(rid) for rid in todo]
         offsets = append_frames(current, arrays, self.path.stat().st_mode & 0o777) if todo else []
         rows = [(rid, offset, len(a)) for rid, offset, a in zip(todo, offsets, arrays, strict=True)]

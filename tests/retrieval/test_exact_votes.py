@@ -115,6 +115,32 @@ def test_an_index_without_a_frames_file_votes_on_codes_and_the_next_run_adds_it(
     reader.close()
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_an_index_whose_frames_file_was_lost_writes_every_recording_again(lossy, tmp_path, damage):
+    """Copied without its frames file (or the file cut short), an index's rows point at frames no
+    longer there: the next run must not append new recordings over those offsets."""
+    db = tmp_path / "index.db"
+    for suffix in ("", ".faiss"):
+        shutil.copy(f"{lossy}{suffix}", f"{db}{suffix}")
+    if damage == "truncated":
+        for file in lossy.parent.glob("index.db.frames-*"):
+            (tmp_path / file.name).write_bytes(file.read_bytes()[: file.stat().st_size // 3])
+    store = IndexStore.open(db)
+    rows = {r.id: r for r in store.recordings()}
+    for i in range(3):  # new recordings, appended by the next run
+        store.put_indexed({c: getattr(rows[1], c) for c in ("size", "mtime", "hash", "duration", "sample_rate",
+                                                             "channels", "model_id")} | {"path": f"/new/{i}.wav"},
+                          store.frames(1 + i % 2)[::-1].copy())
+    store.checkpoint()
+    store.close()
+    reader = IndexStore.open(db, readonly=True)
+    stored = reader.stored_frames()
+    assert stored is not None
+    for rec in reader.recordings("indexed"):
+        assert np.array_equal(stored.decoded(rec.id), reader.frames(rec.id)), rec.path
+    reader.close()
+
+
 def test_a_planted_theme_is_found_first_among_many_lookalike_shingles(indexed, tmp_path):
     """200,000 shingles of random chroma with the same smoothness as music, plus the demo collection."""
     source = IndexStore.open(indexed, readonly=True)
