@@ -10,7 +10,8 @@ Each ``--source`` is an index with its ground truth (the hauptstimme and bach_vi
 Rows: each source alone, then one collection per ``--hours`` made of all sources' stored features
 repeated, copy ``k`` transposed by ``5·k`` semitones (chroma rotated; from the 12th copy on, pitch
 classes shuffled instead, see :func:`pitch_mapping`) and, every other copy, stretched in time by 10 %
-(musically other material: the queries' answers stay unique), and with ``--distinct``
+(musically other material: the queries' answers stay unique; a source's CENS rows, where it keeps
+them, are copied alike), and with ``--distinct``
 about ``--distinct-hours`` of music no theme comes from (``bench/build_corpus.py``). Every
 collection is a new index in today's format (uint8 features) whose vectors are built exactly as
 ``index`` builds them (``auto`` factory, or ``--factory``). No audio is decoded.
@@ -78,14 +79,18 @@ def build(sources: list[IndexStore], target: Path, copies: int, factory: str | N
     for k, source, tag in [(k, s, "c") for k in range(copies) for s in sources] + \
                           [(k, distinct, "d") for k in range(distinct_copies)]:
         for rec, features in source.iter_frames():
+            harmony = source.cens(rec.id)  # CENS rows where the source keeps them: copied alike
             if k:
                 features = features[:, pitch_mapping(k)]
                 features = stretched(features, 1.1) if k % 2 else features
+                if harmony is not None:
+                    harmony = harmony[:, pitch_mapping(k)]
+                    harmony = stretched(harmony, 1.1) if k % 2 else harmony
             path = rec.path if not k and tag == "c" else f"{Path(rec.path).parent}/{tag}{k}/{rec.name}_{tag}{k}.wav"
             duration = len(features) / store.settings.rate
             row = {**{c: getattr(rec, c) for c in FILE_ROW}, "path": path, "duration": duration,
                    "model_id": rec.model_id}
-            store.put_indexed(row, features)
+            store.put_indexed(row, features, harmony)
     if not store.coarsen() or factory:  # an index made coarse_at_scale turns coarse when large, as `index` makes it
         n_frames = store.db.execute("SELECT sum(n_frames) FROM recordings").fetchone()[0]
         store.rebuild_vectors(factory or auto_factory(n_frames // store.settings.shingle_hop, store.settings.dim))

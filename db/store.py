@@ -12,6 +12,9 @@ Tables, plain enough for any SQLite tool:
   re-ranking and for rebuilding the vector index, as ``uint8`` (``round(255·x)``: the values lie in
   [0, 1], error ≤ 1/510, 540 kB per audio hour) or, in indexes made before that format and not yet
   converted by :meth:`IndexStore.compact`, float32 (the ``features_dtype`` setting says which).
+- ``cens(recording_id, data)``: CENS of the same front end at half the retrieval rate
+  (:func:`models.retrieval_features.cens_rows`), ``uint8`` as the features, where the index keeps
+  them (the ``cens_frames`` setting); themes written out in full texture are ranked by both.
 - ``pending_removals(recording_id)``: recordings deleted from the tables whose vectors may still
   be in the saved FAISS file.
 - ``frame_offsets(recording_id, offset, n_frames)``: where each recording's ``uint8`` frames lie
@@ -223,6 +226,7 @@ class IndexStore:
             db["recordings"].create(_RECORDING_COLUMNS, pk="id", not_null={"path", "status"})
             db["recordings"].create_index(["path"], unique=True)
             db["features"].create({"recording_id": int, "data": bytes}, pk="recording_id")
+            db["cens"].create({"recording_id": int, "data": bytes}, pk="recording_id")
             db["pending_removals"].create({"recording_id": int}, pk="recording_id")
             db.execute(FRAME_OFFSETS_TABLE)
             db["settings"].insert({"key": "features", "value": settings.to_json()})
@@ -354,12 +358,21 @@ class IndexStore:
             raise StoreError(f"{self.path}: no features stored for recording {recording_id}")
         return decode_features(row[0], self.features_dtype)
 
+    def cens(self, recording_id: int) -> np.ndarray | None:
+        """A recording's stored CENS ``(n, 12)`` (float32, within the ``uint8`` step; the
+        index's :attr:`~models.retrieval_features.IndexSettings.cens_rate`), ``None`` where it has none."""
+        if not self.settings.cens_frames:
+            return None
+        row = self.db.execute("SELECT data FROM cens WHERE recording_id = ?", [recording_id]).fetchone()
+        return None if row is None else decode_features(row[0], "uint8")
+
     def iter_frames(self) -> Iterator[tuple[Recording, np.ndarray]]:
         for rec in self.recordings("indexed"):
             yield rec, self.frames(rec.id)
 
-    def put_indexed(self, row: dict, features: np.ndarray) -> int:
-        """Insert or replace a recording with its features in one transaction; returns its id.
+    def put_indexed(self, row: dict, features: np.ndarray, cens: np.ndarray | None = None) -> int:
+        """Insert or replace a recording with its features (and its CENS rows, where the index
+        keeps them) in one transaction; returns its id.
 
         ``row["error"]``, if given, is a warning kept with an indexed recording (a damaged file).
 
@@ -370,7 +383,16 @@ class IndexStore:
         with self.db.atomic():
             rid = self._upsert(row)
             self.db["features"].upsert({"recording_id": rid, "data": data}, pk="recording_id")
+            if cens is not None and self.settings.cens_frames:
+                self.db["cens"].upsert({"recording_id": rid, "data": encode_features(cens, "uint8")},
+                                       pk="recording_id")
+            else:
+                self._delete_cens(rid)
         return rid
+
+    def _delete_cens(self, recording_id: int) -> None:
+        if self.settings.cens_frames:
+            self.db.execute("DELETE FROM cens WHERE recording_id = ?", [recording_id])
 
     def put_failed(self, row: dict, error: str) -> int:
         """Record a file that could not be indexed (its old features and vectors are dropped)."""
@@ -378,6 +400,7 @@ class IndexStore:
         with self.db.atomic():
             rid = self._upsert(row)
             self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
+            self._delete_cens(rid)
             self.db["pending_removals"].upsert({"recording_id": rid}, pk="recording_id")
         return rid
 
@@ -392,6 +415,7 @@ class IndexStore:
             for rid in recording_ids:
                 self.db.execute("DELETE FROM recordings WHERE id = ?", [rid])
                 self.db.execute("DELETE FROM features WHERE recording_id = ?", [rid])
+                self._delete_cens(rid)
                 self.db["pending_removals"].upsert({"recording_id": rid}, pk="recording_id")
 
     def _upsert(self, row: dict) -> int:
@@ -656,6 +680,7 @@ class IndexStore:
         Small collections gain from 25 Hz frames; large ones would pay twice the bytes and time per
         hit for nothing (docs/experiments.md). Each recording's stored frames ``(T, 12)`` become
         :func:`~models.retrieval_features.coarsened` ones ``(ceil(T / 2), 12)`` (no audio decoded),
+        its CENS rows every second one,
         in one transaction with the ``coarsened`` setting; the FAISS file goes first, so readers
         meanwhile hear that the index is being rebuilt and a crash leaves either index whole, its
         vectors rebuilt by the next checkpoint. Later recordings are extracted at the coarse rates.
@@ -671,6 +696,10 @@ class IndexStore:
                 self.db.execute("UPDATE features SET data = ? WHERE recording_id = ?",
                                 [encode_features(features, self.features_dtype), rid])
                 self.db.execute("UPDATE recordings SET n_frames = ? WHERE id = ?", [len(features), rid])
+            if self.settings.cens_frames:  # every second row: what coarse settings extract (cens_rows)
+                for rid, data in self.db.execute("SELECT recording_id, data FROM cens").fetchall():
+                    self.db.execute("UPDATE cens SET data = ? WHERE recording_id = ?",
+                                    [encode_features(decode_features(data, "uint8")[::2], "uint8"), rid])
             self.db.execute("DELETE FROM frame_offsets")
             self.db["settings"].upsert({"key": "coarsened", "value": "1"}, pk="key")
             self.db.execute("UPDATE recordings SET in_index = 0")

@@ -2,7 +2,8 @@
 
     python experiments/late_fusion.py GROUND_TRUTH.csv DEEP.db CENS.db [--json-out OUT.json]
 
-``DEEP.db`` is an index of a collection with the default model, ``CENS.db`` the same audio with
+``DEEP.db`` is an index of a collection with the default model (read without the CENS frames a
+default index now keeps: :class:`DeepOnly`), ``CENS.db`` the same audio with
 ``--preset fast --model cens``. Every theme is aligned with every recording of both (all
 candidates re-ranked, so the candidate stage plays no part) and each recording gets the mean of
 its two DTW scores (``mean``; also z-scored per theme, ``z``, and reciprocal-rank fusion, ``rrf``).
@@ -34,7 +35,20 @@ RRF_K = 60
 """Reciprocal-rank fusion's constant (Cormack et al., SIGIR 2009)."""
 
 
-def scores(store: IndexStore, theme: str) -> dict[str, float]:
+class DeepOnly:
+    """An index seen without its CENS frames, so that every theme is ranked by the deep chroma alone."""
+
+    def __init__(self, store: IndexStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def cens(self, recording_id: int) -> None:
+        return None
+
+
+def scores(store: IndexStore | DeepOnly, theme: str) -> dict[str, float]:
     """Every recording's DTW score for ``theme`` (stem → score), all of them re-ranked."""
     n = len(store.recordings("indexed"))
     return {Path(m.path).stem: m.score for m in query(store, theme, top=n, candidates=n).matches}
@@ -65,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cens", type=Path)
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
-    deep, cens = IndexStore.open(args.deep, readonly=True), IndexStore.open(args.cens, readonly=True)
+    deep, cens = DeepOnly(IndexStore.open(args.deep, readonly=True)), IndexStore.open(args.cens, readonly=True)
     found: dict[str, list[float]] = {}
     textured: list[bool] = []
     for row in read_ground_truth(args.ground_truth):

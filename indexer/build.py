@@ -317,6 +317,6 @@ def _store_result(store: IndexStore, result: Extracted, old: Recording | None, r
         if result.warning:
             row["error"] = result.warning
             tqdm.write(f"warning: {printable(result.warning)}", file=sys.stderr)
-        store.put_indexed(row, result.features)
+        store.put_indexed(row, result.features, result.cens)
         report.audio_seconds += result.duration or 0.0
         (report.updated if old is not None else report.added).append(result.path)

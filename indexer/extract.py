@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio import check_readable, decode_audio
-from models.retrieval_features import IndexSettings, retrieval_features
+from models.retrieval_features import IndexSettings, cens_rows, retrieval_features
 
 __all__ = ["Extracted", "Prepared", "SharedSamples", "WorkerContext", "content_hash", "extract_in_worker",
            "extract_one", "finish_prepared", "prepare_in_worker", "worker_context"]
@@ -38,6 +38,7 @@ class Extracted:
     sample_rate: int | None = None
     channels: int | None = None
     features: np.ndarray | None = None  # (n_frames, 12)
+    cens: np.ndarray | None = None  # (n_cens, 12): models.retrieval_features.cens_rows, where the index keeps them
     error: str | None = None
     warning: str | None = None  # indexed, but worth telling (a damaged file: see DecodedAudio.damage)
     unchanged: bool = False  # same content as ``known_hash``: nothing extracted
@@ -105,11 +106,15 @@ def _opened(path: str, known_hash: str | None) -> tuple[Extracted, np.ndarray | 
     return result, decoded.samples
 
 
-def _finished(context: WorkerContext, result: Extracted, chroma_of) -> Extracted:
-    """``result`` with its retrieval features from ``chroma_of(extractor)`` (12, T), or its error."""
+def _finished(context: WorkerContext, result: Extracted, features_of) -> Extracted:
+    """``result`` with its retrieval features (and CENS rows, where the index keeps them) from
+    ``features_of(extractor)`` (:class:`models.extractor.ChromaFeatures`), or its error."""
+    settings = context.settings
     try:
-        chroma = chroma_of(context.extractor())
-        result.features = retrieval_features(chroma, context.settings.downsample, context.settings.smoothing)
+        found = features_of(context.extractor())
+        result.features = retrieval_features(found.chroma, settings.downsample, settings.smoothing)
+        if settings.cens_frames:
+            result.cens = cens_rows(found.cens, settings)
     except Exception as error:  # noqa: BLE001 - one bad file must never stop a run; reason is kept
         result.error = _one_line(result.path, error)
     return result
@@ -120,7 +125,8 @@ def extract_one(context: WorkerContext, path: str, known_hash: str | None = None
     result, samples = _opened(path, known_hash)
     if samples is None:
         return result
-    return _finished(context, result, lambda extractor: extractor.from_signal(samples).chroma)
+    cens = context.settings.cens_frames
+    return _finished(context, result, lambda extractor: extractor.from_signal(samples, cens=cens))
 
 
 # -- many decoding processes feeding one GPU process ------------------------------------------------
@@ -184,15 +190,16 @@ def finish_prepared(context: WorkerContext, prepared: list[Prepared]) -> list[Ex
     ready = [p for p in prepared if p.samples is not None]
     try:
         signals = [p.samples.open() for p in ready]
+        cens = context.settings.cens_frames
         try:
-            chromas = [f.chroma for f in context.extractor().from_signals(signals)]
+            found = context.extractor().from_signals(signals, cens=cens)
         except Exception:  # noqa: BLE001 - redone one at a time below, each file with its own error
-            chromas = [None] * len(ready)
-        for p, y, chroma in zip(ready, signals, chromas, strict=True):
-            if chroma is None:
-                _finished(context, p.extracted, lambda extractor, y=y: extractor.from_signal(y).chroma)
+            found = [None] * len(ready)
+        for p, y, features in zip(ready, signals, found, strict=True):
+            if features is None:
+                _finished(context, p.extracted, lambda extractor, y=y: extractor.from_signal(y, cens=cens))
             else:
-                _finished(context, p.extracted, lambda _, chroma=chroma: chroma)
+                _finished(context, p.extracted, lambda _, features=features: features)
     finally:
         signals = y = None
         for p in ready:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from models.audio import load_audio
+from models.cens import cens_from_log_hcqt
 from models.errors import ParameterError
 from models.frontend import (
     AMIN,
@@ -40,7 +41,7 @@ from models.registry import DEFAULT_MODEL, load
 
 __all__ = [
     "CPU_CHUNK_SECONDS", "GPU_BATCH", "GPU_CHUNK_SECONDS", "ChromaExtractor", "ChromaFeatures", "chroma_features",
-    "default_chunk_seconds", "exact_cuda", "reference_features", "reference_hcqt",
+    "default_chunk_seconds", "exact_cuda", "inputs_and_cens", "reference_features", "reference_hcqt",
 ]
 
 
@@ -63,24 +64,28 @@ def default_chunk_seconds(device: str | torch.device) -> float:
 
 @dataclass(frozen=True)
 class ChromaFeatures:
-    """Deep chroma of one recording at :data:`models.frontend.FEATURE_RATE` Hz."""
+    """Deep chroma of one recording at :data:`models.frontend.FEATURE_RATE` Hz, and CENS of the
+    same front end when asked for (``from_signal(y, cens=True)``)."""
 
     probabilities: np.ndarray  # (13, T): C..B, then the CTC blank
     chroma: np.ndarray  # (12, T): blank dropped, each frame L2-normalised
     times: np.ndarray  # (T,) seconds
+    cens: np.ndarray | None = None  # (12, T): models.cens.cens_from_log_hcqt of the same HCQT
 
     def save(self, path: str | Path) -> None:
         """Write ``probabilities``, ``chroma`` and ``times`` to an ``.npz`` file."""
         np.savez_compressed(path, probabilities=self.probabilities, chroma=self.chroma, times=self.times)
 
 
-def chroma_features(probabilities: torch.Tensor, n_frames: int) -> ChromaFeatures:
-    """Wrap ``(T, 13)`` probabilities into :class:`ChromaFeatures` (chroma: blank dropped, L2 per frame)."""
+def chroma_features(probabilities: torch.Tensor, n_frames: int, cens: np.ndarray | None = None) -> ChromaFeatures:
+    """Wrap ``(T, 13)`` probabilities into :class:`ChromaFeatures` (chroma: blank dropped, L2 per
+    frame), with ``cens`` ``(12, ≥ T)`` of the same front end where it is given."""
     chroma = chroma_from_probabilities(probabilities)
     return ChromaFeatures(
         probabilities=probabilities.T.cpu().numpy(),
         chroma=chroma.T.cpu().numpy(),
         times=np.arange(n_frames) / FEATURE_RATE,
+        cens=None if cens is None else cens[:, :n_frames],
     )
 
 
@@ -114,6 +119,19 @@ def exact_cuda() -> None:
 def _fast_hcqt(device: torch.device) -> FastHCQT:
     """One :class:`FastHCQT` per device: its filter bases do not depend on the model."""
     return FastHCQT(device)
+
+
+def inputs_and_cens(extractor: ChromaExtractor, ys: Sequence[np.ndarray | torch.Tensor], cens: bool
+                    ) -> tuple[list[torch.Tensor], list[np.ndarray | None]]:
+    """Per signal, the network input ``(T, 216, 6)`` of ``extractor``'s front end and, with
+    ``cens``, the CENS ``(12, T)`` of the same log HCQT (else ``None``), computed before the
+    HCQT is normalised so that only one of the two is held at a time."""
+    xs, censes = [], []
+    for y in ys:
+        log_hcqt = extractor.log_hcqt(y)
+        censes.append(cens_from_log_hcqt(log_hcqt) if cens else None)
+        xs.append(normalize_frames(log_hcqt))
+    return xs, censes
 
 
 class ChromaExtractor:
@@ -221,15 +239,17 @@ class ChromaExtractor:
                         outs[i][s : s + m] = p[s - lo : s - lo + m]
         return outs
 
-    def from_signal(self, y: np.ndarray | torch.Tensor) -> ChromaFeatures:
-        """Deep chroma of a mono float32 signal at 22050 Hz."""
-        return self.from_signals([y])[0]
+    def from_signal(self, y: np.ndarray | torch.Tensor, cens: bool = False) -> ChromaFeatures:
+        """Deep chroma of a mono float32 signal at 22050 Hz (and, with ``cens``, CENS of the same HCQT)."""
+        return self.from_signals([y], cens)[0]
 
-    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor]) -> list[ChromaFeatures]:
+    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor], cens: bool = False) -> list[ChromaFeatures]:
         """Deep chroma of several signals, the network's windows batched across them (see
-        :meth:`network_many`); each result equals :meth:`from_signal` of its signal."""
-        probs = self.network_many([self.front_end(y) for y in ys])
-        return [chroma_features(p, p.shape[0]) for p in probs]
+        :meth:`network_many`); each result equals :meth:`from_signal` of its signal. With
+        ``cens``, each also holds the CENS of its own HCQT (:func:`models.cens.cens_from_log_hcqt`)."""
+        xs, censes = inputs_and_cens(self, ys, cens)
+        probs = self.network_many(xs)
+        return [chroma_features(p, p.shape[0], c) for p, c in zip(probs, censes, strict=True)]
 
     def from_file(self, path: str | Path) -> ChromaFeatures:
         """Deep chroma of an audio file.

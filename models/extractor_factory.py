@@ -16,34 +16,27 @@ from pathlib import Path
 
 import librosa
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 import torch
 
 from models.audio import load_audio
+from models.cens import cens_from_log_hcqt
 from models.errors import ParameterError
-from models.extractor import ChromaExtractor, ChromaFeatures, chroma_features
+from models.extractor import ChromaExtractor, ChromaFeatures, chroma_features, inputs_and_cens
 from models.frontend import (
-    BINS_PER_OCTAVE,
     FEATURE_RATE,
     HOP_LENGTH,
     SAMPLE_RATE,
-    TOP_DB,
     grid_boundaries,
     normalize_frames,
 )
 from models.registry import DEFAULT_MODEL, MODEL_IDS
 
-__all__ = ["BASELINE_IDS", "CensExtractor", "FusionExtractor", "MeanExtractor", "cens_from_log_hcqt",
+__all__ = ["BASELINE_IDS", "CensExtractor", "FusionExtractor", "MeanExtractor",
            "family_members", "is_computed", "make_extractor", "mean_members"]
 
 BASELINE_IDS = ("cens", "v1_ctc_mean", "v2_ctc_mean", "v2_linear_mean", "v2_strong_mean",
                 f"{DEFAULT_MODEL}+cens")
 FUSION_SUFFIX = "+cens"
-CENS_STEPS = (0.4, 0.2, 0.1, 0.05)
-"""librosa's CENS quantisation: each step a pitch class's share of the frame's energy exceeds adds 1/4."""
-CENS_SMOOTHING = 12
-"""Hann window (25 Hz frames) of the CENS smoothing: librosa's 41 frames at hop 256 ≈ 0.48 s."""
 
 
 class _FromFile:
@@ -105,36 +98,17 @@ class MeanExtractor(_FromFile):
         self.model_id = model_id
         self.members = [ChromaExtractor(m, device=device) for m in members]
 
-    def from_signal(self, y: np.ndarray) -> ChromaFeatures:
-        x = self.members[0].front_end(y)
-        probs = torch.stack([m.network(x) for m in self.members]).mean(dim=0)
-        return chroma_features(probs, probs.shape[0])
+    def from_signal(self, y: np.ndarray, cens: bool = False) -> ChromaFeatures:
+        """The mean chroma of a signal (and, with ``cens``, CENS of the same HCQT)."""
+        return self.from_signals([y], cens)[0]
 
-    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor]) -> list[ChromaFeatures]:
+    def from_signals(self, ys: Sequence[np.ndarray | torch.Tensor], cens: bool = False) -> list[ChromaFeatures]:
         """Chroma of several signals, each network's windows batched across them (as
         :meth:`models.extractor.ChromaExtractor.from_signals`); each equals :meth:`from_signal`'s."""
-        xs = [self.members[0].front_end(y) for y in ys]
+        xs, censes = inputs_and_cens(self.members[0], ys, cens)
         per_member = [m.network_many(xs) for m in self.members]
         probs = [torch.stack(ps).mean(dim=0) for ps in zip(*per_member, strict=True)]
-        return [chroma_features(p, p.shape[0]) for p in probs]
-
-
-def cens_from_log_hcqt(log_hcqt: torch.Tensor) -> np.ndarray:
-    """CENS chroma ``(12, T)`` from the deep front end's ``(T, 6, 216)`` log HCQT (its
-    fundamental harmonic: 6 octaves from C1, 3 bins per semitone), as librosa computes CENS from
-    a CQT — magnitudes folded to pitch classes, L1-normalised, quantised (:data:`CENS_STEPS`),
-    Hann-smoothed over :data:`CENS_SMOOTHING` frames, L2-normalised — at no cost of its own."""
-    level = log_hcqt[:, 1].double().cpu().numpy()  # (T, 216), (1/80)·dB + 1, 0 at the floor
-    magnitude = np.where(level > 0, 10.0 ** ((level - 1.0) * TOP_DB / 20.0), 0.0)
-    per_semitone = BINS_PER_OCTAVE // 12
-    # bin 3k is semitone k's centre: rolled by one, each group of three holds centre ± 1 bin
-    semitones = np.roll(magnitude, 1, axis=1).reshape(len(magnitude), -1, per_semitone).sum(axis=2)
-    chroma = semitones.reshape(len(magnitude), -1, 12).sum(axis=1).T  # (12, T)
-    chroma = chroma / np.maximum(chroma.sum(axis=0, keepdims=True), 1e-12)
-    quantised = sum((chroma > step).astype(np.float64) for step in CENS_STEPS) / len(CENS_STEPS)
-    window = scipy.signal.windows.hann(CENS_SMOOTHING + 2)[1:-1]
-    smoothed = scipy.ndimage.convolve1d(quantised, window / window.sum(), axis=1, mode="constant")
-    return librosa.util.normalize(smoothed, norm=2, axis=0, fill=True).astype(np.float32)
+        return [chroma_features(p, p.shape[0], c) for p, c in zip(probs, censes, strict=True)]
 
 
 class FusionExtractor(_FromFile):
@@ -142,7 +116,7 @@ class FusionExtractor(_FromFile):
 
     Deep chroma finds a theme's melody in a texture; CENS keeps every sounding pitch class, which
     full-texture themes (piano excerpts of both staves) need. The CENS comes from the deep model's
-    own HCQT (:func:`cens_from_log_hcqt`), so the fusion costs what the deep model costs.
+    own HCQT (:func:`models.cens.cens_from_log_hcqt`), so the fusion costs what the deep model costs.
     """
 
     def __init__(self, model_id: str, device: str | torch.device = "cpu") -> None:

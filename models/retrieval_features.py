@@ -31,6 +31,7 @@ from models.frontend import FEATURE_RATE
 from models.registry import DEFAULT_MODEL
 
 __all__ = [
+    "CENS_DOWNSAMPLE",
     "FEATURE_VERSION",
     "PRESETS",
     "COARSE_RATES",
@@ -38,6 +39,7 @@ __all__ = [
     "IndexSettings",
     "Preset",
     "SettingsMismatchError",
+    "cens_rows",
     "coarsened",
     "convolved",
     "hann_window",
@@ -82,6 +84,7 @@ class IndexSettings:
     shingle_hop: int = 4  # frames between stored shingles of a recording
     index_factory: str = "auto"
     coarse_at_scale: bool = True  # 25 Hz frames turn to COARSE_RATES once the collection is large; False at other rates
+    cens_frames: bool = True  # CENS of the same HCQT stored beside (cens_rows); False for models that are CENS already
     version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
@@ -90,6 +93,8 @@ class IndexSettings:
                 raise ParameterError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.coarse_at_scale and (self.downsample, self.smoothing) != (1, 1):  # only 25 Hz frames turn coarse
             object.__setattr__(self, "coarse_at_scale", False)
+        if self.cens_frames and (self.model_id == "cens" or self.model_id.endswith("+cens")):
+            object.__setattr__(self, "cens_frames", False)
 
     def at_scale(self) -> IndexSettings:
         """The settings of this index's features once the collection is large: with
@@ -103,6 +108,11 @@ class IndexSettings:
         return FEATURE_RATE / self.downsample
 
     @property
+    def cens_rate(self) -> float:
+        """Frames per second of the stored CENS (:func:`cens_rows`)."""
+        return self.rate / CENS_DOWNSAMPLE
+
+    @property
     def dim(self) -> int:
         """Dimension of a shingle vector."""
         return 12 * self.shingle_length
@@ -112,16 +122,17 @@ class IndexSettings:
 
     @classmethod
     def from_json(cls, text: str) -> IndexSettings:
-        data = json.loads(text)
+        data = {"cens_frames": False, **json.loads(text)}  # indexes made before CENS frames have none
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def check_matches(self, other: IndexSettings, what: str = "the index") -> None:
-        """Raise :class:`SettingsMismatchError` naming every setting where ``other`` differs."""
+        """Raise :class:`SettingsMismatchError` naming every setting where ``other`` differs (but
+        ``index_factory`` and ``cens_frames``: what is stored, not what a query must share)."""
         diffs = [
             f"{f.name}={getattr(other, f.name)!r} (asked {getattr(self, f.name)!r})"
             for f in fields(self)
-            if f.name != "index_factory" and getattr(self, f.name) != getattr(other, f.name)
+            if f.name not in ("index_factory", "cens_frames") and getattr(self, f.name) != getattr(other, f.name)
         ]
         if diffs:
             raise SettingsMismatchError(
@@ -149,8 +160,9 @@ PRESETS: dict[str, Preset] = {
                       "12.5 Hz once the collection is large", {}),
     "fast": Preset("where indexing time matters more than finding (about 0.7× the default's): one network at "
                    "12.5 Hz", {"model_id": DEFAULT_MODEL, **COARSE_RATES}),
-    "textures": Preset("themes written out in full texture (piano scores of both staves, chorales) searched "
-                       "with --rendering symbolic: one network plus CENS at 12.5 Hz",
+    "textures": Preset("full-texture themes (piano scores of both staves, chorales) searched with --rendering "
+                       "symbolic when indexing time matters: one network plus CENS at 12.5 Hz (the default "
+                       "ranks such themes better)",
                        {"model_id": f"{DEFAULT_MODEL}+cens", **COARSE_RATES}),
 }
 """The presets of ``cli.py index --preset`` (docs/benchmarks.md, "Defaults chosen from these tables")."""
@@ -168,6 +180,20 @@ def retrieval_features(chroma: np.ndarray, downsample: int = 2, smoothing: int =
         window = hann_window(smoothing + 2)[1:-1].astype(np.float32)
         chroma = convolved(chroma, window / window.sum())
     return unit_rows(np.ascontiguousarray(chroma[:, ::downsample].T))
+
+
+CENS_DOWNSAMPLE = 2
+"""Retrieval frames per stored CENS frame: CENS is smoothed over 0.48 s (:data:`models.cens.CENS_SMOOTHING`),
+so half the rate loses nothing a theme's alignment needs (12.5 Hz beside 25 Hz frames, 6.25 Hz
+beside coarse ones) and costs half the bytes: 540 kB per audio hour at 25 Hz, 270 kB at 12.5 Hz."""
+
+
+def cens_rows(cens: np.ndarray, settings: IndexSettings) -> np.ndarray:
+    """CENS ``(12, T)`` at 25 Hz (:func:`models.cens.cens_from_log_hcqt`) as the rows an index with
+    ``settings`` stores and a theme is aligned with: ``(ceil(T / (downsample · CENS_DOWNSAMPLE)), 12)``,
+    every such frame taken (CENS is smoothed already), unit rows. Those of coarse settings are
+    every second row of those of 25 Hz ones, so an index turns coarse without decoding audio."""
+    return retrieval_features(cens, settings.downsample * CENS_DOWNSAMPLE, 1)
 
 
 def coarsened(frames: np.ndarray) -> np.ndarray:

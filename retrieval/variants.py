@@ -23,7 +23,7 @@ import numpy as np
 
 from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
-from models.retrieval_features import IndexSettings, retrieval_features
+from models.retrieval_features import IndexSettings, cens_rows, retrieval_features
 from retrieval.options import RENDERINGS, TEMPO_SCALES
 from retrieval.theme import NoteEvent, Theme
 
@@ -58,11 +58,14 @@ def rendering_for(theme: Theme, rendering: str = "auto") -> str:
 
 @dataclass(frozen=True)
 class QueryVariant:
-    """The theme at one tempo scale and transposition, as retrieval features ``(T, 12)``."""
+    """The theme at one tempo scale and transposition, as retrieval features ``(T, 12)`` and, for
+    a theme rendered through audio against an index that keeps CENS, its CENS rows
+    ``(T_c, 12)`` (:func:`models.retrieval_features.cens_rows`)."""
 
     tempo_scale: float
     transposition: int  # semitones the theme was shifted up
     features: np.ndarray
+    cens: np.ndarray | None = None
 
 
 def _scaled(notes: Sequence[NoteEvent], tempo_scale: float) -> list[NoteEvent]:
@@ -93,11 +96,15 @@ def stretched(chroma: np.ndarray, tempo_scale: float) -> np.ndarray:
     return chroma[:, lower] * (1 - weight) + chroma[:, upper] * weight
 
 
-def synthesised_chroma(notes: Sequence[NoteEvent], extractor, program: int | None = None) -> np.ndarray:
-    """The model's chroma ``(12, T)`` of ``notes`` rendered with a SoundFont at their own tempo."""
+def synthesised_chroma(notes: Sequence[NoteEvent], extractor, program: int | None = None,
+                       cens: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's chroma ``(12, T)`` of ``notes`` rendered with a SoundFont at their own tempo,
+    and with ``cens`` the CENS ``(12, T)`` of the same front end (else ``None``)."""
     from retrieval.soundfont import render_notes  # the synthesiser: for synthesised renderings only
 
-    return extractor.from_signal(render_notes(notes, SAMPLE_RATE, program=program, tail=0.3)).chroma
+    signal = render_notes(notes, SAMPLE_RATE, program=program, tail=0.3)
+    found = extractor.from_signal(signal, cens=True) if cens else extractor.from_signal(signal)
+    return found.chroma, found.cens
 
 
 def rendering_sources(tempo_scales: Sequence[float]) -> dict[float, float]:
@@ -132,7 +139,8 @@ def query_variants(
     rendering is (or ``auto`` resolves to) ``synthesised``; ``program`` is the GM instrument it
     renders with (default: the score's own). Transpositions rotate the chroma (pitch-class shifts
     of the theme). A synthesised theme passes through the model at every second tempo scale only
-    and the others are :func:`stretched` from the nearest of those (:func:`rendering_sources`).
+    and the others are :func:`stretched` from the nearest of those (:func:`rendering_sources`);
+    where the index keeps CENS (``settings.cens_frames``) its variants carry CENS rows too.
     """
     rendering = rendering_for(theme, rendering)
     if rendering == "synthesised" and extractor is None:
@@ -140,16 +148,21 @@ def query_variants(
     if any(s <= 0 for s in tempo_scales):
         raise ParameterError(f"tempo scales must be positive, got {tempo_scales}")
     rendered = {}
+    with_cens = rendering == "synthesised" and settings.cens_frames
     if rendering == "synthesised":
         sources = rendering_sources(tempo_scales)
-        rendered = {b: synthesised_chroma(_scaled(theme.notes, b), extractor, program) for b in set(sources.values())}
+        rendered = {b: synthesised_chroma(_scaled(theme.notes, b), extractor, program, with_cens)
+                    for b in set(sources.values())}
     variants = []
     for scale in tempo_scales:
+        cens = None
         if rendering == "synthesised":
-            chroma = stretched(rendered[sources[scale]], scale / sources[scale])
+            ratio = scale / sources[scale]
+            chroma, cens = (None if c is None else stretched(c, ratio) for c in rendered[sources[scale]])
         else:
             chroma = symbolic_chroma(_scaled(theme.notes, scale))
         for shift in range(12) if transpose else (0,):
             features = retrieval_features(np.roll(chroma, shift, axis=0), settings.downsample, settings.smoothing)
-            variants.append(QueryVariant(scale, shift, features))
+            variants.append(QueryVariant(scale, shift, features,
+                                         None if cens is None else cens_rows(np.roll(cens, shift, axis=0), settings)))
     return variants

@@ -66,6 +66,7 @@ def test_a_large_collection_turns_coarse_from_its_stored_frames(rendered_dir, tm
     index_collection(folder, path, FINE, progress=False)
     store = IndexStore.open(path)
     fine = {r.path: store.frames(r.id) for r in store.recordings("indexed")}
+    fine_cens = {r.path: store.cens(r.id) for r in store.recordings("indexed")}
     assert store.settings == FINE and store.vectors().dim == 384 and _theme_answer(store) == "haydn_op74"
     store.close()
 
@@ -78,6 +79,7 @@ def test_a_large_collection_turns_coarse_from_its_stored_frames(rendered_dir, tm
     for file, frames in fine.items():
         assert by_path[file].n_frames == len(coarsened(frames))
         assert np.abs(store.frames(by_path[file].id) - coarsened(frames)).max() <= FEATURE_STEP
+        np.testing.assert_array_equal(store.cens(by_path[file].id), fine_cens[file][::2])  # CENS rows: every second
     stored = store.stored_frames()  # the frames file the vote reads holds the coarse frames
     rid = by_path[str(folder / "haydn_op74.wav")].id
     assert stored.decoded(rid).shape == (by_path[str(folder / "haydn_op74.wav")].n_frames, 12)
@@ -92,6 +94,9 @@ def test_a_large_collection_turns_coarse_from_its_stored_frames(rendered_dir, tm
     copy, original = (store.frames(r.id) for r in sorted(store.recordings("indexed"), key=lambda r: r.path)
                       if Path(r.path).stem in ("joplin_copy", "joplin_maple_leaf"))
     assert copy.shape == original.shape and np.abs(copy - original).max() <= 2 * FEATURE_STEP
+    copy_cens, original_cens = (store.cens(r.id) for r in sorted(store.recordings("indexed"), key=lambda r: r.path)
+                                if Path(r.path).stem in ("joplin_copy", "joplin_maple_leaf"))
+    assert copy_cens.shape == original_cens.shape and np.abs(copy_cens - original_cens).max() <= 2 * FEATURE_STEP
     assert main(["status", "--db", str(path), "--json"]) == 0 and '"coarsened": true' in capsys.readouterr().out
     store.close()
     with pytest.raises(SettingsMismatchError, match=r"coarse_at_scale=True \(asked False\)"):  # as made, not as turned

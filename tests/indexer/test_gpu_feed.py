@@ -48,15 +48,16 @@ def test_a_failing_batch_is_redone_file_by_file(rendered_dir, monkeypatch):
     extractor = context.extractor()
     bad = prepared[1].samples.length
 
-    def refuse_the_bad_one(y):
+    def refuse_the_bad_one(y, cens=False):
         if len(y) == bad:
             raise ValueError("damaged stream")
-        return type(extractor).from_signals(extractor, [y])[0]
+        return type(extractor).from_signals(extractor, [y], cens)[0]
 
-    monkeypatch.setattr(extractor, "from_signals", lambda ys: [refuse_the_bad_one(y) for y in ys])
+    monkeypatch.setattr(extractor, "from_signals", lambda ys, cens=False: [refuse_the_bad_one(y, cens) for y in ys])
     monkeypatch.setattr(extractor, "from_signal", refuse_the_bad_one)
     good, failed = finish_prepared(context, prepared)
     assert good.error is None and good.features is not None
+    assert len(good.cens) == -(-len(good.features) // 2)  # the default index keeps CENS at half the rate
     assert failed.features is None and failed.error == f"{files[1]}: damaged stream"
     assert not any(p.samples._block for p in prepared)  # released
 

@@ -247,7 +247,7 @@ def test_every_second_tempo_scale_is_rendered_and_the_others_stretched_from_the_
 
 
 def test_a_synthesised_theme_passes_through_the_model_once_per_rendered_scale():
-    from models.retrieval_features import IndexSettings, retrieval_features
+    from models.retrieval_features import IndexSettings, cens_rows, retrieval_features
     from retrieval.options import TEMPO_SCALES
     from retrieval.theme import Theme
     from retrieval.variants import query_variants, rendering_sources, stretched
@@ -256,10 +256,12 @@ def test_a_synthesised_theme_passes_through_the_model_once_per_rendered_scale():
         def __init__(self):
             self.durations = []
 
-        def from_signal(self, audio):
+        def from_signal(self, audio, cens=False):
             self.durations.append(len(audio) / 22050)
             frames = np.abs(audio[: len(audio) // 882 * 882].reshape(-1, 882)) + 1e-3
-            return type("Chroma", (), {"chroma": np.tile(frames.mean(1), (12, 1)).astype(np.float32)})
+            chroma = np.tile(frames.mean(1), (12, 1)).astype(np.float32)
+            harmony = np.roll(chroma * np.arange(1, 13)[:, None], 3, axis=0) if cens else None  # another 12 rows
+            return type("Chroma", (), {"chroma": chroma, "cens": harmony})
 
     chords = Theme(tuple(NoteEvent(0.5 * i, 0.5, p + i) for i in range(8) for p in (48, 55, 64)), "chords")
     settings, extractor = IndexSettings(), Extractor()
@@ -270,10 +272,17 @@ def test_a_synthesised_theme_passes_through_the_model_once_per_rendered_scale():
     direct = {s: query_variants(chords, settings, extractor=Extractor(), tempo_scales=[s])[0] for s in TEMPO_SCALES}
     for v in variants:
         source = rendering_sources(TEMPO_SCALES)[v.tempo_scale]
-        expected = stretched(Extractor().from_signal(_rendered(chords, source)).chroma, v.tempo_scale / source)
+        found = Extractor().from_signal(_rendered(chords, source), cens=True)
+        expected = stretched(found.chroma, v.tempo_scale / source)
         np.testing.assert_allclose(v.features, retrieval_features(expected, settings.downsample, settings.smoothing))
+        harmony = cens_rows(stretched(found.cens, v.tempo_scale / source), settings)  # the index keeps CENS
+        np.testing.assert_allclose(v.cens, harmony, atol=1e-6)
+        assert len(v.cens) == -(-len(v.features) // 2)  # at half the retrieval rate
         if source == v.tempo_scale:
             np.testing.assert_array_equal(v.features, direct[v.tempo_scale].features)
+    without = query_variants(chords, IndexSettings(cens_frames=False), extractor=Extractor())
+    assert all(v.cens is None for v in without)
+    assert all(v.cens is None for v in query_variants(chords, settings, rendering="symbolic"))
 
 
 def _rendered(theme, scale: float) -> np.ndarray:
