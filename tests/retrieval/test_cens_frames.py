@@ -11,6 +11,7 @@ from models.extractor_factory import make_extractor
 from models.retrieval_features import CENS_DOWNSAMPLE, IndexSettings, cens_rows
 from retrieval.dtw import subsequence_align
 from retrieval.query import _extractor_for, query
+from retrieval.search import CENS_WEIGHT
 from retrieval.theme import parse_corpus_work, theme_from_stream
 from retrieval.variants import query_variants, rendering_for
 
@@ -73,7 +74,7 @@ def _deep_and_cens(store: IndexStore, variants) -> dict[int, tuple[float, float]
     return found
 
 
-def test_a_full_texture_theme_is_ranked_by_the_mean_of_both_scores(store):
+def test_a_full_texture_theme_is_ranked_by_both_scores_weighted(store):
     theme = _theme(*JOPLIN, None)
     assert rendering_for(theme) == "synthesised"
     variants = query_variants(theme, store.settings, extractor=_extractor_for(store.settings, "cpu"))
@@ -84,7 +85,7 @@ def test_a_full_texture_theme_is_ranked_by_the_mean_of_both_scores(store):
     assert result.matches[0].path.endswith("joplin_maple_leaf.wav")
     for m in result.matches:
         deep, harmony = expected[m.recording_id]
-        assert m.score == pytest.approx((deep + harmony) / 2, abs=1e-4)
+        assert m.score == pytest.approx((1 - CENS_WEIGHT) * deep + CENS_WEIGHT * harmony, abs=1e-4)
     assert any(abs(m.score - expected[m.recording_id][0]) > 0.01 for m in result.matches)  # not deep alone
     ranked = query(store, theme, top=n, candidates=n)  # the ANN path fuses the same way around its anchors
     assert ranked.matches[0].path.endswith("joplin_maple_leaf.wav")
