@@ -683,7 +683,8 @@ class IndexStore:
         its CENS rows every second one,
         in one transaction with the ``coarsened`` setting; the FAISS file goes first, so readers
         meanwhile hear that the index is being rebuilt and a crash leaves either index whole, its
-        vectors rebuilt by the next checkpoint. Later recordings are extracted at the coarse rates.
+        vectors rebuilt by the next checkpoint; then the database file is shrunk (the halved frames
+        free half its pages). Later recordings are extracted at the coarse rates.
         """
         if (not self.declared.coarse_at_scale or self._setting("coarsened")
                 or self._shingle_count() <= IVF_FLAT_LIMIT):
@@ -705,6 +706,7 @@ class IndexStore:
             self.db.execute("UPDATE recordings SET in_index = 0")
         self.settings, self._frames = self.declared.at_scale(), None
         self.rebuild_vectors(self._planned_factory())
+        self._shrink()
         return True
 
     def compact(self) -> bool:
@@ -725,9 +727,14 @@ class IndexStore:
             self.db.execute("UPDATE recordings SET in_index = 0")
         self.features_dtype = "uint8"
         self.rebuild_vectors(self._planned_factory())
+        self._shrink()
+        return True
+
+    def _shrink(self) -> None:
+        """Give the pages a rewrite of every frame freed back to the file system (``VACUUM``): the
+        file would otherwise keep its largest size, here up to twice what the index holds."""
         self.db.execute("VACUUM")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return True
 
     # -- summary ---------------------------------------------------------------------------
 

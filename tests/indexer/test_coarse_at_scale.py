@@ -75,6 +75,7 @@ def test_a_large_collection_turns_coarse_from_its_stored_frames(rendered_dir, tm
     index_collection(folder, path, FINE, progress=False)
     store = IndexStore.open(path, readonly=True)
     assert store.declared == FINE and store.settings == FINE.at_scale() and store.vectors().dim == 192
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # the file shrunk to what it holds
     by_path = {r.path: r for r in store.recordings("indexed")}
     for file, frames in fine.items():
         assert by_path[file].n_frames == len(coarsened(frames))
