@@ -9,7 +9,9 @@
 3. Re-ranking: subsequence DTW (:func:`retrieval.dtw.subsequence_align`) of the best variants
    against the stored features around the best ANN hits gives the final score (mean cosine
    similarity along the path) and the matched time span; candidates are aligned on parallel
-   threads (the compiled DTW releases the GIL).
+   threads (the compiled DTW releases the GIL). A theme of full texture whose variants carry CENS
+   rows, against an index that keeps CENS, is also aligned by CENS with each candidate's whole
+   CENS frames, and its score mixes the two (:func:`_fused`).
 
 ``exhaustive=True`` skips 1–2 and aligns every variant with every whole recording: the exact
 reference the ANN pipeline is measured against.
