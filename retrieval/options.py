@@ -37,6 +37,20 @@ OCCURRENCE_SCORE = 0.8
 only when it scores this much: what right first answers on bach_violin reach in 95 % of cases
 (0.81). The rest of the default rule: :mod:`retrieval.occurrences`."""
 
+CENS_WEIGHT = 0.8
+"""CENS's share of a full-texture theme's score (:func:`retrieval.search._fused`); the deep
+chroma's is the rest. Chosen on the piano and bach_violin benchmarks (2026-12-08; 0.35, 0.5, 0.65,
+0.8, 1.0: piano 0.913, 0.937, 0.954, 0.961, 0.941; bach_violin 0.935, 0.935, 0.944, 0.951, 0.958),
+which also report it; the deep chroma still chooses the candidates, their tempo and where the theme
+sounds."""
+
+EXCERPT_CENS_WEIGHT = 0.5
+"""CENS's share of an audio excerpt's score: audio against audio, both features come from the same
+kind of signal, so they count equally. On bach_violin's cross-performance excerpts (2026-12-08;
+weights 0, 0.3, 0.5, 0.8: rendered excerpt → real recording MRR 0.699, 0.745, 0.756, 0.733; real
+excerpt → rendering 0.965, 0.967, 0.962, 0.948), and an excerpt's own recording then scores above
+every other performance (0.987 against at most 0.973; deep chroma alone: 0.977 against 0.993)."""
+
 TEMPO_SCALES = tuple(float(2 ** (k / 3)) for k in range(-3, 4))
 """Performance tempo ÷ nominal tempo tried for every theme: 0.5 … 2 in steps of 2**(1/3)."""
 

@@ -84,12 +84,6 @@ MAX_CANDIDATES = 4 * CANDIDATES
 (MRR 0.633 against 0.604; docs/scaling.md, "More candidates at scale"), for ~30 ms of DTW."""
 
 
-CENS_WEIGHT = 0.8
-"""CENS's share of a full-texture theme's score (:func:`_fused`); the deep chroma's is the rest.
-Chosen on the piano and bach_violin benchmarks (2026-12-08; 0.35, 0.5, 0.65, 0.8, 1.0: piano
-0.913, 0.937, 0.954, 0.961, 0.941; bach_violin 0.935, 0.935, 0.944, 0.951, 0.958), which also
-report it; the deep chroma still chooses the candidates, their tempo and where the theme sounds."""
-
 
 def _doublings(n_shingles: int) -> int:
     """How many times a collection of ``n_shingles`` doubles :data:`NEIGHBOURS_SCALE` (0 below it)."""
@@ -572,18 +566,18 @@ def _rerank(
     if cens_target is None or not aligned:
         return best
     harmony = max(subsequence_align(variants[vi].cens, cens_target).similarity for vi in aligned)
-    return (_fused(best[0], harmony),) + best[1:]
+    return (_fused(best[0], harmony, variants[0].cens_weight),) + best[1:]
 
 
-def _fused(deep: float, harmony: float) -> float:
-    """The score of a theme written out in full texture (its variants carry CENS rows) against a
-    recording whose CENS is stored: the deep chroma's DTW similarity and CENS's, weighted
-    :data:`CENS_WEIGHT`.
+def _fused(deep: float, harmony: float, weight: float) -> float:
+    """The score of a texture (a theme written out in full, or an audio excerpt: its variants carry
+    CENS rows) against a recording whose CENS is stored: the deep chroma's DTW similarity and CENS's,
+    CENS weighted ``weight`` (the variants' :attr:`~retrieval.variants.QueryVariant.cens_weight`).
 
     Deep chroma answers a texture with its melody, CENS with every pitch class that sounds; a
     piano excerpt of both staves needs both (docs/experiments.md, "CENS frames in the index");
     melody themes are never fused."""
-    return (1.0 - CENS_WEIGHT) * deep + CENS_WEIGHT * harmony
+    return (1.0 - weight) * deep + weight * harmony
 
 
 def _cores() -> int:
@@ -610,7 +604,7 @@ def _align_whole(target: np.ndarray, variants: Sequence[QueryVariant],
     if cens_target is None:
         return best
     harmony = max(subsequence_align(variant.cens, cens_target).similarity for variant in variants)
-    return (_fused(best[0], harmony),) + best[1:]
+    return (_fused(best[0], harmony, variants[0].cens_weight),) + best[1:]
 
 
 def _cens_targets(collection: SearchableIndex, variants: Sequence[QueryVariant],

@@ -24,7 +24,7 @@ import numpy as np
 from models.errors import ParameterError
 from models.frontend import FEATURE_RATE, SAMPLE_RATE
 from models.retrieval_features import IndexSettings, cens_rows, retrieval_features
-from retrieval.options import RENDERINGS, TEMPO_SCALES
+from retrieval.options import CENS_WEIGHT, RENDERINGS, TEMPO_SCALES
 from retrieval.theme import NoteEvent, Theme
 
 __all__ = ["POLYPHONY_FOR_AUDIO", "QueryVariant", "mean_polyphony", "query_variants",
@@ -59,13 +59,15 @@ def rendering_for(theme: Theme, rendering: str = "auto") -> str:
 @dataclass(frozen=True)
 class QueryVariant:
     """The theme at one tempo scale and transposition, as retrieval features ``(T, 12)`` and, for
-    a theme rendered through audio against an index that keeps CENS, its CENS rows
-    ``(T_c, 12)`` (:func:`models.retrieval_features.cens_rows`)."""
+    a theme rendered through audio (or an audio excerpt) against an index that keeps CENS, its CENS
+    rows ``(T_c, 12)`` (:func:`models.retrieval_features.cens_rows`) with their share
+    ``cens_weight`` of a candidate's score (:func:`retrieval.search._fused`)."""
 
     tempo_scale: float
     transposition: int  # semitones the theme was shifted up
     features: np.ndarray
     cens: np.ndarray | None = None
+    cens_weight: float = CENS_WEIGHT
 
 
 def _scaled(notes: Sequence[NoteEvent], tempo_scale: float) -> list[NoteEvent]:

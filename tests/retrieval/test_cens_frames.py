@@ -10,8 +10,9 @@ from models.cens import cens_from_log_hcqt
 from models.extractor_factory import make_extractor
 from models.retrieval_features import CENS_DOWNSAMPLE, IndexSettings, cens_rows
 from retrieval.dtw import subsequence_align
+from retrieval.excerpt import excerpt_variants, load_excerpt
+from retrieval.options import CENS_WEIGHT, EXCERPT_CENS_WEIGHT
 from retrieval.query import _extractor_for, query
-from retrieval.search import CENS_WEIGHT
 from retrieval.theme import parse_corpus_work, theme_from_stream
 from retrieval.variants import query_variants, rendering_for
 
@@ -91,6 +92,24 @@ def test_a_full_texture_theme_is_ranked_by_both_scores_weighted(store):
     assert ranked.matches[0].path.endswith("joplin_maple_leaf.wav")
     best = ranked.matches[0]
     assert best.score == pytest.approx(result.matches[0].score, abs=0.02)
+
+
+def test_an_audio_excerpt_is_ranked_by_both_scores_weighted_as_audio(store, tmp_path):
+    import soundfile as sf
+
+    source = next(r for r in store.recordings("indexed") if r.name == "joplin_maple_leaf")
+    cut = tmp_path / "cut.wav"
+    sf.write(cut, _samples(source.path)[22050 * 2 : 22050 * 8], 22050)
+    excerpt = load_excerpt(cut, _extractor_for(store.settings, "cpu"), store.settings)
+    variants = excerpt_variants(excerpt, store.settings)
+    assert all(v.cens is not None and v.cens_weight == EXCERPT_CENS_WEIGHT for v in variants)
+    assert EXCERPT_CENS_WEIGHT != CENS_WEIGHT
+    expected = _deep_and_cens(store, variants)
+    result = query(store, str(cut), top=len(expected), exhaustive=True)
+    assert result.matches[0].recording_id == source.id
+    for m in result.matches:
+        deep, harmony = expected[m.recording_id]
+        assert m.score == pytest.approx((1 - EXCERPT_CENS_WEIGHT) * deep + EXCERPT_CENS_WEIGHT * harmony, abs=1e-4)
 
 
 def test_a_melody_theme_is_ranked_by_deep_chroma_alone(store):
