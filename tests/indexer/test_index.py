@@ -18,7 +18,16 @@ import pytest
 
 from cli import main
 from db.store import IndexStore
-from db.vectors import FLAT_LIMIT, IVF_FLAT_LIMIT, NPROBE, PQ_CODE, VectorIndex, auto_factory, nprobe_for
+from db.vectors import (
+    CODE_DIM,
+    FLAT_LIMIT,
+    IVF_FLAT_LIMIT,
+    NPROBE,
+    PQ_CODE,
+    VectorIndex,
+    auto_factory,
+    nprobe_for,
+)
 from indexer.build import index_collection
 from models.retrieval_features import IndexSettings, SettingsMismatchError, shingle_starts
 from retrieval.theme import parse_corpus_work
@@ -238,7 +247,30 @@ def test_vector_removal_and_factories():
 
     assert auto_factory(FLAT_LIMIT, 192) == "IDMap2,Flat"
     assert auto_factory(FLAT_LIMIT + 1, 192).startswith("IVF") and auto_factory(FLAT_LIMIT + 1, 192).endswith(",Flat")
-    assert auto_factory(IVF_FLAT_LIMIT + 1, 192).endswith(f"_HNSW32,{PQ_CODE}")
+    large = auto_factory(IVF_FLAT_LIMIT + 1, 192)
+    assert large.startswith(f"PCA{CODE_DIM},L2norm,IVF") and large.endswith(f"_HNSW32,{PQ_CODE}")
+    assert auto_factory(IVF_FLAT_LIMIT + 1, CODE_DIM).startswith("IVF")  # nothing to project
+
+
+def test_codes_of_the_principal_directions_serve_every_operation_of_the_index(tmp_path):
+    """The large collections' factory wraps its inverted file in a projection: lists are still
+    probed as :func:`nprobe_for` says, vectors added, found, removed by recording, saved and mapped."""
+    rng = np.random.default_rng(2)
+    basis = rng.standard_normal((CODE_DIM // 2, 192)).astype(np.float32)  # the data span fewer dimensions
+    data = (rng.standard_normal((6000, CODE_DIM // 2)).astype(np.float32) @ basis)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    factory = f"PCA{CODE_DIM},L2norm,IVF32_HNSW32,{PQ_CODE}"
+    index = VectorIndex.create(factory, 192, data)
+    assert index.lossy and index.dim == 192
+    index.add(3, np.arange(3000), data[:3000])
+    index.add(4, np.arange(3000), data[3000:])
+    _, rids, frames = index.search(data[[10, 4000]], 1)
+    assert faiss.try_extract_index_ivf(index.index).nprobe == nprobe_for(32)
+    assert rids[:, 0].tolist() == [3, 4] and frames[:, 0].tolist() == [10, 1000]
+    assert index.remove([3]) == 3000 and len(index) == 3000
+    index.save(tmp_path / "v.faiss")
+    mapped = VectorIndex.load(tmp_path / "v.faiss", factory, mmap=True)
+    assert len(mapped) == 3000 and mapped.search(data[[4000]], 1)[1][0, 0] == 4
 
 
 def test_an_inverted_file_of_many_lists_is_probed_deeper(monkeypatch):
