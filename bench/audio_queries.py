@@ -16,7 +16,8 @@ exists in two performances. For every score query of those movements, the same p
 
 beside the score query of the same passage on the same index (right: the real recording, or the
 rendering). Reported: MRR and top-1 of each, the scores of own-source matches and of the other
-performance (:data:`retrieval.excerpt.SELF_SIMILARITY` must lie between).
+performance (:data:`retrieval.excerpt.SELF_SIMILARITY` must lie between), and how many excerpts'
+first answers were marked confident, and of those how many were wrong.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
     outcomes = {"score_to_real": [], "score_to_rendering": [], "real_excerpt_to_rendering": [],
                 "rendered_excerpt_to_real": [], "real_excerpt_to_itself": []}
     self_scores, self_start_errors, other_scores = [], [], []
+    confident = {"right": 0, "wrong": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
             real, movement = row["recording"], row["recording"].split("_", 1)[1]
@@ -86,6 +88,7 @@ def main() -> None:
             outcomes["real_excerpt_to_itself"].append(rank_of(own, real))
             other = query(store, cut, QueryOptions(exclude_self=True))
             outcomes["real_excerpt_to_rendering"].append(rank_of(other, movement))
+            _count_confident(confident, other, movement)
             other_scores += [m.score for m in other.matches if Path(m.path).stem == movement]
             if own.matches and Path(own.matches[0].path).stem == real:
                 self_scores.append(own.matches[0].score)
@@ -99,6 +102,7 @@ def main() -> None:
             sf.write(cut, audio[movement][int(at * SAMPLE_RATE): int((at + length) * SAMPLE_RATE)], SAMPLE_RATE)
             other = query(store, cut, QueryOptions(exclude_self=True))
             outcomes["rendered_excerpt_to_real"].append(rank_of(other, real))
+            _count_confident(confident, other, real)
             other_scores += [m.score for m in other.matches if Path(m.path).stem == real]
     store.close()
     summary: dict = {name: {"queries": len(ranks), "mrr": float(np.mean([1 / r if r else 0 for r in ranks])),
@@ -107,9 +111,16 @@ def main() -> None:
     summary["self_scores"] = {"min": float(min(self_scores)), "median": float(np.median(self_scores))}
     summary["other_performance_scores"] = {"max": float(max(other_scores)), "median": float(np.median(other_scores))}
     summary["self_start_within_0.5s"] = float(np.mean(np.array(self_start_errors) <= 0.5))
+    summary["other_performance_confident"] = confident
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "outcomes": outcomes}, indent=2))
+
+
+def _count_confident(counts: dict, result, right: str) -> None:
+    """Add an excerpt's first answer to ``counts`` when it is marked confident, as right or wrong."""
+    if result.matches and result.matches[0].confident:
+        counts["right" if Path(result.matches[0].path).stem == right else "wrong"] += 1
 
 
 def passage_offset(movement: tuple[list, list], onsets: list[float], theme, start_s: float) -> float | None:

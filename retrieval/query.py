@@ -221,7 +221,7 @@ def _own_source(collection: SearchableIndex, excerpt: Excerpt, variants: list[Qu
     plain = next(v.features for v in variants if v.tempo_scale == 1.0 and v.transposition == 0)
 
     def own(recording_id: int, alignment: tuple[float, int, int, int]) -> bool:
-        if alignment[0] >= SELF_SIMILARITY and _same_audio(plain, collection.frames(recording_id), alignment[2]):
+        if alignment[0] >= SELF_SIMILARITY and _same_audio(plain, collection.frames(recording_id)):
             return True
         recording = collection.recording(recording_id)
         return recording is not None and Path(recording.path).resolve() == source
@@ -229,12 +229,14 @@ def _own_source(collection: SearchableIndex, excerpt: Excerpt, variants: list[Qu
     return own
 
 
-def _same_audio(excerpt: np.ndarray, recording: np.ndarray, near: int, reach: int = 6) -> bool:
-    """Whether ``excerpt`` ``(N, 12)`` lies in ``recording`` ``(M, 12)`` unwarped: at some start within
-    ``reach`` frames of ``near``, the mean cosine of frame pairs on the straight diagonal reaches
-    :data:`SAME_FRAMES`. Another performance drifts off any straight diagonal within seconds."""
+def _same_audio(excerpt: np.ndarray, recording: np.ndarray) -> bool:
+    """Whether ``excerpt`` ``(N, 12)`` lies in ``recording`` ``(M, 12)`` unwarped: at some start the
+    mean cosine of frame pairs on the straight diagonal reaches :data:`SAME_FRAMES`. Another
+    performance drifts off any straight diagonal within seconds. Every start is tried, not only
+    where the alignment put the excerpt: a passage that returns in its recording (a repeat) may align
+    best with its return, while the excerpt was cut from its first statement."""
     n = len(excerpt)
-    for start in range(max(0, near - reach), min(len(recording) - n, near + reach) + 1):
-        if float(np.mean(np.sum(excerpt * recording[start : start + n], axis=1))) >= SAME_FRAMES:
-            return True
-    return False
+    if n == 0 or len(recording) < n:
+        return False
+    windows = np.lib.stride_tricks.sliding_window_view(recording, (n, 12))[:, 0]  # (M − N + 1, N, 12)
+    return bool(np.einsum("wnc,nc->w", windows, excerpt).max() / n >= SAME_FRAMES)

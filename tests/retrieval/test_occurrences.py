@@ -178,7 +178,9 @@ def test_same_audio_needs_the_frames_unwarped():
     frames = rng.random((200, 12)) ** 4
     frames /= np.linalg.norm(frames, axis=1, keepdims=True)
     excerpt = frames[80:140]
-    assert _same_audio(excerpt, frames, near=84)  # the DTW start is a few frames off
-    assert not _same_audio(excerpt, frames, near=100)  # beyond reach
+    assert _same_audio(excerpt, frames)
+    returned = np.concatenate([frames, excerpt * 0.9 + 0.1 * frames[:60]])  # a looser return of the passage
+    assert _same_audio(excerpt, returned)  # found at its first statement, wherever the alignment went
+    assert not _same_audio(excerpt, frames[:100])  # only part of it there
     warped = np.repeat(excerpt, [2 if i % 5 == 0 else 1 for i in range(60)], axis=0)[:60]
-    assert not _same_audio(warped, frames, near=80)
+    assert not _same_audio(warped, frames)
